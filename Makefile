@@ -1,0 +1,70 @@
+# pymemtrace: the README's two commands are `make demo` and `make test`.
+# Every target bootstraps .venv by itself.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+CC ?= cc
+CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
+CORE_SRC := $(wildcard src/core/*.c)
+CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
+
+.PHONY: all venv install demo test ctest pytest bench sanitize clean system-deps
+
+all: install
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: requirements-dev.txt | $(VPY)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.deps
+
+system-deps:
+	@sh scripts/system-deps.sh
+
+# Build every C part with meson and install the package into .venv.
+install: venv
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson .
+
+build/ctest/%: tests/c/%.c $(CORE_SRC) $(wildcard src/core/*.h) tests/c/ctest.h
+	@mkdir -p build/ctest
+	$(CC) $(CFLAGS_C) -o $@ $< $(CORE_SRC) -lm -lpthread
+
+ctest: $(CTESTS)
+	@for t in $(CTESTS); do echo "== $$t"; $$t || exit 1; done
+
+pytest: install
+	cd tests && ../$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+
+test: system-deps install ctest pytest
+
+demo: install
+	$(VPY) examples/demo.py
+
+bench: install
+	$(VPY) bench/run_all.py
+
+# Everything under AddressSanitizer + UndefinedBehaviorSanitizer: the C unit
+# tests, then the whole pytest suite against a sanitized build in .venv-san.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: venv
+	rm -rf build/ctest-san
+	@mkdir -p build/ctest-san
+	@for t in $(wildcard tests/c/test_*.c); do \
+	    b=build/ctest-san/$$(basename $$t .c); \
+	    $(CC) $(CFLAGS_C) $(SAN_FLAGS) -o $$b $$t $(CORE_SRC) -lm -lpthread || exit 1; \
+	    echo "== $$b"; $$b || exit 1; done
+	test -x .venv-san/bin/python || $(PYTHON) -m venv --system-site-packages .venv-san
+	.venv-san/bin/python -m pip install -q -r requirements-dev.txt
+	.venv-san/bin/python -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson-san \
+	    -Csetup-args=-Db_sanitize=address,undefined -Csetup-args=-Db_lundef=false .
+	cd tests && PYMEMTRACE_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	    ../.venv-san/bin/pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .venv .venv-san

@@ -1,0 +1,23 @@
+#!/bin/sh
+# system-deps.sh: install the Debian packages the tests and benchmarks use
+# (bpftrace, gnuplot, clang's sanitizer runtime, valgrind) and mount tracefs,
+# when running as root on Debian.  Best effort: anything it cannot do leaves
+# the tests that need it to skip with a reason; it never fails the build.
+set -u
+want=""
+command -v bpftrace >/dev/null 2>&1 || want="$want bpftrace"
+command -v gnuplot >/dev/null 2>&1 || want="$want gnuplot-nox"
+command -v valgrind >/dev/null 2>&1 || want="$want valgrind"
+if [ "$(id -u)" != 0 ]; then
+    [ -n "$want" ] && echo "system-deps: not root; not installing:$want (tests needing them will skip)"
+    exit 0
+fi
+if [ -n "$want" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "system-deps: installing:$want"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $want) >/tmp/pymemtrace-apt.log 2>&1 \
+        || echo "system-deps: apt-get failed (see /tmp/pymemtrace-apt.log); tests needing$want will skip"
+fi
+if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/trace ]; then
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "system-deps: could not mount tracefs"
+fi
+exit 0
