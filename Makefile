@@ -37,7 +37,7 @@ ctest: $(CTESTS)
 	@for t in $(CTESTS); do echo "== $$t"; $$t || exit 1; done
 
 pytest: install
-	cd tests && ../$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+	cd tests && ../$(VPY) -m pytest -q -rs $(PYTEST_ARGS)
 
 test: system-deps install ctest pytest
 
@@ -57,14 +57,14 @@ sanitize: venv
 	    b=build/ctest-san/$$(basename $$t .c); \
 	    $(CC) $(CFLAGS_C) $(SAN_FLAGS) -o $$b $$t $(CORE_SRC) -lm -lpthread || exit 1; \
 	    echo "== $$b"; $$b || exit 1; done
-	test -x .venv-san/bin/python || $(PYTHON) -m venv --system-site-packages .venv-san
+	test -x .venv-san/bin/python || $(PYTHON) -m venv .venv-san
 	.venv-san/bin/python -m pip install -q -r requirements-dev.txt
 	.venv-san/bin/python -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson-san \
 	    -Csetup-args=-Db_sanitize=address,undefined -Csetup-args=-Db_lundef=false .
 	cd tests && PYMEMTRACE_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	    ../.venv-san/bin/pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
+	    ../.venv-san/bin/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf build .venv .venv-san

@@ -44,8 +44,8 @@ main(void)
         /* Child: shares the pages copy-on-write; release them and look. */
         munmap(p, n);
         int64_t rc = pmt_rss_current();
-        int64_t rparent_view = pmt_rss_current();
-        _exit(rc > 0 && rc < r1 - (int64_t)n / 2 && rparent_view == rc ? 0 : 1);
+        /* Reading the parent's statm would still show the 64 MiB. */
+        _exit(rc > 0 && rc < r1 - (int64_t)n / 2 ? 0 : 1);
     }
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
