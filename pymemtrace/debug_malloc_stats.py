@@ -85,6 +85,12 @@ def allocator() -> str:
 
 
 def _no_pymalloc_message() -> str:
+    import tracemalloc
+    if tracemalloc.is_tracing():
+        return ("debug_malloc_stats: tracemalloc is tracing, and was already tracing when "
+                "pymemtrace's debug_malloc_stats was first used, so the interpreter reports no "
+                "pymalloc statistics (it sees tracemalloc's hook, not pymalloc).  Import and use "
+                "debug_malloc_stats once before tracemalloc.start(), or stop tracemalloc.")
     return ("debug_malloc_stats: this interpreter does not use pymalloc for Python objects "
             "(PYTHONMALLOC=malloc or malloc_debug, or a build --without-pymalloc), so "
             "sys._debugmallocstats() reports no size classes, arenas or pools, only the "
@@ -245,9 +251,10 @@ class DiffSysDebugMallocStats(_mallocstats.Diff):
     """
 
     def __init__(self) -> None:
-        if _mallocstats.allocator() == "none":
-            raise PymallocUnavailableError(_no_pymalloc_message())
+        # Diff.__init__ takes a first (sizing) snapshot into before.
         super().__init__(SysDebugMallocStats(take=False), SysDebugMallocStats(take=False))
+        if not (self.before.pymalloc or self.before.mimalloc):
+            raise PymallocUnavailableError(_no_pymalloc_message())
 
     def size_class_deltas(self) -> typing.Dict[int, SizeClass]:
         """{index: SizeClass of deltas} for the classes the block changed."""

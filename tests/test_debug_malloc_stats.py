@@ -276,6 +276,34 @@ def test_without_pymalloc_gives_a_clear_message():
     assert "PYTHONMALLOC" in lines[2]
 
 
+def test_tracemalloc_started_before_first_use():
+    out = _run("""
+        import tracemalloc
+        d = keep = i = None   # bind the globals first: a new global made by `as d` may resize the dict
+        tracemalloc.start()
+        from pymemtrace import debug_malloc_stats as dms
+        try:
+            dms.DiffSysDebugMallocStats()
+        except dms.PymallocUnavailableError as err:
+            print("ERROR", err)
+        tracemalloc.stop()
+        with dms.DiffSysDebugMallocStats() as d:
+            pass
+        print(d.diff().strip())
+        tracemalloc.start()          # now pymalloc is known: works while tracing
+        keep = [None] * 50
+        with dms.DiffSysDebugMallocStats() as d:
+            for i in range(50):
+                keep[i] = 1j * i
+        print({i: c.blocks_in_use for i, c in d.size_class_deltas().items()})
+        tracemalloc.stop()
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ERROR debug_malloc_stats: tracemalloc is tracing")
+    assert lines[1:] == ["No change.", "{1: 50}"]
+
+
 # ---- other CPython versions' texts ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name,pool,arena,tuples,arena_map", [

@@ -59,6 +59,12 @@ static int
 write_pymalloc_stats(FILE *f)
 {
     int r = _PyObject_DebugMallocStats(f);
+    if (r && !have_pymalloc_allocator) {
+        /* pymalloc is the object allocator right now (nothing hooked):
+         * remember it (the import may have happened under tracemalloc). */
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &pymalloc_allocator);
+        have_pymalloc_allocator = 1;
+    }
     if (!r && have_pymalloc_allocator) {
         PyMemAllocatorEx current;
         PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &current);
