@@ -24,6 +24,11 @@ of one size class shows exactly +N blocks in use in that class.
 
 Python objects (the lists and named tuples below) are only built when you
 read a snapshot's attributes, after the block.
+
+The allocator is shared by the whole process: allocations made by other
+threads while the block runs are in the diff too.  ``as name`` binds after
+the first snapshot: at module level, binding a *new* global name can resize
+the module's dict (inside a function it allocates nothing).
 """
 from __future__ import annotations
 

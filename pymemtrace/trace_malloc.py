@@ -28,6 +28,11 @@ the traced block:
 ``diff`` is therefore the net traced memory allocated by the block's own
 code: the sum of ``size_diff`` over ``net_statistics``.
 
+tracemalloc traces every thread: allocations other threads make during the
+block are counted too.  Only ``trace_malloc.py`` itself counts as
+pymemtrace's own; allocations by other pymemtrace tools used inside the block
+are the block's.
+
 The process is left as found: if :mod:`tracemalloc` was not tracing on entry
 it is started for the block and stopped on exit; if it was already tracing
 (an outer :class:`TraceMalloc`, or the user's own ``tracemalloc.start()``),

@@ -212,6 +212,17 @@ def test_reuse_after_finish():
     assert d.diff() == "No change.\n"
 
 
+def test_diff_objects_are_collected():
+    import gc
+    for _ in range(50):
+        with dms.DiffSysDebugMallocStats() as d:
+            pass
+        d.diff()
+    del d
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, dms.DiffSysDebugMallocStats)]
+
+
 # ---- bad use -----------------------------------------------------------------------------------
 
 def test_diff_before_the_block_ended_is_an_error():
