@@ -28,6 +28,11 @@ the traced block:
 ``diff`` is therefore the net traced memory allocated by the block's own
 code: the sum of ``size_diff`` over ``net_statistics``.
 
+If tracemalloc was not tracing before the block, memory allocated before it
+and freed in the block is invisible (tracemalloc never saw it), so ``diff``
+then counts what the block allocated and kept; start tracing earlier (an
+outer ``TraceMalloc`` or ``tracemalloc.start()``) to see frees as negative.
+
 tracemalloc traces every thread: allocations other threads make during the
 block are counted too.  Only ``trace_malloc.py`` itself counts as
 pymemtrace's own; allocations by other pymemtrace tools used inside the block

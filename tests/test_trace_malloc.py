@@ -97,6 +97,13 @@ def test_frees_show_as_negative_when_already_tracing():
         tracemalloc.stop()
 
 
+def test_frees_of_objects_older_than_tracing_are_invisible():
+    big = bytearray(2 * MIB)            # allocated before tracemalloc started
+    with trace_malloc.TraceMalloc() as tm:
+        del big
+    assert abs(tm.diff) <= 1024
+
+
 def test_nesting():
     outer_keep, inner_keep = [], []
     with trace_malloc.TraceMalloc() as outer:

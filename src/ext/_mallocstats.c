@@ -103,7 +103,7 @@ static int
 run_writer(char **buf, size_t *cap, size_t *len, int *pymalloc)
 {
     for (;;) {
-        if (*buf == NULL || *cap < 2) {
+        if (*buf == NULL || *cap < INITIAL_TEXT_CAP) {
             size_t want = *cap < INITIAL_TEXT_CAP ? INITIAL_TEXT_CAP : *cap;
             char *nb = PyMem_RawRealloc(*buf, want);
             if (nb == NULL) {
