@@ -1,0 +1,305 @@
+"""Log a process's memory and CPU use at regular intervals, sampled in C.
+
+:func:`log_process` is a context manager (and a decorator) that samples a
+process -- by default this one -- every *interval* seconds on a C thread that
+never holds the GIL while it samples, and logs each sample as one JSON
+record through :mod:`logging`::
+
+    ProcessLoggingThread-JSON-START {"timestamp": "...", "memory_info": {...}, ...}
+    ProcessLoggingThread-JSON {"timestamp": "...", ...}
+    ProcessLoggingThread-JSON-STOP {"timestamp": "...", ...}
+
+The JSON object has the keys:
+
+``timestamp``
+    Local time the sample was taken, ``YYYY-MM-DD HH:MM:SS.ffffff``.  The
+    :class:`logging.LogRecord` of a sample is also dated at that time
+    (``record.created``), not at the time it reached the handler.
+``memory_info``
+    ``rss`` and ``vms`` (bytes); ``pfaults`` is the count of page faults,
+    which on Linux is minor plus major faults; ``pageins`` is the count of
+    major faults (faults that read a page from disk or swap).  Also, on
+    Linux, ``shared``, ``text`` and ``data`` (bytes, as in
+    ``/proc/PID/statm``); with ``status=True`` ``rss_peak`` (the kernel's
+    high-water mark) and ``swap``; with ``smaps=True`` ``pss`` and ``uss``
+    (proportional and unique set size, from ``/proc/PID/smaps_rollup``).
+``cpu_times``
+    ``user``, ``system``, ``children_user``, ``children_system`` in
+    seconds (Linux counts them in clock ticks, usually 1/100 s).
+``elapsed_time``
+    Seconds since the process started.
+``pid``, ``num_threads``
+    The process sampled and how many threads it has.
+``label``
+    Present when :func:`add_message_to_queue` queued a message: the next
+    sample carries it (the oldest message first, one per sample).
+
+Sampling and logging are decoupled: the sampler thread keeps its schedule
+even while Python code holds the GIL, and a second C thread hands the samples
+to :mod:`logging` in batches (at most *latency* seconds old, 0.1 s by
+default), one log record per sample, in order.  With ``output=PATH`` the
+records are written by C as JSON lines straight to a file and the GIL is
+never taken at all; that is also what ``pymemtrace process`` writes.
+
+Threads: the sampler measures the whole process (all threads).  Records
+sampled by the C thread are logged with the thread name ``ProcMon``; the
+STOP record comes from the thread that leaves the ``with`` block.  Several
+:func:`log_process` contexts may be active at once; each samples on its own.
+"""
+from __future__ import annotations
+
+import atexit
+import errno
+import functools
+import json
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+
+from pymemtrace import _process
+
+__all__ = ["log_process", "add_message_to_queue", "MAX_INTERVAL"]
+
+#: The longest interval accepted, in seconds (one day).
+MAX_INTERVAL = 86400.0
+#: The shortest interval accepted, in seconds (100 microseconds).
+MIN_INTERVAL = 1e-4
+
+PREFIX = "ProcessLoggingThread-JSON"
+_PREFIXES = {
+    _process.KIND_SAMPLE: PREFIX + " ",
+    _process.KIND_START: PREFIX + "-START ",
+    _process.KIND_STOP: PREFIX + "-STOP ",
+}
+_THREAD_NAME = "ProcMon"
+
+logger = logging.getLogger(__name__)
+
+# Samplers still running, stopped at interpreter exit (before finalization,
+# so their delivery threads never race the interpreter's teardown).  Strong
+# references: a context entered and forgotten still ends its log properly.
+_running: "set[log_process]" = set()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def add_message_to_queue(message: str) -> None:
+    """Queue *message* as the ``label`` of the next sample.
+
+    Messages are process-wide: the next sample taken by any running
+    :func:`log_process` carries the oldest waiting message (one per sample);
+    a message queued while none runs waits for the next one to start.
+    """
+    if not isinstance(message, str):
+        raise TypeError(f"message must be str, not {type(message).__name__}")
+    _process.add_message(message)
+
+
+def _check_interval(interval: Any) -> float:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(f"interval must be a number of seconds, not {type(interval).__name__}")
+    value = float(interval)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"interval must be > 0 seconds, not {interval!r}")
+    if value < MIN_INTERVAL:
+        raise ValueError(f"interval must be at least {MIN_INTERVAL} seconds, not {interval!r}")
+    if value > MAX_INTERVAL:
+        raise ValueError(f"interval must be at most {MAX_INTERVAL:.0f} seconds (one day), not {interval!r}")
+    return value
+
+
+def _check_pid(pid: Any) -> int:
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        raise TypeError(f"pid must be an int, not {type(pid).__name__}")
+    if pid == -1 or pid == 0:
+        return os.getpid()
+    if pid < 0:
+        raise ValueError(f"pid must be a process id or -1 for this process, not {pid}")
+    return pid
+
+
+def _check_level(level: Any) -> int:
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise TypeError(f"log_level must be an int such as logging.INFO, not {type(level).__name__}")
+    return level
+
+
+def open_sampler(pid: int, interval: float, **kwargs: Any) -> "_process.Sampler":
+    """A :class:`_process.Sampler` for *pid*, with errors that name the pid."""
+    try:
+        return _process.Sampler(pid, interval, **kwargs)
+    except ProcessLookupError:
+        raise ValueError(f"pid {pid}: no such process") from None
+    except PermissionError:
+        raise PermissionError(errno.EACCES, f"pid {pid}: permission denied reading /proc/{pid}") from None
+
+
+def _record_time_fields(created: float) -> Tuple[float, float]:
+    msecs = math.floor((created - math.floor(created)) * 1000.0)
+    start = logging._startTime  # type: ignore[attr-defined]
+    if start > 1e15:            # 3.13 keeps it in nanoseconds
+        start = start / 1e9
+    return float(msecs), (created - start) * 1000.0
+
+
+class log_process:
+    """Log process data every *interval* seconds while a block or function runs.
+
+    Use as ``with log_process(interval=0.5): ...`` or as a decorator,
+    ``@log_process(interval=0.5)``.  *pid* -1 means this process.  Records
+    go to *logger* (default ``logging.getLogger('pymemtrace.process')``) at
+    *log_level*; with *output* (a path) they are written by C as JSON lines
+    to that file instead, and *log_level* is unused.
+
+    Optional extras: *status* adds ``rss_peak`` and ``swap``, *smaps* adds
+    ``pss`` and ``uss`` (needs permission to read the process's memory map,
+    as its owner or root), *children* sums the process and its descendants
+    (adding ``nprocs``).  *latency* bounds how old a sample can be when it
+    reaches :mod:`logging` (or, with *output*, the file).
+
+    If a sampled process other than this one exits, sampling ends, a warning
+    is logged and the STOP record carries ``"error"``.
+    """
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        log_level: int = logging.INFO,
+        pid: int = -1,
+        *,
+        output: Optional[Union[str, "os.PathLike[str]"]] = None,
+        logger: Optional[logging.Logger] = None,
+        status: bool = False,
+        smaps: bool = False,
+        children: bool = False,
+        latency: float = 0.1,
+    ) -> None:
+        self.interval = _check_interval(interval)
+        self.log_level = _check_level(log_level)
+        self.pid = _check_pid(pid)
+        if logger is not None and not isinstance(logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
+        if not isinstance(latency, (int, float)) or isinstance(latency, bool) or not latency > 0:
+            raise ValueError(f"latency must be > 0 seconds, not {latency!r}")
+        self.output = os.fspath(output) if output is not None else None
+        self.logger = logger if logger is not None else globals()["logger"]
+        self.status = bool(status)
+        self.smaps = bool(smaps)
+        self.children = bool(children)
+        self.latency = float(latency)
+        self._sampler: Optional[_process.Sampler] = None
+        self._lock = threading.Lock()
+        #: Counters of the last run: samples taken, dropped (ring full),
+        #: missed (ticks skipped while the machine was too busy).
+        self.stats: dict = {}
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> "log_process":
+        with self._lock:
+            if self._sampler is not None:
+                raise RuntimeError("log_process is already running; use a new one (or the decorator)")
+            kwargs = dict(children=self.children, status=self.status, smaps=self.smaps,
+                          latency=self.latency)
+            if self.output is not None:
+                kwargs["path"] = self.output
+            else:
+                kwargs["callback"] = self._deliver
+            sampler = open_sampler(self.pid, self.interval, **kwargs)
+            self._sampler = sampler
+            sampler.start()
+            _running.add(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sampling and log (or write) the STOP record.  Idempotent."""
+        with self._lock:
+            sampler, self._sampler = self._sampler, None
+        if sampler is None:
+            return
+        _running.discard(self)
+        sampler.stop()
+        self.stats = sampler.stats()
+        ended_by = self.stats.get("errno", 0)
+        if ended_by and ended_by != errno.ESRCH:
+            self.logger.warning("pymemtrace.process: sampling pid %d stopped: %s",
+                                self.pid, os.strerror(ended_by))
+        if self.stats.get("dropped"):
+            self.logger.warning("pymemtrace.process: %d samples dropped (logging was "
+                                "blocked for too long)", self.stats["dropped"])
+        try:
+            created, text = sampler.sample(event="stop" if self.output else None)
+        except ProcessLookupError:
+            created = time.time()
+            text = json.dumps({
+                "timestamp": _local_timestamp(created), "pid": self.pid,
+                "error": "process exited",
+                **({"event": "stop"} if self.output else {}),
+            })
+            if not self.output:
+                self.logger.warning("pymemtrace.process: process %d exited", self.pid)
+        if self.output is not None:
+            sampler.write_line(text)
+            try:
+                sampler.close()
+            except OSError as err:
+                raise OSError(err.errno, f"writing {self.output}: {err.strerror}") from None
+        else:
+            self._emit(((created, _process.KIND_STOP, text),), threading.current_thread().name)
+
+    # -- decorator ---------------------------------------------------------
+    def _recreate(self) -> "log_process":
+        return log_process(self.interval, self.log_level, self.pid, output=self.output,
+                           logger=self.logger, status=self.status, smaps=self.smaps,
+                           children=self.children, latency=self.latency)
+
+    def __call__(self, func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"log_process decorates a callable, not {type(func).__name__}")
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._recreate():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    # -- delivery ------------------------------------------------------------
+    def _deliver(self, records: List[Tuple[float, int, str]]) -> None:
+        """Called by the C delivery thread (with the GIL) with a batch."""
+        self._emit(records, _THREAD_NAME)
+
+    def _emit(self, records, thread_name: str) -> None:
+        log = self.logger
+        level = self.log_level
+        if not log.isEnabledFor(level):
+            return
+        make, handle, name = log.makeRecord, log.handle, log.name
+        for created, kind, text in records:
+            rec = make(name, level, __file__, _EMIT_LINE, _PREFIXES[kind] + text, None, None, "log_process")
+            rec.created = created
+            rec.msecs, rec.relativeCreated = _record_time_fields(created)
+            rec.threadName = thread_name
+            handle(rec)
+
+
+_EMIT_LINE = log_process._emit.__code__.co_firstlineno + 10
+
+
+def _local_timestamp(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%Y-%m-%d %H:%M:%S", lt) + f".{int((t % 1) * 1e6):06d}"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for lp in list(_running):
+        try:
+            lp.stop()
+        except Exception:   # never break interpreter exit
+            pass
