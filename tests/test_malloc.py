@@ -1,0 +1,290 @@
+"""pymemtrace malloc: the LD_PRELOAD tracer end to end, against known allocations."""
+import json
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pymemtrace import _cli_malloc
+
+SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
+needs_preload = pytest.mark.skipif(
+    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
+                     "interposition (its core C is sanitized through tests/c)")
+
+PY = sys.executable
+
+
+def cli(*args, cwd=None, check=False):
+    p = subprocess.run([PY, "-m", "pymemtrace", "malloc", *args], capture_output=True,
+                       text=True, cwd=cwd)
+    if check and p.returncode != 0:
+        raise AssertionError(f"rc={p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def trace(tmp_path, source, *extra, name="w.py", out="w.cap"):
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(source))
+    cap = tmp_path / out
+    p = cli("-o", str(cap), *extra, "--", PY, str(script), cwd=tmp_path)
+    return p, cap, script
+
+
+def line_of(script, marker):
+    for i, text in enumerate(script.read_text().splitlines(), 1):
+        if marker in text:
+            return i
+    raise AssertionError(marker)
+
+
+def sites(report, script, function=None):
+    return [s for s in report["by_python_site"]
+            if s["file"] == str(script) and (function is None or s["function"] == function)]
+
+
+KNOWN = """\
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    N = 7
+    SIZE = 777_773
+
+    def c_allocs():
+        ptrs = []
+        for _ in range(N):
+            ptrs.append(libc.malloc(SIZE))  # C-MALLOC
+        return ptrs
+
+    def c_frees(ptrs):
+        for p in ptrs:
+            libc.free(p)
+
+    def leak():
+        return libc.malloc(424_243)  # LEAK
+
+    def py_big():
+        a = bytearray(10_000_000)  # PY-BIG
+        b = bytearray(5_000_000)   # PY-SMALLER
+        return len(a) + len(b)
+
+    c_frees(c_allocs())
+    leak()
+    py_big()
+    """
+
+
+@needs_preload
+def test_known_bytes_exact_sites_and_leak(tmp_path):
+    p, cap, script = trace(tmp_path, KNOWN)
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["complete"] and r["python_status"] == "on", r["warnings"]
+    by_line = {(s["function"], s["line"]): s for s in sites(r, script)}
+    c = by_line[("c_allocs", line_of(script, "C-MALLOC"))]
+    # ctypes' own call machinery allocates nothing from malloc at that line
+    assert (c["malloc_bytes"], c["malloc_count"]) == (7 * 777_773, 7)
+    assert c["live_count"] == 0      # all freed by c_frees
+    big = by_line[("py_big", line_of(script, "PY-BIG"))]
+    smaller = by_line[("py_big", line_of(script, "PY-SMALLER"))]
+    # a bytearray's buffer is one malloc of len + 1 (its trailing NUL)
+    assert (big["malloc_bytes"], big["malloc_count"]) == (10_000_001, 1)
+    assert (smaller["malloc_bytes"], smaller["malloc_count"]) == (5_000_001, 1)
+    assert r["peak_bytes"] >= 15_000_002
+    assert r["total_bytes"] >= 7 * 777_773 + 424_243 + 15_000_002
+    # the deliberate leak, at its function and line; nothing the program freed
+    leaks = {(s["file"], s["function"], s["line"]): s for s in r["leaks"]}
+    lk = leaks[(str(script), "leak", line_of(script, "LEAK"))]
+    assert (lk["bytes"], lk["count"]) == (424_243, 1)
+    assert not [k for k in leaks if k[0] == str(script) and k[1] in ("c_allocs", "py_big")]
+    # the largest single allocations, in order, with their state
+    top = r["largest"][:2]
+    assert [(b["size"], b["function"], b["freed"]) for b in top] == [
+        (10_000_001, "py_big", True), (5_000_001, "py_big", True)]
+
+
+@needs_preload
+def test_json_report_shape(tmp_path):
+    p, cap, script = trace(tmp_path, KNOWN)
+    assert p.returncode == 0, p.stderr
+    rep = cli("report", str(cap), "--json", check=True)
+    d = json.loads(rep.stdout)
+    for key in ("total_bytes", "peak_bytes", "by_python_site", "leaks"):
+        assert key in d
+    for s in d["by_python_site"] + d["leaks"]:
+        assert {"file", "line", "function", "bytes", "count"} <= set(s)
+    assert any(s["function"] == "leak" and s["bytes"] == 424_243 for s in d["leaks"])
+    text = cli("report", str(cap), check=True).stdout
+    assert f"{script}:{line_of(script, 'PY-BIG')} py_big" in text
+    assert "Leak candidates" in text and "Largest single allocations" in text
+
+
+@needs_preload
+def test_cross_check_with_tracemalloc(tmp_path):
+    """The same bytearray buffers, seen by tracemalloc in-process and by the tracer."""
+    src = """\
+    import tracemalloc
+    def make():
+        return [bytearray(1_234_567) for _ in range(3)]  # MAKE
+    tracemalloc.start()
+    keep = make()
+    snap = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    mine = [t for t in snap.traces if t.traceback[0].lineno == %d and t.size > 1_000_000]
+    print(sum(t.size for t in mine), len(mine))
+    """
+    script = tmp_path / "tm.py"
+    script.write_text(textwrap.dedent(src))
+    src = src % line_of(script, "MAKE")
+    p, cap, script = trace(tmp_path, src, name="tm.py")
+    assert p.returncode == 0, p.stderr
+    tm_bytes, tm_count = map(int, p.stdout.split())
+    r = _cli_malloc.load(str(cap))
+    assert (tm_bytes, tm_count) == (3 * 1_234_568, 3)
+    # tracemalloc's own bookkeeping mallocs land on the same line (it runs there
+    # too), so compare the big blocks: the largest allocations of the capture.
+    ours = [b["size"] for b in r["largest"]
+            if (b["file"], b["line"]) == (str(script), line_of(script, "MAKE"))
+            and b["size"] > 1_000_000]
+    assert (sum(ours), len(ours)) == (tm_bytes, tm_count)
+
+
+@needs_preload
+def test_threads_attributed_to_their_own_frames(tmp_path):
+    src = """\
+    import threading
+    def worker(n):
+        keep.append(bytearray(n))  # WORKER
+    def main_side():
+        keep.append(bytearray(2_222_221))  # MAIN
+    keep = []
+    ts = [threading.Thread(target=worker, args=(3_000_000 + i,)) for i in range(4)]
+    for t in ts: t.start()
+    main_side()
+    for t in ts: t.join()
+    """
+    p, cap, script = trace(tmp_path, src)
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    w = [s for s in sites(r, script, "worker") if s["line"] == line_of(script, "WORKER")]
+    m = [s for s in sites(r, script, "main_side") if s["line"] == line_of(script, "MAIN")]
+    assert w[0]["malloc_count"] == 4
+    assert w[0]["malloc_bytes"] == sum(3_000_001 + i for i in range(4))
+    assert (m[0]["malloc_bytes"], m[0]["malloc_count"]) == (2_222_222, 1)
+
+
+@needs_preload
+def test_exit_code_and_output_unchanged(tmp_path):
+    p, cap, _ = trace(tmp_path, "import sys\nprint('hello from the program')\nsys.exit(7)\n")
+    assert p.returncode == 7
+    assert p.stdout == "hello from the program\n"
+    assert cap.exists()
+
+
+def test_command_not_found(tmp_path):
+    p = cli("-o", str(tmp_path / "x.cap"), "--", "no-such-command-pymemtrace")
+    assert p.returncode == 127
+    assert "command not found: no-such-command-pymemtrace" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "x.cap").exists()
+
+
+def test_unwritable_capture_fails_before_running(tmp_path):
+    marker = tmp_path / "ran"
+    p = cli("-o", str(tmp_path / "no" / "such" / "dir" / "x.cap"), "--",
+            PY, "-c", f"open({str(marker)!r}, 'w')")
+    assert p.returncode == 2
+    assert "cannot write the capture" in p.stderr and "No such file or directory" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not marker.exists()
+
+
+def test_no_command_is_a_user_error():
+    p = cli()
+    assert p.returncode == 2 and "no command given" in p.stderr
+
+
+# ---- the reader on captures written by hand (no preload needed) ----------------
+
+HDR = struct.Struct("<8sIIIIIIQII16s")
+REC = struct.Struct("<QQQIi")
+
+
+def header(record_size=32, flags=0):
+    return HDR.pack(b"PMTMALC\0", 1, 64, record_size, flags, 4242, 1, 0, 0x01020304, 4096,
+                    bytes(16))
+
+
+def rec(seq, kind, a=0, b=0, code=0, line=-1):
+    return REC.pack(seq << 8 | kind, a, b, code, line)
+
+
+def code_def(cid, filename, name, firstlineno=1):
+    payload = filename.encode() + b"\0" + name.encode() + b"\0"
+    pad = (-len(payload)) % 32
+    return REC.pack(32, 0x1000, len(payload), cid, firstlineno) + payload + bytes(pad)
+
+
+def synthetic():
+    """Two 'threads' whose buffers were written out of order; a reused address."""
+    t1 = code_def(1, "app.py", "f") + rec(1, 1, 0x1000, 100, 1, 10) + rec(3, 16, 0x1000)
+    t2 = (code_def(2, "app.py", "g") + rec(2, 1, 0x2000, 50, 2, 20)
+          + rec(4, 1, 0x1000, 70, 2, 21)       # 0x1000 reused after its free
+          + rec(5, 5, 0x100000, 8192, 2, 22)    # an arena
+          + rec(6, 18, 0x101000, 4096))          # munmap of its second half
+    end = REC.pack(35, 6, 0, 0, -1)
+    meta = REC.pack(34, 0x030B07F0, 0, 1, -1)
+    return header() + meta + t2 + t1 + end
+
+
+def write(tmp_path, data, name="s.cap"):
+    f = tmp_path / name
+    f.write_bytes(data)
+    return str(f)
+
+
+def test_reader_orders_events_across_thread_buffers(tmp_path):
+    r = _cli_malloc.load(write(tmp_path, synthetic()))
+    assert r["complete"] and r["warnings"] == []
+    by = {(s["function"], s["line"]): s for s in r["by_python_site"]}
+    assert by[("f", 10)]["bytes"] == 100 and by[("f", 10)]["live_count"] == 0
+    assert by[("g", 21)]["live_bytes"] == 70     # the reuse is live, not freed
+    assert by[("g", 22)]["mmap_bytes"] == 8192 and by[("g", 22)]["live_bytes"] == 4096
+    assert r["total_bytes"] == 100 + 50 + 70 + 8192
+    assert r["peak_bytes"] == 50 + 70 + 8192
+    assert r["live_bytes"] == 50 + 70 + 4096
+
+
+def test_reader_truncated_capture_reports_what_it_has(tmp_path):
+    data = synthetic()
+    cut = data[:len(data) - 32 - 32 - 7]     # no END, no last free, part of a record
+    path = write(tmp_path, cut)
+    r = _cli_malloc.load(path)
+    assert not r["complete"] and r["trailing_bytes"] == 32 - 7
+    assert any("no end record" in w for w in r["warnings"])
+    p = cli("report", path)
+    assert p.returncode == 0 and "warning: the capture has no end record" in p.stdout
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "empty capture"),
+    (b"hello world, not a capture at all" * 3, "bad magic"),
+    (b"PMTMALC\0" + bytes(10), "cut short inside its header"),
+])
+def test_reader_rejects_bad_captures(tmp_path, data, message):
+    path = write(tmp_path, data)
+    with pytest.raises(ValueError, match=message):
+        _cli_malloc.load(path)
+    p = cli("report", path)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_report_missing_file(tmp_path):
+    p = cli("report", str(tmp_path / "nope.cap"))
+    assert p.returncode == 2 and "no such capture" in p.stderr
