@@ -1,0 +1,102 @@
+/* cpmtlog.h: the text of a cPyMemTrace log, independent of Python.
+ *
+ * One concern: turning events and notes into the seed's log layout through a
+ * pmt_logwriter, and naming default log files.  The layout (also in the
+ * README) is: an optional message, the header row, then NEXT:/PREV: rows and
+ * "# " notes, ending with a "# END ..." line:
+ *
+ *       Event dEvent  Clock    What     File    #line Function      RSS           dRSS
+ * NEXT: 0     +0      0.066718 CALL     test.py #   9 create_string  9101312      9101312
+ *
+ * A row is formatted into a stack buffer and handed to the writer in one
+ * piece: no allocation, no stdio.
+ */
+#ifndef PMT_CPMTLOG_H
+#define PMT_CPMTLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "logwriter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Event kinds, numbered as the interpreter numbers them (PyTrace_CALL ...). */
+enum {
+    PMT_EV_CALL = 0,
+    PMT_EV_EXCEPTION = 1,
+    PMT_EV_LINE = 2,
+    PMT_EV_RETURN = 3,
+    PMT_EV_C_CALL = 4,
+    PMT_EV_C_EXCEPTION = 5,
+    PMT_EV_C_RETURN = 6,
+    PMT_EV_OPCODE = 7,
+};
+
+/* The seed's header row (without the newline). */
+extern const char pmt_cpmt_header[];
+
+/* The name of an event kind ("CALL", "C_RETURN", ...); "?" if unknown. */
+const char *pmt_cpmt_what_name(int what);
+
+/* One row as written.  file/function need not be NUL-terminated; file may be
+ * a full path (only its basename is written). */
+typedef struct pmt_cpmt_row {
+    int next;               /* 1: "NEXT:", 0: "PREV:" */
+    int64_t event;
+    int64_t d_event;
+    int64_t clock_ns;       /* written as seconds with 6 decimals */
+    int what;
+    const char *file;
+    size_t file_len;
+    int line;
+    const char *function;
+    size_t function_len;
+    int64_t rss;
+    int64_t d_rss;
+} pmt_cpmt_row;
+
+/* Format a row (with its newline) into out, which must hold at least
+ * PMT_CPMT_ROW_MAX bytes.  Names longer than PMT_CPMT_NAME_MAX are cut
+ * (the end of a file name is kept, the start of a function name).
+ * Returns the length written. */
+#define PMT_CPMT_NAME_MAX 256
+#define PMT_CPMT_ROW_MAX (160 + 2 * PMT_CPMT_NAME_MAX)
+size_t pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row);
+
+/* Write the optional message (verbatim, a newline added if missing) and the
+ * header row. */
+void pmt_cpmt_write_start(pmt_logwriter *w, const char *message, size_t len);
+void pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row);
+/* A user message in the middle of a log: verbatim, newline added if missing. */
+void pmt_cpmt_write_message(pmt_logwriter *w, const char *message, size_t len);
+/* "# DETACH event=N clock=S depth=D log=PATH" */
+void pmt_cpmt_write_detach(pmt_logwriter *w, int64_t event, int64_t clock_ns,
+                           int depth, const char *path);
+/* "# RESUME event=N clock=S" */
+void pmt_cpmt_write_resume(pmt_logwriter *w, int64_t event, int64_t clock_ns);
+/* "# END events=N clock=S rss=B rss_peak=B exit=WHY" */
+void pmt_cpmt_write_end(pmt_logwriter *w, int64_t events, int64_t clock_ns,
+                        int64_t rss, int64_t rss_peak, const char *why);
+
+/* The default log name YYYYMMDD_HHMMSS_PID_K_n_PY<version>[-suffix].log
+ * (local time t, K = 'P' or 'T', suffix 0 = none) into out (NUL-terminated).
+ * Returns the length, or -1 if it does not fit. */
+int pmt_cpmt_default_name(char *out, size_t cap, time_t t, pid_t pid, char kind,
+                          int depth, const char *version, int suffix);
+
+/* Create a new default-named log in directory dir ("" or NULL: the current
+ * directory) without ever touching an existing file: O_EXCL, and on EEXIST
+ * the next suffix (-1, -2, ... up to -9999).  The chosen path goes to path
+ * (NUL-terminated).  Returns 0, or -1 with errno set. */
+int pmt_cpmt_open_default(pmt_logwriter *w, char *path, size_t cap, const char *dir,
+                          time_t t, pid_t pid, char kind, int depth, const char *version);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PMT_CPMTLOG_H */
