@@ -237,16 +237,16 @@ decide_free_accounting(void)
     raw_free_usable = !debug;
 }
 
+/* Make sure each wrapper is in its domain's chain: install it if it never
+ * was, or if someone took it out (tracemalloc.stop() restores what it saw
+ * before it started, which may predate us).  Cheap when ours is on top. */
 static void
-hooks_acquire(void)
+hooks_ensure(void)
 {
-    if (hook_users++ == 0 && !installed_raw && !installed_mem && !installed_obj
-            && !installed_arena) {
-        decide_free_accounting();
-    }
     PyMemAllocatorEx cur;
-    if (!installed_raw || !raw_hook_in_chain()) {
-        PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &orig_raw);
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &cur);
+    if (cur.malloc != hook_raw_malloc && (!installed_raw || !raw_hook_in_chain())) {
+        orig_raw = cur;
         /* Our ctx is the original's: a thread that reads the domain while it
          * is being replaced (raw calls need no GIL) sees a consistent pair. */
         cur = (PyMemAllocatorEx){orig_raw.ctx, hook_raw_malloc, hook_raw_calloc,
@@ -254,26 +254,42 @@ hooks_acquire(void)
         PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &cur);
         installed_raw = 1;
     }
-    if (!installed_mem || !block_hook_in_chain(PYMEM_DOMAIN_MEM)) {
-        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &orig_mem);
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &cur);
+    if (cur.malloc != hook_mem_malloc
+            && (!installed_mem || !block_hook_in_chain(PYMEM_DOMAIN_MEM))) {
+        orig_mem = cur;
         cur = (PyMemAllocatorEx){orig_mem.ctx, hook_mem_malloc, hook_mem_calloc,
                                  hook_mem_realloc, hook_mem_free};
         PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &cur);
         installed_mem = 1;
     }
-    if (!installed_obj || !block_hook_in_chain(PYMEM_DOMAIN_OBJ)) {
-        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &orig_obj);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &cur);
+    if (cur.malloc != hook_obj_malloc
+            && (!installed_obj || !block_hook_in_chain(PYMEM_DOMAIN_OBJ))) {
+        orig_obj = cur;
         cur = (PyMemAllocatorEx){orig_obj.ctx, hook_obj_malloc, hook_obj_calloc,
                                  hook_obj_realloc, hook_obj_free};
         PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &cur);
         installed_obj = 1;
     }
-    if (!installed_arena || !arena_hook_in_chain()) {
-        PyObject_GetArenaAllocator(&orig_arena);
-        PyObjectArenaAllocator a = {orig_arena.ctx, hook_arena_alloc, hook_arena_free};
+    PyObjectArenaAllocator a;
+    PyObject_GetArenaAllocator(&a);
+    if (a.alloc != hook_arena_alloc && (!installed_arena || !arena_hook_in_chain())) {
+        orig_arena = a;
+        a = (PyObjectArenaAllocator){orig_arena.ctx, hook_arena_alloc, hook_arena_free};
         PyObject_SetArenaAllocator(&a);
         installed_arena = 1;
     }
+}
+
+static void
+hooks_acquire(void)
+{
+    if (hook_users++ == 0 && !installed_raw && !installed_mem && !installed_obj
+            && !installed_arena) {
+        decide_free_accounting();
+    }
+    hooks_ensure();
 }
 
 /* When the last user goes, take each wrapper out if it is still on top (if
@@ -478,6 +494,9 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     int64_t now = pmt_monotonic_ns();
     int64_t rss = self->rss;
     if (self->exact || pmt_gate_due(&self->gate, now)) {
+        if (!self->exact) {
+            hooks_ensure();     /* someone may have taken the counters away */
+        }
         int64_t v = pmt_rss_current();
         if (v >= 0) {
             rss = self->rss = v;

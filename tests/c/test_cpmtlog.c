@@ -1,0 +1,168 @@
+/* test_cpmtlog.c: unit tests for src/core/cpmtlog.c and src/core/rssgate.c. */
+#include "ctest.h"
+#include "cpmtlog.h"
+#include "rssgate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static pmt_logwriter w;   /* 64 KiB: keep off the stack */
+
+static char *
+slurp(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static pmt_cpmt_row
+row_of(int next, int64_t ev, int64_t dev, int64_t ns, int what, const char *file, int line,
+       const char *fn, int64_t rss, int64_t drss)
+{
+    pmt_cpmt_row r = {next, ev, dev, ns, what, file, file ? strlen(file) : 0, line,
+                      fn, fn ? strlen(fn) : 0, rss, drss};
+    return r;
+}
+
+static void
+test_rows(void)
+{
+    char buf[PMT_CPMT_ROW_MAX + 1];
+    pmt_cpmt_row r = row_of(1, 0, 0, 66718000, PMT_EV_CALL, "/home/u/test.py", 9,
+                            "create_string", 9101312, 9101312);
+    size_t n = pmt_cpmt_format_row(buf, &r);
+    buf[n] = '\0';
+    CHECK_EQ_STR(buf, "NEXT: 0     +0      0.066718 CALL     test.py #   9 create_string  9101312      9101312\n");
+    r = row_of(0, 4, 3, 67285999, PMT_EV_CALL, "test.py", 9, "create_string", 10153984, 0);
+    n = pmt_cpmt_format_row(buf, &r);
+    buf[n] = '\0';
+    CHECK_EQ_STR(buf, "PREV: 4     +3      0.067285 CALL     test.py #   9 create_string 10153984            0\n");
+    r = row_of(1, 59, 1, 84531000, PMT_EV_C_RETURN, "test.py", 66, "pop", 17526784, -1052672);
+    n = pmt_cpmt_format_row(buf, &r);
+    buf[n] = '\0';
+    CHECK_EQ_STR(buf, "NEXT: 59    +1      0.084531 C_RETURN test.py #  66 pop           17526784     -1052672\n");
+    /* spaces in a file name stay (the reader splits on " #"); in a function name they do
+     * not; missing names are "?"; long clocks and event numbers just widen their field */
+    r = row_of(1, 1234567, 1234567, 12345678901234, PMT_EV_C_EXCEPTION,
+               "<frozen importlib._bootstrap>", 1, "a b\n", 1, 2);
+    n = pmt_cpmt_format_row(buf, &r);
+    buf[n] = '\0';
+    CHECK_EQ_STR(buf, "NEXT: 1234567 +1234567 12345.678901 C_EXCEPTION <frozen importlib._bootstrap> #   1 a_b_                 1            2\n");
+    r = row_of(1, 0, 0, 0, 99, NULL, -1, "", 0, 0);
+    n = pmt_cpmt_format_row(buf, &r);
+    buf[n] = '\0';
+    CHECK_EQ_STR(buf, "NEXT: 0     +0      0.000000 ?        ? #  -1 ?                    0            0\n");
+    /* a very long name is cut to PMT_CPMT_NAME_MAX and the row still fits */
+    static char longname[2000];
+    memset(longname, 'x', sizeof longname - 1);
+    r = row_of(1, 0, 0, 0, PMT_EV_LINE, longname, 1, longname, 0, 0);
+    n = pmt_cpmt_format_row(buf, &r);
+    CHECK(n <= PMT_CPMT_ROW_MAX);
+    CHECK_EQ_STR(pmt_cpmt_what_name(PMT_EV_LINE), "LINE");
+    CHECK_EQ_STR(pmt_cpmt_what_name(PMT_EV_EXCEPTION), "EXCEPTION");
+}
+
+static void
+test_log_and_names(const char *dir)
+{
+    static char buf[1 << 16];
+    char path[512];
+    /* a fixed local time so the name is known */
+    setenv("TZ", "UTC", 1);
+    tzset();
+    time_t t = 1731009527;  /* 2024-11-07 19:58:47 UTC */
+    CHECK(pmt_cpmt_default_name(path, sizeof path, t, 62264, 'P', 2, "3.13.0b3", 0) > 0);
+    CHECK_EQ_STR(path, "20241107_195847_62264_P_2_PY3.13.0b3.log");
+    CHECK(pmt_cpmt_default_name(path, sizeof path, t, 1, 'T', 1, "3.11.7", 12) > 0);
+    CHECK_EQ_STR(path, "20241107_195847_1_T_1_PY3.11.7-12.log");
+    CHECK_EQ_INT(pmt_cpmt_default_name(path, 20, t, 1, 'T', 1, "3.11.7", 0), -1);
+
+    /* never overwrite: the second and third opens get suffixes */
+    char p1[512], p2[512], p3[512];
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    pmt_cpmt_write_start(&w, "hello", 5);
+    pmt_cpmt_row r = row_of(1, 0, 0, 1000, PMT_EV_CALL, "x.py", 1, "f", 4096, 4096);
+    pmt_cpmt_write_row(&w, &r);
+    pmt_cpmt_write_message(&w, "note\n", 5);
+    pmt_cpmt_write_detach(&w, 1, 2000000, 2, "/tmp/inner.log");
+    pmt_cpmt_write_resume(&w, 1, 3500000);
+    pmt_cpmt_write_end(&w, 2, 4000000, 8192, 12288, NULL);
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p2, sizeof p2, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p3, sizeof p3, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);
+    CHECK(strstr(p1, "/20241107_195847_7_P_1_PY3.11.7.log") != NULL);
+    CHECK(strstr(p2, "/20241107_195847_7_P_1_PY3.11.7-1.log") != NULL);
+    CHECK(strstr(p3, "/20241107_195847_7_P_1_PY3.11.7-2.log") != NULL);
+    CHECK_EQ_STR(slurp(p1, buf, sizeof buf),
+                 "hello\n"
+                 "      Event dEvent  Clock    What     File    #line Function      RSS           dRSS\n"
+                 "NEXT: 0     +0      0.000001 CALL     x.py #   1 f                 4096         4096\n"
+                 "note\n"
+                 "# DETACH event=1 clock=0.002000 depth=2 log=/tmp/inner.log\n"
+                 "# RESUME event=1 clock=0.003500\n"
+                 "# END events=2 clock=0.004000 rss=8192 rss_peak=12288 exit=ok\n");
+    CHECK_EQ_STR(slurp(p2, buf, sizeof buf), "");
+    unlink(p1);
+    unlink(p2);
+    unlink(p3);
+    /* a missing directory fails with ENOENT, not a loop of suffixes */
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/no/such", dir);
+    errno = 0;
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, missing, t, 7, 'P', 1, "3"), -1);
+    CHECK_EQ_INT(errno, ENOENT);
+}
+
+static void
+test_gate(void)
+{
+    pmt_gate g;
+    pmt_gate_init(&g, 4096, 64, 3, 0);
+    int64_t now = pmt_monotonic_ns();
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    pmt_gate_add_bytes(4095);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* third event: the event bound */
+    pmt_gate_mark(&g, now);
+    pmt_gate_add_bytes(4095);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    pmt_gate_add_bytes(1);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* bytes */
+    pmt_gate_mark(&g, now);
+    pmt_gate_add_blocks(-10);
+    pmt_gate_add_blocks(10 + 63);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    pmt_gate_add_blocks(1);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* live small blocks rose by 64 */
+    pmt_gate_init(&g, 4096, 64, 0, 1000000);
+    CHECK_EQ_INT(pmt_gate_due(&g, g.ns + 999999), 0);
+    CHECK_EQ_INT(pmt_gate_due(&g, g.ns + 1000000), 1);   /* time */
+    pmt_gate_init(&g, 4096, 64, 0, 0);
+    int reads = 0;
+    for (int i = 0; i < 100000; i++) {
+        reads += pmt_gate_due(&g, g.ns + i * 1000000000LL);   /* both bounds off */
+    }
+    CHECK_EQ_INT(reads, 0);
+    CHECK(pmt_monotonic_ns() >= now);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/pmt_cpmt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    test_rows();
+    test_log_and_names(dir);
+    test_gate();
+    rmdir(dir);
+    CTEST_MAIN_END();
+}
