@@ -222,6 +222,9 @@ def _warnings(r: Dict[str, Any]) -> List[str]:
         out.append("the capture has no end record: the program crashed, was killed, called "
                    "exec or _exit, so the last buffered events are missing and 'live at "
                    "exit' over-counts")
+    if r["ended_by_exec"]:
+        out.append("this process then called exec: the program it became wrote its own "
+                   "capture (see the list 'pymemtrace malloc' printed)")
     if r["trailing_bytes"]:
         out.append(f"the capture ends with {r['trailing_bytes']} bytes of a cut-short or "
                    "corrupt record; everything before it was read")

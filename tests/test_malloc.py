@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -36,8 +37,9 @@ def trace(tmp_path, source, *extra, name="w.py", out="w.cap"):
 
 
 def line_of(script, marker):
+    """The line carrying the comment '# MARKER' (a whole word)."""
     for i, text in enumerate(script.read_text().splitlines(), 1):
-        if marker in text:
+        if re.search(r"# " + re.escape(marker) + r"(\s|$)", text):
             return i
     raise AssertionError(marker)
 
@@ -288,3 +290,181 @@ def test_reader_rejects_bad_captures(tmp_path, data, message):
 def test_report_missing_file(tmp_path):
     p = cli("report", str(tmp_path / "nope.cap"))
     assert p.returncode == 2 and "no such capture" in p.stderr
+
+
+# ---- every entry point, processes, native callers -------------------------------
+
+ENTRY_POINTS = """\
+    import ctypes, mmap
+    libc = ctypes.CDLL(None)
+    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    for name, res, args in [("malloc", vp, [sz]), ("calloc", vp, [sz, sz]),
+                            ("realloc", vp, [vp, sz]), ("reallocarray", vp, [vp, sz, sz]),
+                            ("aligned_alloc", vp, [sz, sz]), ("memalign", vp, [sz, sz]),
+                            ("valloc", vp, [sz]), ("pvalloc", vp, [sz]),
+                            ("posix_memalign", ctypes.c_int, [ctypes.POINTER(vp), sz, sz]),
+                            ("free", None, [vp]),
+                            ("mmap", vp, [vp, sz, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                          ctypes.c_long]),
+                            ("munmap", ctypes.c_int, [vp, sz])]:
+        f = getattr(libc, name)
+        f.restype, f.argtypes = res, args
+
+    def every_entry_point():
+        keep = []
+        keep.append(libc.calloc(3, 100_003))                 # CALLOC
+        p = libc.malloc(100_019)                             # GROW-MALLOC
+        p = libc.realloc(p, 200_003)                         # REALLOC
+        p = libc.reallocarray(p, 7, 50_021)                  # REALLOCARRAY
+        libc.free(p)                                         # FREE
+        out = vp()
+        assert libc.posix_memalign(ctypes.byref(out), 64, 100_043) == 0  # POSIX-MEMALIGN
+        keep.append(out.value)
+        keep.append(libc.aligned_alloc(256, 100_096))        # ALIGNED-ALLOC
+        keep.append(libc.memalign(4096, 100_057))            # MEMALIGN
+        keep.append(libc.valloc(100_069))                    # VALLOC
+        keep.append(libc.pvalloc(100_073))                   # PVALLOC
+        for q in keep:
+            libc.free(q)                                     # FREE-ALL
+        m = libc.mmap(None, 5 * 4096, 3, 0x22, -1, 0)        # MMAP (PRIVATE|ANONYMOUS)
+        libc.munmap(m + 4096, 4096)                          # MUNMAP-PART
+        libc.munmap(m, 5 * 4096)                             # MUNMAP-REST
+        with mmap.mmap(-1, 3 * 4096) as mm:                  # PY-MMAP
+            mm[0] = 1
+
+    every_entry_point()
+    """
+
+
+@needs_preload
+def test_every_entry_point(tmp_path):
+    p, cap, script = trace(tmp_path, ENTRY_POINTS)
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    at = {s["line"]: s for s in sites(r, script, "every_entry_point")}
+
+    def site(marker):
+        return at[line_of(script, marker)]
+
+    expect = {"CALLOC": 300_009, "GROW-MALLOC": 100_019, "REALLOC": 200_003,
+              "REALLOCARRAY": 7 * 50_021, "POSIX-MEMALIGN": 100_043,
+              "ALIGNED-ALLOC": 100_096, "MEMALIGN": 100_057, "VALLOC": 100_069,
+              "PVALLOC": 100_073}
+    for marker, size in expect.items():
+        s = site(marker)
+        assert (marker, s["malloc_bytes"], s["malloc_count"]) == (marker, size, 1)
+        assert s["live_count"] == 0, marker     # every block was freed
+    assert site("MMAP")["mmap_bytes"] == 5 * 4096 and site("MMAP")["live_bytes"] == 0
+    assert site("PY-MMAP")["mmap_bytes"] == 3 * 4096 and site("PY-MMAP")["live_bytes"] == 0
+    kinds = {(b["size"], b["kind"]) for b in r["largest"]}
+    assert (7 * 50_021, "realloc") in kinds and (300_009, "calloc") in kinds
+
+
+FORK = """\
+    import os, sys
+    def parent_side():
+        return bytearray(1_000_003)  # PARENT
+    def child_side():
+        return bytearray(3_000_017)  # CHILD
+    keep = parent_side()
+    pid = os.fork()
+    if pid == 0:
+        keep2 = child_side()
+        os._exit(5)                  # no destructors: the tracer still writes its tail
+    _, status = os.waitpid(pid, 0)
+    print("child exit", os.waitstatus_to_exitcode(status))
+    """
+
+
+@needs_preload
+def test_fork_child_writes_its_own_capture(tmp_path):
+    p, cap, script = trace(tmp_path, FORK)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "child exit 5\n"
+    children = list(tmp_path.glob("w.cap.*"))
+    assert len(children) == 1, children
+    parent = _cli_malloc.load(str(cap))
+    child = _cli_malloc.load(str(children[0]))
+    assert child["ppid"] == parent["pid"] and child["complete"]
+    assert [s["malloc_bytes"] for s in sites(parent, script, "parent_side")] == [1_000_004]
+    assert sites(parent, script, "child_side") == []        # never in the parent's capture
+    assert [s["malloc_bytes"] for s in sites(child, script, "child_side")] == [3_000_018]
+    assert sites(child, script, "parent_side") == []
+
+
+EXEC = """\
+    import os, sys
+    def before():
+        return bytearray(1_000_033)  # BEFORE
+    keep = before()
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-c",
+             "def after():\\n    return bytearray(2_000_039)\\nk = after()\\nprint('after exec')"])
+    """
+
+
+@needs_preload
+def test_exec_keeps_behaviour_and_the_last_program_owns_the_capture(tmp_path):
+    p, cap, script = trace(tmp_path, EXEC)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "after exec\n"
+    last = _cli_malloc.load(str(cap))
+    assert [(s["function"], s["malloc_bytes"]) for s in last["by_python_site"]
+            if s["file"] == "<string>" and s["function"] == "after"] == [("after", 2_000_040)]
+    aside = list(tmp_path.glob("w.cap.*"))
+    assert len(aside) == 1
+    first = _cli_malloc.load(str(aside[0]))
+    assert first["pid"] == last["pid"] and first["ended_by_exec"]
+    assert [s["malloc_bytes"] for s in sites(first, script, "before")] == [1_000_034]
+    assert "other processes wrote 1 capture" in p.stderr
+
+
+@needs_preload
+def test_a_shell_that_runs_python_and_a_failed_exec(tmp_path):
+    """A launcher script: the shell's capture is set aside, Python's is FILE."""
+    script = tmp_path / "w.py"
+    script.write_text(textwrap.dedent("""\
+        import os
+        try:
+            os.execv("/nonexistent/program", ["x"])
+        except OSError:
+            pass
+        def still_traced():
+            return bytearray(1_500_007)
+        k = still_traced()
+        """))
+    launcher = tmp_path / "run.sh"
+    launcher.write_text(f"#!/bin/sh\nexec {PY} {script}\n")
+    launcher.chmod(0o755)
+    cap = tmp_path / "s.cap"
+    p = cli("-o", str(cap), "--", str(launcher), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["python_status"] == "on" and r["complete"] and not r["ended_by_exec"]
+    assert [s["malloc_bytes"] for s in sites(r, script, "still_traced")] == [1_500_008]
+
+
+@needs_preload
+def test_native_callers(tmp_path):
+    src = """\
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.strdup.restype = ctypes.c_void_p
+    libc.strdup.argtypes = [ctypes.c_char_p]
+    text = b"x" * 98_764
+    def dup():
+        return [libc.strdup(text) for _ in range(3)]  # DUP
+    dup()
+    """
+    p, cap, script = trace(tmp_path, src, "--native")
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["native"]
+    dups = [b for b in r["largest"] if b["size"] == 98_765]
+    assert len(dups) == 3
+    for b in dups:
+        assert (b["function"], b["line"]) == ("<listcomp>", line_of(script, "DUP"))
+        assert b["native"].startswith("libc.so.6!") and "strdup" in b["native"]
+    text = cli("report", str(cap), check=True).stdout
+    assert "native callers by bytes" in text and "strdup" in text
+    assert any("strdup" in n["symbol"] for n in r["by_native_site"])

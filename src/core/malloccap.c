@@ -543,6 +543,7 @@ scan(reader *rd)
         }
         else if (kind == PMT_MC_END) {
             r->complete = 1;
+            r->ended_by_exec = h->code == PMT_MC_END_EXEC;
             r->dropped += h->b;
             off += rs;
         }

@@ -70,7 +70,13 @@ enum {
                                  * 8-byte end address, path NUL */
     PMT_MC_META = 34,           /* a = Python version hex (0: none), code = attribution
                                  * status (PMT_MC_PY_*), payload: none */
-    PMT_MC_END = 35,            /* clean end: a = events written, b = events dropped */
+    PMT_MC_END = 35,            /* clean end: a = events written, b = events dropped,
+                                 * code = PMT_MC_END_* (why it ended) */
+};
+
+enum {
+    PMT_MC_END_EXIT = 0,        /* exit, _exit or the end of the process */
+    PMT_MC_END_EXEC = 1,        /* the process called exec: its next program writes on */
 };
 
 /* Python attribution status carried by PMT_MC_META. */
@@ -145,6 +151,7 @@ typedef struct pmt_mc_report {
     uint32_t python_status;
     /* integrity */
     int complete;               /* an END record was found */
+    int ended_by_exec;          /* ... saying the process called exec */
     uint64_t trailing_bytes;    /* bytes after the last whole record (cut short) */
     uint64_t seq_gaps;          /* sequence numbers never seen (lost buffers) */
     uint64_t dropped;           /* events the writer reported dropping */

@@ -117,7 +117,8 @@ to_dict(const pmt_mc_report *r)
     }
     Py_DECREF(o);
     if (PyDict_SetItemString(d, "native", (r->flags & PMT_MC_FLAG_NATIVE) ? Py_True : Py_False) < 0 ||
-        PyDict_SetItemString(d, "complete", r->complete ? Py_True : Py_False) < 0) {
+        PyDict_SetItemString(d, "complete", r->complete ? Py_True : Py_False) < 0 ||
+        PyDict_SetItemString(d, "ended_by_exec", r->ended_by_exec ? Py_True : Py_False) < 0) {
         goto error;
     }
     o = sites_list(r->py_sites, r->n_py_sites, 0);

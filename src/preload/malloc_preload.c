@@ -37,6 +37,7 @@
 #include <internal/pycore_frame.h>
 
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,6 +74,13 @@ static struct {
     void *(*mmap)(void *, size_t, int, int, int, off_t);
     void *(*mmap64)(void *, size_t, int, int, int, off_t);
     int (*munmap)(void *, size_t);
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execv)(const char *, char *const[]);
+    int (*execvp)(const char *, char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    void (*exit_)(int);
+    void (*Exit_)(int);
 } real;
 
 /* 0: not resolved, 1: resolving (dlsym may allocate), 2: resolved */
@@ -140,6 +148,13 @@ resolve_real(void)
     if (!real.mmap64) {
         real.mmap64 = real.mmap;
     }
+    real.execve = dlsym(RTLD_NEXT, "execve");
+    real.execv = dlsym(RTLD_NEXT, "execv");
+    real.execvp = dlsym(RTLD_NEXT, "execvp");
+    real.execvpe = dlsym(RTLD_NEXT, "execvpe");
+    real.fexecve = dlsym(RTLD_NEXT, "fexecve");
+    real.exit_ = dlsym(RTLD_NEXT, "_exit");
+    real.Exit_ = dlsym(RTLD_NEXT, "_Exit");
     atomic_store(&resolve_state, 2);
 }
 
@@ -163,6 +178,7 @@ static int g_write_err;
 static pid_t g_pid;
 static char g_path[PATH_MAX];
 static char g_path_used[PATH_MAX + 32];
+static int g_owns_main;                 /* this image created g_path itself */
 static pthread_mutex_t g_write_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_code_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -292,8 +308,10 @@ open_capture(void)
     int fd = -1;
     size_t plen = strlen(g_path);
     memcpy(g_path_used, g_path, plen + 1);
+    g_owns_main = 0;
     if (!g_open_pending) {
         fd = open(g_path_used, flags, 0644);
+        g_owns_main = fd >= 0;
     }
     for (unsigned k = 0; fd < 0 && (k == 0 || errno == EEXIST) && k < 100; k++) {
         /* PATH.<pid>, then PATH.<pid>.<k> */
@@ -1012,7 +1030,7 @@ flush_all(void)
 }
 
 static void
-write_end(void)
+write_end(uint32_t reason)
 {
     tbuf *tb = get_tbuf();
     if (!tb) {
@@ -1028,6 +1046,7 @@ write_end(void)
     r->seq_kind = PMT_MC_END;
     r->a = atomic_load(&g_events);
     r->b = atomic_load(&g_dropped);
+    r->code = reason;
     r->line = -1;
     tb_unlock(tb);
 }
@@ -1155,7 +1174,7 @@ pmt_preload_fini(void)
     }
     t_guard++;
     atomic_store(&g_on, 0);
-    write_end();
+    write_end(PMT_MC_END_EXIT);
     pthread_mutex_lock(&g_reg_lock);
     flush_all();
     pthread_mutex_unlock(&g_reg_lock);
@@ -1167,4 +1186,200 @@ pmt_preload_fini(void)
     g_write_err = EBADF;    /* late events are dropped, not written */
     pthread_mutex_unlock(&g_write_lock);
     t_guard--;
+}
+
+/* ---- exec and _exit -----------------------------------------------------------
+ *
+ * exec replaces this image without running destructors, and _exit skips
+ * them: both would lose the buffered tail.  Before either, the buffers are
+ * written out with an END record.  Before an exec the image that created the
+ * capture path also moves its capture aside (to PATH.<pid>.<k>, never
+ * overwriting anything) so that the program it becomes, which keeps the pid,
+ * writes PATH: the capture at PATH is the last program the traced process
+ * ran (a shell or launcher script that execs Python leaves Python's capture
+ * at PATH).  If the exec fails, everything is put back and tracing goes on.
+ * A vfork child (it shares our memory; getpid() differs) does nothing here.
+ */
+
+static char g_path_aside[PATH_MAX + 32];
+
+static int
+finish_image(uint32_t reason)
+{
+    if (!atomic_load(&g_on) || t_guard || getpid() != g_pid) {
+        return 0;
+    }
+    t_guard++;
+    atomic_store(&g_on, 0);
+    write_end(reason);
+    pthread_mutex_lock(&g_reg_lock);
+    flush_all();
+    pthread_mutex_unlock(&g_reg_lock);
+    int moved = 0;
+    if (reason == PMT_MC_END_EXEC && g_owns_main) {
+        size_t plen = strlen(g_path);
+        for (unsigned k = 1; k < 100 && !moved; k++) {
+            memcpy(g_path_aside, g_path, plen);
+            size_t n = plen;
+            g_path_aside[n++] = '.';
+            put_u(g_path_aside, &n, (unsigned long)g_pid);
+            g_path_aside[n++] = '.';
+            put_u(g_path_aside, &n, k);
+            g_path_aside[n] = '\0';
+            if (link(g_path, g_path_aside) == 0) {
+                if (unlink(g_path) == 0) {
+                    moved = 1;
+                }
+                else {
+                    unlink(g_path_aside);
+                    break;
+                }
+            }
+            else if (errno != EEXIST) {
+                break;
+            }
+        }
+    }
+    t_guard--;
+    return moved ? 2 : 1;
+}
+
+/* exec failed: put the capture back and trace on (the END record stays:
+ * the reader treats records after it as more of the same capture). */
+static void
+exec_failed(int state)
+{
+    int e = errno;
+    if (state == 2 && link(g_path_aside, g_path) == 0) {
+        unlink(g_path_aside);
+    }
+    if (state) {
+        atomic_store(&g_on, 1);
+    }
+    errno = e;
+}
+
+EXPORT int
+execve(const char *path, char *const argv[], char *const envp[])
+{
+    if (UNLIKELY(!real.execve)) {
+        resolve_real();
+    }
+    int st = finish_image(PMT_MC_END_EXEC);
+    int r = real.execve(path, argv, envp);
+    exec_failed(st);
+    return r;
+}
+
+EXPORT int
+execv(const char *path, char *const argv[])
+{
+    if (UNLIKELY(!real.execv)) {
+        resolve_real();
+    }
+    int st = finish_image(PMT_MC_END_EXEC);
+    int r = real.execv(path, argv);
+    exec_failed(st);
+    return r;
+}
+
+EXPORT int
+execvp(const char *file, char *const argv[])
+{
+    if (UNLIKELY(!real.execvp)) {
+        resolve_real();
+    }
+    int st = finish_image(PMT_MC_END_EXEC);
+    int r = real.execvp(file, argv);
+    exec_failed(st);
+    return r;
+}
+
+EXPORT int
+execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    if (UNLIKELY(!real.execvpe)) {
+        resolve_real();
+    }
+    int st = finish_image(PMT_MC_END_EXEC);
+    int r = real.execvpe(file, argv, envp);
+    exec_failed(st);
+    return r;
+}
+
+EXPORT int
+fexecve(int fd, char *const argv[], char *const envp[])
+{
+    if (UNLIKELY(!real.fexecve)) {
+        resolve_real();
+    }
+    int st = finish_image(PMT_MC_END_EXEC);
+    int r = real.fexecve(fd, argv, envp);
+    exec_failed(st);
+    return r;
+}
+
+/* execl, execlp, execle: gather the arguments and use the vector forms. */
+#define GATHER_ARGS(first, ap, argv) \
+    size_t argc_ = 1; \
+    va_start(ap, first); \
+    while (va_arg(ap, char *) != NULL) { \
+        argc_++; \
+    } \
+    va_end(ap); \
+    char *argv[argc_ + 1]; \
+    argv[0] = (char *)(first); \
+    va_start(ap, first); \
+    for (size_t i_ = 1; i_ <= argc_; i_++) { \
+        argv[i_] = va_arg(ap, char *); \
+    }
+
+EXPORT int
+execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    va_end(ap);
+    return execv(path, argv);
+}
+
+EXPORT int
+execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    va_end(ap);
+    return execvp(file, argv);
+}
+
+EXPORT int
+execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    return execve(path, argv, envp);
+}
+
+EXPORT void
+_exit(int status)
+{
+    if (UNLIKELY(!real.exit_)) {
+        resolve_real();
+    }
+    finish_image(PMT_MC_END_EXIT);
+    real.exit_(status);
+    __builtin_unreachable();
+}
+
+EXPORT void
+_Exit(int status)
+{
+    if (UNLIKELY(!real.Exit_)) {
+        resolve_real();
+    }
+    finish_image(PMT_MC_END_EXIT);
+    real.Exit_(status);
+    __builtin_unreachable();
 }
