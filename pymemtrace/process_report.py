@@ -1,0 +1,329 @@
+"""Read, tabulate and plot the logs that :mod:`pymemtrace.process` writes.
+
+Two forms are read, mixed freely in one file:
+
+* the seed's: records inside ordinary application log lines, anywhere in the
+  line after ``ProcessLoggingThread-JSON``, ``-START`` or ``-STOP``;
+* JSON lines, as ``pymemtrace process`` and ``log_process(output=...)``
+  write them (an ``"event"`` key marks the first and last record).
+
+Lines that are neither (other log messages, garbage) are skipped and
+counted; a truncated last line (the traced program died mid-write) is
+skipped and reported.  Nothing here needs more than the standard library,
+except :func:`plot_matplotlib`, which needs matplotlib.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from typing import Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
+
+__all__ = ["Record", "ProcessLog", "read_log", "parse_lines", "table", "write_gnuplot", "plot_matplotlib"]
+
+_SEED_RE = re.compile(r"ProcessLoggingThread-JSON(-START|-STOP)? (\{.*)$")
+
+
+@dataclasses.dataclass
+class Record:
+    """One sample (or a STOP note without data) from a process log."""
+
+    kind: str                   # "START", "SAMPLE" or "STOP"
+    time: float                 # seconds since the epoch (from "timestamp")
+    pid: int
+    data: dict                  # the whole JSON object
+    line: int                   # 1-based line number in the log
+
+    @property
+    def has_memory(self) -> bool:
+        return isinstance(self.data.get("memory_info"), dict)
+
+    def mem(self, key: str, default: float = float("nan")) -> float:
+        mi = self.data.get("memory_info") or {}
+        v = mi.get(key, default)
+        return float(v) if isinstance(v, (int, float)) else default
+
+    def cpu(self, key: str) -> float:
+        ct = self.data.get("cpu_times") or {}
+        v = ct.get(key, float("nan"))
+        return float(v) if isinstance(v, (int, float)) else float("nan")
+
+    @property
+    def label(self) -> Optional[str]:
+        lab = self.data.get("label")
+        return lab if isinstance(lab, str) else None
+
+
+@dataclasses.dataclass
+class ProcessLog:
+    """What :func:`read_log` found."""
+
+    records: List[Record]
+    skipped: int = 0                        # lines that were not records
+    bad: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, why), records that were malformed
+    truncated: bool = False                 # the last line was cut short
+
+    @property
+    def samples(self) -> List[Record]:
+        return [r for r in self.records if r.has_memory]
+
+    @property
+    def labels(self) -> List[Tuple[float, str]]:
+        return [(r.time, r.label) for r in self.records if r.label is not None]
+
+
+def _parse_time(text: object) -> Optional[float]:
+    if not isinstance(text, str):
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_lines(lines: Iterable[str]) -> ProcessLog:
+    """Parse the lines of a log (see the module docstring)."""
+    log = ProcessLog(records=[])
+    last_line_no = 0
+    last_failed_json = False
+    for no, raw in enumerate(lines, 1):
+        last_line_no = no
+        line = raw.rstrip("\r\n")
+        last_failed_json = False
+        m = _SEED_RE.search(line)
+        if m:
+            kind = (m.group(1) or "-SAMPLE")[1:]
+            text = m.group(2)
+        elif line.lstrip().startswith("{"):
+            kind = None
+            text = line.strip()
+        else:
+            if line.strip():
+                log.skipped += 1
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            last_failed_json = True
+            log.bad.append((no, "not valid JSON"))
+            continue
+        if not isinstance(data, dict):
+            log.bad.append((no, "not a JSON object"))
+            continue
+        t = _parse_time(data.get("timestamp"))
+        pid = data.get("pid")
+        if t is None or not isinstance(pid, int):
+            log.bad.append((no, "no timestamp or pid"))
+            continue
+        if kind is None:
+            event = data.get("event")
+            kind = {"start": "START", "stop": "STOP"}.get(event, "SAMPLE")
+        log.records.append(Record(kind=kind, time=t, pid=pid, data=data, line=no))
+    # a last line that is cut short is a truncation, not garbage
+    if last_failed_json and log.bad and log.bad[-1][0] == last_line_no:
+        log.bad.pop()
+        log.truncated = True
+    return log
+
+
+def read_log(path: str) -> ProcessLog:
+    """Read a process log file.  Raises OSError if it cannot be read."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        return parse_lines(f)
+
+
+# ---- table -----------------------------------------------------------------
+
+def _fmt_int(v: float) -> str:
+    return "" if math.isnan(v) else f"{int(v):,d}"
+
+
+def _fmt_s(v: float) -> str:
+    return "" if math.isnan(v) else f"{v:.2f}"
+
+
+def table(log: ProcessLog, out: TextIO) -> None:
+    """Write a table of the samples, one row per record, then a summary."""
+    recs = log.records
+    if not recs:
+        out.write("No process records found.\n")
+        return
+    t0 = recs[0].time
+    many_pids = len({r.pid for r in recs}) > 1
+    head = ["Event", "Time(s)", "Timestamp"] + (["PID"] if many_pids else []) + [
+        "RSS", "dRSS", "VMS", "PFaults", "PageIns", "User(s)", "Sys(s)", "Label"]
+    rows: List[List[str]] = []
+    prev: Dict[int, float] = {}
+    for r in recs:
+        rss = r.mem("rss")
+        if r.has_memory:
+            d = rss - prev[r.pid] if r.pid in prev else 0.0
+            prev[r.pid] = rss
+            drss = f"{int(d):+,d}"
+        else:
+            drss = ""
+        label = r.label or ""
+        if "error" in r.data:
+            label = (label + " " if label else "") + f"[{r.data['error']}]"
+        row = [r.kind, f"{r.time - t0:.3f}", str(r.data.get("timestamp", ""))]
+        if many_pids:
+            row.append(str(r.pid))
+        row += [_fmt_int(rss), drss, _fmt_int(r.mem("vms")), _fmt_int(r.mem("pfaults")),
+                _fmt_int(r.mem("pageins")), _fmt_s(r.cpu("user")), _fmt_s(r.cpu("system")), label]
+        rows.append(row)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    right = {"Time(s)", "PID", "RSS", "dRSS", "VMS", "PFaults", "PageIns", "User(s)", "Sys(s)"}
+
+    def fmt(cells: Sequence[str]) -> str:
+        parts = []
+        for i, c in enumerate(cells):
+            if head[i] == "Label":
+                parts.append(c)
+            elif head[i] in right:
+                parts.append(c.rjust(widths[i]))
+            else:
+                parts.append(c.ljust(widths[i]))
+        return "  ".join(parts).rstrip() + "\n"
+
+    out.write(fmt(head))
+    for row in rows:
+        out.write(fmt(row))
+    samples = log.samples
+    out.write("\n")
+    if samples:
+        peak = max(samples, key=lambda r: r.mem("rss"))
+        low = min(samples, key=lambda r: r.mem("rss"))
+        out.write(f"{len(samples)} samples over {recs[-1].time - t0:.3f} s; "
+                  f"RSS min {_fmt_int(low.mem('rss'))} at {low.time - t0:.3f} s, "
+                  f"max {_fmt_int(peak.mem('rss'))} at {peak.time - t0:.3f} s, "
+                  f"last {_fmt_int(samples[-1].mem('rss'))}.\n")
+    notes = []
+    if log.skipped:
+        notes.append(f"{log.skipped} other lines skipped")
+    if log.bad:
+        notes.append(f"{len(log.bad)} malformed records skipped (first at line {log.bad[0][0]})")
+    if log.truncated:
+        notes.append("the last line was truncated")
+    if notes:
+        out.write("Note: " + "; ".join(notes) + ".\n")
+
+
+# ---- plots -------------------------------------------------------------------
+
+def _dat_rows(log: ProcessLog) -> Tuple[List[str], List[List[float]]]:
+    samples = log.samples
+    t0 = log.records[0].time if log.records else 0.0
+    cols = ["time_s", "rss_mib", "vms_mib", "pfaults", "pageins", "user_s", "system_s"]
+    extra = [k for k in ("pss", "uss") if any(not math.isnan(s.mem(k)) for s in samples)]
+    cols += [f"{k}_mib" for k in extra]
+    rows = []
+    for s in samples:
+        row = [s.time - t0, s.mem("rss") / 2**20, s.mem("vms") / 2**20, s.mem("pfaults"),
+               s.mem("pageins"), s.cpu("user"), s.cpu("system")]
+        row += [s.mem(k) / 2**20 for k in extra]
+        rows.append(row)
+    return cols, rows
+
+
+def _gp_quote(text: str) -> str:
+    # gnuplot single-quoted strings: '' is a quote, no other escapes
+    return "'" + text.replace("'", "''").replace("\n", " ") + "'"
+
+
+def write_gnuplot(log: ProcessLog, out_dir: str, name: str, title: str = "") -> Tuple[str, str, Optional[str]]:
+    """Write NAME.dat and NAME.plt into out_dir and, if gnuplot is on PATH,
+    run it to make NAME.png.  Returns (dat, plt, png or None)."""
+    os.makedirs(out_dir, exist_ok=True)
+    dat = os.path.join(out_dir, name + ".dat")
+    plt = os.path.join(out_dir, name + ".plt")
+    png = os.path.join(out_dir, name + ".png")
+    cols, rows = _dat_rows(log)
+    with open(dat, "w") as f:
+        f.write("# pymemtrace process: " + " ".join(cols) + "\n")
+        for row in rows:
+            f.write(" ".join(f"{v:.6f}" if not math.isnan(v) else "NaN" for v in row) + "\n")
+    t0 = log.records[0].time if log.records else 0.0
+    lines = [
+        "# gnuplot script written by pymemtrace process plot",
+        "set terminal pngcairo size 1200,700 noenhanced",
+        f"set output {_gp_quote(os.path.basename(png))}",
+        f"set title {_gp_quote(title or 'Process memory over time')}",
+        "set xlabel 'Time (s)'",
+        "set ylabel 'Memory (MiB)'",
+        "set y2label 'CPU time (s)'",
+        "set y2tics",
+        "set ytics nomirror",
+        "set grid",
+        "set key top left",
+        "set yrange [0:*]",
+    ]
+    for k, (t, text) in enumerate(log.labels):
+        x = t - t0
+        lines.append(f"set arrow {k + 1} from {x:.6f}, graph 0 to {x:.6f}, graph 1 nohead lc rgb 'gray50' dt 2")
+        lines.append(f"set label {k + 1} {_gp_quote(text)} at {x:.6f}, graph 0.98 rotate by 90 right "
+                     "font ',8' tc rgb 'gray30' offset -0.6,0")
+    plots = [f"{_gp_quote(os.path.basename(dat))} using 1:2 with lines lw 2 title 'RSS'"]
+    for i, c in enumerate(cols[7:], 8):
+        plots.append(f"'' using 1:{i} with lines title {_gp_quote(c[:-4].upper())}")
+    plots.append("'' using 1:($6+$7) axes x1y2 with lines dt 3 title 'CPU user+system (right)'")
+    lines.append("plot " + ", \\\n     ".join(plots))
+    with open(plt, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    made = None
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot and rows:
+        r = subprocess.run([gnuplot, os.path.basename(plt)], cwd=out_dir,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode == 0 and os.path.exists(png):
+            made = png
+        else:
+            raise RuntimeError(f"gnuplot failed: {r.stderr.strip()[:500]}")
+    return dat, plt, made
+
+
+def plot_matplotlib(log: ProcessLog, path: str, title: str = "") -> str:
+    """Draw RSS (and PSS/USS when logged) over time with the labels as
+    markers on the time axis into a PNG.  Raises ImportError without
+    matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols, rows = _dat_rows(log)
+    fig, ax = plt.subplots(figsize=(12, 7))
+    try:
+        t = [r[0] for r in rows]
+        ax.plot(t, [r[1] for r in rows], lw=2, label="RSS")
+        for i, c in enumerate(cols[7:], 7):
+            ax.plot(t, [r[i] for r in rows], label=c[:-4].upper())
+        ax.set_xlabel("Time (s)")
+        ax.set_ylabel("Memory (MiB)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax2 = ax.twinx()
+        ax2.plot(t, [r[5] + r[6] for r in rows], ls=":", color="gray", label="CPU user+system")
+        ax2.set_ylabel("CPU time (s)")
+        t0 = log.records[0].time if log.records else 0.0
+        for lt, text in log.labels:
+            x = lt - t0
+            ax.axvline(x, color="gray", ls="--", lw=0.8)
+            ax.text(x, 0.98, text, rotation=90, va="top", ha="right", fontsize=8,
+                    color="dimgray", transform=ax.get_xaxis_transform())
+        ax.plot([lt - t0 for lt, _ in log.labels], [0] * len(log.labels), "v", color="red",
+                clip_on=False, label="labels" if log.labels else None)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="upper left")
+        ax.set_title(title or "Process memory over time")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
