@@ -194,8 +194,9 @@ def test_output_write_error_mid_run(tmp_path):
 def test_permission_denied_as_another_user(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (to run the command as user nobody against a root process)")
+    # import everything first: nobody may not be able to read the stdlib
     code = ("import os, sys; from pymemtrace import cli, _cli_process, process_report; "
-            "os.setgid(65534); os.setuid(65534); "
+            "cli.build_parser(); os.setgid(65534); os.setuid(65534); "
             f"sys.exit(cli.main(['process', '--pid', '{os.getpid()}', '--smaps', '-o', '-']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert_user_error(r, f"permission denied reading /proc/{os.getpid()}")
