@@ -1,0 +1,478 @@
+"""``pymemtrace bpftrace``: run the Linux versions of the DTrace scripts and report.
+
+``list`` names the scripts, ``run`` checks what bpftrace needs (the program,
+privileges, tracefs, a Python with USDT probes), runs one script against a
+process or a command and saves its output, and ``report`` turns that output
+into tables sorted by bytes (or JSON).  No per-event work happens in Python:
+bpftrace writes straight into the output file.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import mmap
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from pymemtrace import bpftrace_report
+from pymemtrace.cli import UserError
+
+#: Python executables known to carry the USDT probes, for the error messages.
+KNOWN_USDT_PYTHON = "/usr/bin/python3.11"
+TRACEFS = "/sys/kernel/tracing"
+DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
+
+# bpftrace settings: 128-byte strings keep most paths whole and fit the BPF
+# stack; maps hold up to 32768 keys; 1 MiB of perf buffer per CPU for the
+# scripts that print every event.
+_BPFTRACE_ENV = {
+    "BPFTRACE_STRLEN": "128",
+    "BPFTRACE_MAP_KEYS_MAX": "32768",
+    "BPFTRACE_PERF_RB_PAGES": "256",
+}
+# Noise bpftrace prints on kernels that account BPF memory to cgroups.
+_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK|ulimit -l")
+
+
+# ---- the scripts ------------------------------------------------------------------------------
+
+def scripts_dir() -> Path:
+    """Where the .bt scripts are: installed package data, else the source tree."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "bpftrace", here.parent / "scripts" / "bpftrace"):
+        if cand.is_dir() and any(cand.glob("*.bt")):
+            return cand
+    raise UserError(f"the bpftrace scripts are missing (looked in {here / 'bpftrace'}); "
+                    "reinstall pymemtrace")
+
+
+def script_names() -> List[str]:
+    return sorted(p.stem for p in scripts_dir().glob("*.bt"))
+
+
+def script_path(name: str) -> Path:
+    names = script_names()
+    if name not in names:
+        raise UserError(f"unknown script {name!r}; choose one of: {', '.join(names)}")
+    return scripts_dir() / f"{name}.bt"
+
+
+def script_summary(path: Path) -> str:
+    """The one-line description from the script's header comment."""
+    for line in path.read_text().splitlines()[:5]:
+        m = re.match(r"^\s*\*\s*\S+\.bt\s+-\s+(.*)$", line)
+        if m:
+            return m.group(1).strip()
+    return ""
+
+
+# ---- what bpftrace needs ------------------------------------------------------------------------
+
+def find_bpftrace() -> str:
+    """The bpftrace executable ($PYMEMTRACE_BPFTRACE, else PATH)."""
+    explicit = os.environ.get("PYMEMTRACE_BPFTRACE")
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise UserError(f"bpftrace not found: PYMEMTRACE_BPFTRACE={explicit} is not an "
+                        "executable file")
+    found = shutil.which("bpftrace")
+    if not found:
+        raise UserError("bpftrace not found on PATH; install it (Debian/Ubuntu: "
+                        "apt-get install bpftrace)")
+    return found
+
+
+def _effective_caps() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def check_privileges() -> None:
+    """Root, CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, else a UserError."""
+    if os.geteuid() == 0:
+        return
+    caps = _effective_caps()
+    cap_sys_admin, cap_perfmon, cap_bpf = 21, 38, 39
+    if caps >> cap_sys_admin & 1 or (caps >> cap_bpf & 1 and caps >> cap_perfmon & 1):
+        return
+    raise UserError("bpftrace needs root (or CAP_BPF and CAP_PERFMON): run "
+                    "'sudo pymemtrace bpftrace run ...'")
+
+
+def _tracefs_mounted() -> bool:
+    return any(os.path.exists(os.path.join(d, "trace")) for d in (TRACEFS, DEBUGFS_TRACING))
+
+
+def ensure_tracefs() -> None:
+    """tracefs mounted, mounting it at /sys/kernel/tracing when root, else a UserError."""
+    if _tracefs_mounted():
+        return
+    if os.geteuid() == 0 and os.path.isdir(TRACEFS):
+        r = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS],
+                           capture_output=True, text=True)
+        if _tracefs_mounted():
+            return
+        why = (r.stderr or r.stdout).strip().splitlines()
+        raise UserError(f"tracefs is not mounted and 'mount -t tracefs nodev {TRACEFS}' "
+                        f"failed: {why[0] if why else 'exit ' + str(r.returncode)}")
+    raise UserError(f"tracefs is not mounted; as root run: mount -t tracefs nodev {TRACEFS}")
+
+
+def has_python_usdt(path: str) -> bool:
+    """Whether the ELF file at path carries CPython's USDT probes (python:function__entry)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return False
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                # A stapsdt note holds "stapsdt\0", addresses, then
+                # "provider\0name\0args\0".
+                return m.find(b"stapsdt\0") >= 0 and m.find(b"python\0function__entry\0") >= 0
+    except (OSError, ValueError):
+        return False
+
+
+def _libpythons_of_pid(pid: int) -> List[str]:
+    libs = []
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and "libpython" in os.path.basename(parts[5].strip()):
+                    p = parts[5].strip()
+                    if p not in libs:
+                        libs.append(p)
+    except OSError:
+        pass
+    return libs
+
+
+def _libpythons_of_exe(exe: str) -> List[str]:
+    try:
+        r = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    libs = []
+    for line in r.stdout.splitlines():
+        m = re.search(r"=>\s*(\S*libpython\S*)", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def _no_usdt(what: str) -> UserError:
+    return UserError(f"{what} has no Python USDT probes (python:function__entry): the "
+                     f"scripts need a Python built with --with-dtrace, such as "
+                     f"{KNOWN_USDT_PYTHON}")
+
+
+def target_pid(pid: int) -> Tuple[str, str]:
+    """(executable, file with the USDT probes) of a running process."""
+    if pid <= 0:
+        raise UserError(f"-p: {pid} is not a process ID")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise UserError(f"-p: no process with PID {pid}") from None
+    except PermissionError:
+        pass
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError as err:
+        raise UserError(f"-p: cannot read /proc/{pid}/exe: {err.strerror}") from None
+    exe = exe.removesuffix(" (deleted)")
+    for cand in [f"/proc/{pid}/exe"] + _libpythons_of_pid(pid):
+        if has_python_usdt(cand):
+            return exe, (exe if cand.startswith("/proc/") else cand)
+    raise _no_usdt(f"PID {pid} ({exe})")
+
+
+def _shebang(path: str) -> Optional[List[str]]:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        found = shutil.which(words[1])
+        return [found] + words[2:] if found else None
+    return words
+
+
+def target_command(command: List[str]) -> Tuple[List[str], str]:
+    """(command to give bpftrace -c, file with the USDT probes).
+
+    bpftrace attaches the probes to the command's own executable before it
+    runs, so that executable must be the Python: a script whose "#!" line
+    names a Python is run by that Python directly.
+    """
+    if not command:
+        raise UserError("nothing to trace: give -p PID or a command after '--'")
+    exe = shutil.which(command[0])
+    if exe is None:
+        raise UserError(f"command not found: {command[0]}")
+    exe = os.path.abspath(exe)
+    argv = [exe] + command[1:]
+    if not _is_elf(exe):
+        interp = _shebang(exe)
+        if interp is None or not _is_elf(interp[0]):
+            raise UserError(f"{command[0]} is neither a program nor a script with a '#!' line "
+                            "naming one")
+        argv = interp + [exe] + command[1:]
+        exe = interp[0]
+    real = os.path.realpath(exe)
+    usdt = real if has_python_usdt(real) else None
+    if usdt is None:
+        usdt = next((lib for lib in _libpythons_of_exe(real) if has_python_usdt(lib)), None)
+    if usdt is None:
+        raise _no_usdt(command[0] if command[0] == exe else f"{command[0]} (runs {exe})")
+    for arg in argv:
+        if not arg or re.search(r"\s", arg):
+            raise UserError(f"bpftrace -c cannot pass the argument {arg!r} (it splits the "
+                            "command on spaces); put the command in a script or use -p PID")
+    argv[0] = real
+    return argv, usdt
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+# ---- run ----------------------------------------------------------------------------------------
+
+def _default_output(name: str, label: str) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+    return f"{name}_{stamp}_{label}.txt"
+
+
+def _open_output(path: Optional[str], name: str, label: str):
+    """Open the output file: -o FILE is overwritten; a default name never is."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    if path is None:
+        base = _default_output(name, label)
+        for n in range(1000):
+            cand = base if n == 0 else base.replace(".txt", f"_{n}.txt")
+            try:
+                return cand, os.open(cand, flags | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise UserError(f"cannot create {cand}: {err.strerror}") from None
+        raise UserError(f"cannot find a free output file name like {base}")
+    try:
+        return path, os.open(path, flags | os.O_TRUNC, 0o644)
+    except OSError as err:
+        raise UserError(f"-o: cannot write {path}: {err.strerror}") from None
+
+
+def build_invocation(name: str, bpftrace: str, pid: Optional[int], command: List[str],
+                     workdir: str) -> Tuple[List[str], str, str]:
+    """(bpftrace argv, label for the output name, USDT file) for one run.
+
+    The scripts take the PID as $1 and the file with the USDT probes as $2.
+    With a command, bpftrace's -c starts it only after the probes are
+    attached, and the script's $1 becomes bpftrace's ``cpid``.
+    """
+    text = script_path(name).read_text()
+    if pid is not None:
+        _, usdt = target_pid(pid)
+        path = script_path(name)
+        return [bpftrace, str(path), str(pid), usdt], str(pid), usdt
+    argv, usdt = target_command(command)
+    path = os.path.join(workdir, f"{name}.bt")
+    with open(path, "w") as f:
+        f.write(re.sub(r"\$1\b", "cpid", text))
+    label = next((a for a in argv[1:] if not a.startswith("-")), argv[0])
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.basename(label))[:40] or "cmd"
+    return [bpftrace, "-c", " ".join(argv), path, "0", usdt], label, usdt
+
+
+def run(name: str, pid: Optional[int], command: List[str], output: Optional[str],
+        quiet: bool = False) -> Tuple[int, str]:
+    """Run script ``name`` on a PID or a command; return (exit code, output path)."""
+    script_path(name)
+    if pid is not None and command:
+        raise UserError("give either -p PID or a command after '--', not both")
+    if pid is None and not command:
+        raise UserError("nothing to trace: give -p PID or a command after '--'")
+    bpftrace = find_bpftrace()
+    check_privileges()
+    ensure_tracefs()
+    with tempfile.TemporaryDirectory(prefix="pymemtrace-bpftrace-") as tmp:
+        argv, label, _ = build_invocation(name, bpftrace, pid, command, tmp)
+        out_path, fd = _open_output(output, name, label)
+        env = dict(os.environ, **_BPFTRACE_ENV)
+        with open(fd, "wb", closefd=True) as out:
+            try:
+                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
+            except OSError as err:
+                raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
+            err_text = _wait(proc)
+    errors = [line for line in err_text.splitlines() if line.strip() and not _NOISE.search(line)]
+    if proc.returncode != 0:
+        first = next((e for e in errors if "ERROR" in e or "rror" in e), errors[0] if errors else "")
+        raise UserError(f"bpftrace failed (exit {proc.returncode}): {first.strip()}"
+                        f" [output so far in {out_path}]")
+    for line in errors:
+        print(f"bpftrace: {line}", file=sys.stderr)
+    if not quiet:
+        print(f"pymemtrace bpftrace: wrote {out_path}; report with: "
+              f"pymemtrace bpftrace report {out_path}", file=sys.stderr)
+    return 0, out_path
+
+
+def _wait(proc: subprocess.Popen) -> str:
+    """Wait for bpftrace, letting Ctrl-C reach it (it then prints its maps and ends)."""
+    while True:
+        try:
+            _, err = proc.communicate()
+            return err.decode("utf-8", "replace")
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to bpftrace too; make sure, then keep
+            # waiting so that what it prints at END is saved.
+            try:
+                proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+
+# ---- the subcommands ------------------------------------------------------------------------------
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    d = scripts_dir()
+    for name in script_names():
+        print(f"{name:<22} {script_summary(d / f'{name}.bt')}")
+    print(f"\n(scripts in {d})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    rest = list(args.target or [])
+    pid, output = args.pid, args.output
+    # -p / -o written after the script name arrive here, because argparse
+    # hands everything after the first positional to REMAINDER; argparse
+    # may or may not have removed the '--' before the command.
+    i = 0
+    while i < len(rest):
+        tok = rest[i]
+        if tok == "--":
+            i += 1
+            break
+        name, eq, value = tok.partition("=")
+        if name in ("-p", "--pid", "-o", "--output"):
+            if not eq:
+                if i + 1 >= len(rest):
+                    raise UserError(f"argument {name}: expected one argument")
+                value = rest[i + 1]
+                i += 1
+            i += 1
+            if name in ("-p", "--pid"):
+                try:
+                    pid = _pid(value)
+                except argparse.ArgumentTypeError as err:
+                    raise UserError(f"argument -p/--pid: {err}") from None
+            else:
+                output = value
+            continue
+        if tok.startswith("-"):
+            raise UserError(f"unknown option {tok!r}; put the command to trace after '--'")
+        break
+    command = rest[i:]
+    rc, _ = run(args.script, pid, command, output)
+    return rc
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        rep = bpftrace_report.parse_file(args.file)
+    except bpftrace_report.ReportError as err:
+        raise UserError(str(err)) from None
+    try:
+        if args.json:
+            print(json.dumps(rep.to_json(), indent=2))
+        else:
+            for w in rep.warnings:
+                print(f"pymemtrace bpftrace report: warning: {w}", file=sys.stderr)
+            sys.stdout.write(bpftrace_report.format_report(rep, args.limit))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bpftrace",
+        help="run the bpftrace (DTrace-style) scripts and report their output",
+        description="Linux versions of pymemtrace's DTrace scripts, run with bpftrace "
+                    "(needs root and a Python with USDT probes, e.g. /usr/bin/python3.11).",
+        epilog="Example:\n  sudo pymemtrace bpftrace run py_malloc -o out.txt -- "
+               "/usr/bin/python3.11 myscript.py\n  pymemtrace bpftrace report out.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="bpftrace_command", metavar="ACTION")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    pl = sub.add_parser("list", help="list the scripts and what each prints")
+    pl.set_defaults(func=_cmd_list)
+
+    pr = sub.add_parser(
+        "run", help="run a script on a process or a command and save its output",
+        description="Run one script with bpftrace.  With -p it traces a running process "
+                    "until it exits or you press Ctrl-C; with a command after '--' it "
+                    "attaches the probes first, then starts the command.",
+        epilog="Examples:\n  sudo pymemtrace bpftrace run py_malloc -- /usr/bin/python3.11 app.py\n"
+               "  sudo pymemtrace bpftrace run py_flowinfo -p 1234 -o flow.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("script", help="script name (see 'pymemtrace bpftrace list')")
+    pr.add_argument("-p", "--pid", type=_pid, help="trace this running process")
+    pr.add_argument("-o", "--output", help="save the output here (default: "
+                    "NAME_YYYYmmdd_HHMMSS_LABEL.txt in the current directory, never overwritten)")
+    pr.add_argument("target", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                    help="the command to start and trace, after '--'")
+    pr.set_defaults(func=_cmd_run)
+
+    prep = sub.add_parser(
+        "report", help="summarise a saved output by function and by file, sorted by bytes",
+        epilog="Example:\n  pymemtrace bpftrace report py_malloc_out.txt --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    prep.add_argument("file", help="output saved by 'pymemtrace bpftrace run'")
+    prep.add_argument("--json", action="store_true",
+                      help="print JSON: {by_function: [{function, file, line, bytes, count}], ...}")
+    prep.add_argument("--limit", type=int, default=20,
+                      help="rows per table in the text report (0: all; default 20)")
+    prep.set_defaults(func=_cmd_report)

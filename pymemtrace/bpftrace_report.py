@@ -1,0 +1,337 @@
+"""Read the output of the scripts in ``scripts/bpftrace`` and summarise it.
+
+The scripts (see ``pymemtrace bpftrace list``) print two kinds of lines:
+
+* per-event lines while the program runs (``py_flowinfo``,
+  ``py_flowinfo_rss``, ``py_flow_malloc_free``), for example::
+
+     12345  12345         16     3 call         -> f (/tmp/w.py:1)
+
+* when tracing stops, aggregated maps between two marker lines::
+
+    === pymemtrace py_malloc begin ===
+    @alloc[/tmp/w.py, f, 1, 2]: count 13, average 123458, total 1604954
+    === pymemtrace py_malloc end ===
+
+  Each map line's key is ``FILE, FUNCTION, FIRSTLINE, LINE`` (FIRSTLINE is
+  the line of the function's ``def``, LINE the line that was running) and
+  its value is bpftrace's ``stats()``: a count, an average and a total in
+  bytes.  The file name comes first so that a name containing ", " still
+  parses: the other three fields are split off from the right.
+
+:func:`parse` turns that text into a :class:`Report`; :meth:`Report.by_function`
+and friends aggregate it, sorted by bytes.  Output cut short (the traced
+program or bpftrace was killed, the disk filled) is reported as incomplete
+rather than rejected; an incomplete last line is ignored, never misread.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Dict, Iterable, List, Optional, Tuple
+
+__all__ = ["ReportError", "Site", "Report", "parse", "parse_file", "format_report",
+           "NO_FRAME"]
+
+#: The function name used for allocations made while no Python frame ran.
+NO_FRAME = "(no Python frame)"
+
+_MARKER = re.compile(r"^=== pymemtrace (?P<script>[A-Za-z0-9_]+) (?P<what>begin|end) ===$")
+_STATS = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: "
+                    r"count (?P<count>\d+), average (?P<avg>-?\d+), total (?P<total>-?\d+)$")
+# PID TID DELTA DEPTH [RSS dRSS] call <indent>-> FUNCTION (FILE:LINE)
+_CALL = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+call\s+-> (?P<func>\S+) "
+                   r"\((?P<file>.*):(?P<line>-?\d+)\)$")
+_EVENT = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+[a-z]+\s")
+_LOST = re.compile(r"^Lost (\d+) events$")
+
+# Which map is the headline of each script's report, and what it measures.
+_PRIMARY = (
+    ("alloc", "bytes allocated (malloc, calloc, realloc)"),
+    ("object", "bytes allocated by the object allocator"),
+    ("rss", "RSS growth in bytes"),
+)
+
+
+class ReportError(ValueError):
+    """The text is not output of a pymemtrace bpftrace script."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """What one map line says: a place in Python code and what happened there."""
+
+    map: str
+    file: str
+    function: str
+    first_line: int
+    line: int
+    count: int
+    bytes: int
+
+
+@dataclasses.dataclass
+class Report:
+    """Everything parsed from one output file."""
+
+    script: Optional[str] = None
+    complete: bool = False
+    sites: List[Site] = dataclasses.field(default_factory=list)
+    calls: Dict[Tuple[str, str, int], int] = dataclasses.field(default_factory=dict)
+    events: int = 0
+    lost_events: int = 0
+    warnings: List[str] = dataclasses.field(default_factory=list)
+
+    # ---- what the report is about -------------------------------------------------------
+
+    def maps(self) -> List[str]:
+        """The names of the maps found, in order of first appearance."""
+        seen: Dict[str, None] = {}
+        for s in self.sites:
+            seen.setdefault(s.map, None)
+        return list(seen)
+
+    def primary(self) -> Tuple[Optional[str], str]:
+        """(map name, description) of the headline measure; (None, 'calls') for flows."""
+        names = self.maps()
+        for name, what in _PRIMARY:
+            if name in names:
+                return name, what
+        if names:
+            return names[0], f"@{names[0]} total"
+        return None, "calls"
+
+    # ---- aggregation ---------------------------------------------------------------------
+
+    def _sites(self, map_name: Optional[str]) -> Iterable[Site]:
+        return (s for s in self.sites if s.map == map_name)
+
+    def by_function(self, map_name: Optional[str] = None) -> List[dict]:
+        """[{function, file, line, bytes, count}] sorted by bytes, then count.
+
+        ``line`` is the line of the function's ``def`` (0 for module code and
+        for allocations with no Python frame).  Without allocation maps (a
+        pure call flow) ``count`` is the number of calls and ``bytes`` is 0.
+        """
+        if map_name is None:
+            map_name = self.primary()[0]
+        acc: Dict[Tuple[str, str, int], List[int]] = {}
+        if map_name is None:
+            for key, n in self.calls.items():
+                acc[key] = [0, n]
+        else:
+            for s in self._sites(map_name):
+                a = acc.setdefault((s.file, s.function, s.first_line), [0, 0])
+                a[0] += s.bytes
+                a[1] += s.count
+        rows = [{"function": f, "file": fi, "line": ln, "bytes": b, "count": c}
+                for (fi, f, ln), (b, c) in acc.items()]
+        rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"], r["function"], r["line"]))
+        return rows
+
+    def by_file(self, map_name: Optional[str] = None) -> List[dict]:
+        """[{file, bytes, count}] sorted by bytes, then count."""
+        acc: Dict[str, List[int]] = {}
+        for r in self.by_function(map_name):
+            a = acc.setdefault(r["file"], [0, 0])
+            a[0] += r["bytes"]
+            a[1] += r["count"]
+        rows = [{"file": f, "bytes": b, "count": c} for f, (b, c) in acc.items()]
+        rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"]))
+        return rows
+
+    def by_line(self, map_name: Optional[str] = None) -> List[dict]:
+        """[{function, file, line, bytes, count}] per line that was running, by bytes."""
+        if map_name is None:
+            map_name = self.primary()[0]
+        acc: Dict[Tuple[str, str, int], List[int]] = {}
+        for s in self._sites(map_name):
+            a = acc.setdefault((s.file, s.function, s.line), [0, 0])
+            a[0] += s.bytes
+            a[1] += s.count
+        rows = [{"function": f, "file": fi, "line": ln, "bytes": b, "count": c}
+                for (fi, f, ln), (b, c) in acc.items()]
+        rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"], r["function"], r["line"]))
+        return rows
+
+    def totals(self, map_name: Optional[str] = None) -> Tuple[int, int]:
+        """(bytes, count) summed over the headline map (or the call counts)."""
+        rows = self.by_function(map_name)
+        return sum(r["bytes"] for r in rows), sum(r["count"] for r in rows)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict: the headline measure by function, by file and by line."""
+        name, what = self.primary()
+        total_bytes, total_count = self.totals()
+        out = {
+            "script": self.script,
+            "complete": self.complete,
+            "measure": what,
+            "total_bytes": total_bytes,
+            "total_count": total_count,
+            "by_function": self.by_function(),
+            "by_file": self.by_file(),
+            "by_line": self.by_line() if name else [],
+            "events": self.events,
+            "lost_events": self.lost_events,
+            "warnings": list(self.warnings),
+        }
+        others = {m: self.by_function(m) for m in self.maps() if m != name}
+        if others:
+            out["other_maps"] = others
+        return out
+
+
+def _split_key(key: str) -> Optional[Tuple[str, str, int, int]]:
+    parts = key.rsplit(", ", 3)
+    if len(parts) != 4:
+        return None
+    file, func, first, line = parts
+    try:
+        return file, func, int(first), int(line)
+    except ValueError:
+        return None
+
+
+def parse(text: str) -> Report:
+    """Parse the text a script printed.
+
+    Raises :class:`ReportError` when the text holds neither marker lines nor
+    call-flow lines of a pymemtrace script.
+    """
+    rep = Report()
+    lines = text.split("\n")
+    if lines and lines[-1] != "":
+        # No newline at the end: the last line may be cut anywhere, even
+        # inside a number, so it is not trusted.
+        rep.warnings.append("the last line is incomplete (output cut short); it was ignored")
+    lines = lines[:-1]
+    in_maps = False
+    began = False
+    bad_map_lines = 0
+    for raw in lines:
+        line = raw.rstrip("\r")
+        m = _MARKER.match(line)
+        if m:
+            if rep.script is None:
+                rep.script = m.group("script")
+            if m.group("what") == "begin":
+                in_maps = began = True
+            else:
+                in_maps = False
+                if began:
+                    rep.complete = True
+            continue
+        if in_maps:
+            m = _STATS.match(line)
+            if m:
+                key = _split_key(m.group("key"))
+                if key is None:
+                    bad_map_lines += 1
+                    continue
+                file, func, first, ln = key
+                if not file and not func:
+                    file, func = "", NO_FRAME
+                rep.sites.append(Site(m.group("map"), file, func, first, ln,
+                                      int(m.group("count")), int(m.group("total"))))
+            elif line.startswith("@"):
+                bad_map_lines += 1
+            continue
+        m = _CALL.match(line)
+        if m:
+            rep.events += 1
+            key = (m.group("file"), m.group("func"), int(m.group("line")))
+            rep.calls[key] = rep.calls.get(key, 0) + 1
+            continue
+        m = _LOST.match(line.strip())
+        if m:
+            rep.lost_events += int(m.group(1))
+            continue
+        if _EVENT.match(line):
+            rep.events += 1
+        m = re.match(r"^pymemtrace (?P<script>[A-Za-z0-9_]+): tracing PID", line)
+        if m and rep.script is None:
+            rep.script = m.group("script")
+    if not began and not rep.calls:
+        raise ReportError("no output of a pymemtrace bpftrace script found (expected lines "
+                          "'=== pymemtrace NAME begin ===' ... 'end ===' or call-flow lines)")
+    if began and not rep.complete:
+        rep.warnings.append("the output is truncated (no end marker): the report covers only "
+                            "what was written before it stopped")
+    elif not began:
+        rep.warnings.append("no aggregated maps (tracing did not end normally): "
+                            "the report counts the calls in the flow lines")
+    if bad_map_lines:
+        rep.warnings.append(f"{bad_map_lines} map line(s) could not be parsed and were ignored")
+    if rep.lost_events:
+        rep.warnings.append(f"bpftrace lost {rep.lost_events} events (its buffers were full)")
+    return rep
+
+
+def parse_file(path: str) -> Report:
+    """Read and parse one output file; errors name the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ReportError(f"cannot read {path}: {err.strerror or err}") from None
+    if not data:
+        raise ReportError(f"{path} is empty")
+    if b"\0" in data[:4096]:
+        raise ReportError(f"{path} is not text output of a pymemtrace bpftrace script")
+    try:
+        return parse(data.decode("utf-8", errors="replace"))
+    except ReportError as err:
+        raise ReportError(f"{path}: {err}") from None
+
+
+def _place(r: dict) -> str:
+    if not r["file"]:
+        return "-"
+    return f"{r['file']}:{r['line']}"
+
+
+def format_report(rep: Report, limit: int = 20) -> str:
+    """The text report: totals, then by function, by file and by line, sorted by bytes."""
+    name, what = rep.primary()
+    total_bytes, total_count = rep.totals()
+    out = []
+    state = "complete" if rep.complete else "INCOMPLETE"
+    out.append(f"pymemtrace bpftrace report: {rep.script or 'unknown script'} ({state})")
+    if name is None:
+        out.append(f"Measure: calls (from {rep.events} flow events); "
+                   f"{total_count:,d} calls of {len(rep.calls):,d} functions")
+    else:
+        out.append(f"Measure: {what}; total {total_bytes:,d} bytes in {total_count:,d} calls")
+    for w in rep.warnings:
+        out.append(f"Warning: {w}")
+
+    def table(title: str, rows: List[dict], with_func: bool) -> None:
+        out.append("")
+        shown = rows if limit <= 0 else rows[:limit]
+        more = "" if len(shown) == len(rows) else f" (top {len(shown)} of {len(rows)})"
+        out.append(f"{title}{more}:")
+        if name is None:
+            out.append(f"{'calls':>9}  {'function':<30} file:line" if with_func
+                       else f"{'calls':>9}  file")
+            for r in shown:
+                out.append(f"{r['count']:>9,d}  {r['function']:<30} {_place(r)}" if with_func
+                           else f"{r['count']:>9,d}  {r['file'] or '-'}")
+        elif with_func:
+            out.append(f"{'bytes':>14} {'count':>9}  {'function':<30} file:line")
+            for r in shown:
+                out.append(f"{r['bytes']:>14,d} {r['count']:>9,d}  {r['function']:<30} {_place(r)}")
+        else:
+            out.append(f"{'bytes':>14} {'count':>9}  file")
+            for r in shown:
+                out.append(f"{r['bytes']:>14,d} {r['count']:>9,d}  {r['file'] or '-'}")
+
+    order = "calls" if name is None else "bytes"
+    table(f"By function, sorted by {order}", rep.by_function(), True)
+    table(f"By file, sorted by {order}", rep.by_file(), False)
+    if name is not None:
+        table("By line running, sorted by bytes", rep.by_line(), True)
+        for other in rep.maps():
+            if other != name:
+                table(f"@{other} by function, sorted by bytes", rep.by_function(other), True)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,338 @@
+"""pymemtrace bpftrace: the scripts, the report parser and the CLI on recorded outputs.
+
+The fixtures in fixtures/bpftrace/ were recorded from real runs of the scripts
+against /usr/bin/python3.11 running bpftrace_workload.py (see the README of
+that directory).  These tests need neither root nor bpftrace.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pymemtrace import bpftrace_report as br
+from pymemtrace import _cli_bpftrace as cb
+from pymemtrace import cli
+
+HERE = pathlib.Path(__file__).resolve().parent
+FIX = HERE / "fixtures" / "bpftrace"
+SIZE = 123_457
+SCRIPTS = ("py_flowinfo", "py_malloc")
+
+
+def _cli(*argv, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pymemtrace", *argv], capture_output=True,
+                          text=True, env=e, timeout=120)
+
+
+def _assert_user_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# ---- the scripts ship with the package and say what they need ------------------------------
+
+def test_scripts_are_installed_as_package_data():
+    d = cb.scripts_dir()
+    assert d.name == "bpftrace"
+    for name in SCRIPTS:
+        assert (d / f"{name}.bt").is_file()
+    assert set(SCRIPTS) <= set(cb.script_names())
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_header_says_needs_usage_prints(name):
+    text = (cb.scripts_dir() / f"{name}.bt").read_text()
+    header = text[:text.index("*/")]
+    assert f"{name}.bt - " in header
+    for word in ("Needs:", "Usage:", "Prints:", "root", "USDT", "/usr/bin/python3.11"):
+        assert word in header, word
+    # $1 is only ever the PID: 'run -- CMD' rewrites it to bpftrace's cpid.
+    code = text[text.index("*/"):]
+    uses = re.findall(r".{0,8}\$1\b", code)
+    assert uses
+    for use in uses:
+        assert use.endswith(("pid == $1", "tid == $1", ", $1")), use
+    assert f"=== pymemtrace {name} begin ===" in code and f"=== pymemtrace {name} end ===" in code
+
+
+def test_cmd_mode_rewrites_pid_parameter(tmp_path, monkeypatch):
+    monkeypatch.setattr(cb, "target_command",
+                        lambda command: (["/usr/bin/python3.11", "x.py"], "/usr/bin/python3.11"))
+    argv, label, usdt = cb.build_invocation("py_malloc", "/usr/bin/bpftrace", None,
+                                            ["/usr/bin/python3.11", "x.py"], str(tmp_path))
+    assert argv[:3] == ["/usr/bin/bpftrace", "-c", "/usr/bin/python3.11 x.py"]
+    assert argv[-2:] == ["0", "/usr/bin/python3.11"]
+    text = pathlib.Path(argv[3]).read_text()
+    assert "$1" not in text and "pid == cpid" in text
+    assert label == "x_py"
+
+
+def test_list_names_every_script():
+    r = _cli("bpftrace", "list")
+    assert r.returncode == 0, r.stderr
+    for name in SCRIPTS:
+        line = next(line for line in r.stdout.splitlines() if line.startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10
+
+
+# ---- py_malloc: recorded output ---------------------------------------------------------------
+
+def test_py_malloc_fixture_attributes_known_bytes_to_known_line():
+    rep = br.parse_file(str(FIX / "py_malloc_workload.txt"))
+    assert rep.script == "py_malloc" and rep.complete and not rep.warnings
+    rows = [r for r in rep.by_line() if r["function"] == "make_buffers"
+            and r["file"].endswith("bpftrace_workload.py")]
+    buf = [r for r in rows if r["line"] == 20]
+    assert buf and buf[0]["count"] == 40 and buf[0]["bytes"] == 40 * (SIZE + 1)
+    # make_buffers is the function that allocated most, and its file the file.
+    top = rep.by_function()[0]
+    assert top["function"] == "make_buffers" and top["line"] == 17
+    assert top["bytes"] >= 40 * (SIZE + 1) and top["count"] >= 40
+    assert rep.by_file()[0]["file"].endswith("bpftrace_workload.py")
+    # Start-up allocations with no Python frame are reported, not dropped.
+    assert any(r["function"] == br.NO_FRAME and r["bytes"] > 0 for r in rep.by_function())
+
+
+def test_report_sorted_by_bytes_and_totals_agree():
+    rep = br.parse_file(str(FIX / "py_malloc_workload.txt"))
+    for rows in (rep.by_function(), rep.by_file(), rep.by_line()):
+        assert [r["bytes"] for r in rows] == sorted((r["bytes"] for r in rows), reverse=True)
+        assert sum(r["bytes"] for r in rows) == rep.totals()[0]
+        assert sum(r["count"] for r in rows) == rep.totals()[1]
+    assert rep.totals()[0] == sum(s.bytes for s in rep.sites)
+
+
+def test_report_cli_text_and_json():
+    path = str(FIX / "py_malloc_workload.txt")
+    r = _cli("bpftrace", "report", path)
+    assert r.returncode == 0, r.stderr
+    assert "By function" in r.stdout and "By file" in r.stdout
+    first_row = r.stdout.split("By function")[1].splitlines()[2]
+    assert "make_buffers" in first_row and f"{40 * (SIZE + 1):,d}" in first_row
+    r = _cli("bpftrace", "report", path, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["complete"] is True and data["script"] == "py_malloc"
+    for row in data["by_function"]:
+        assert set(row) == {"function", "file", "line", "bytes", "count"}
+    assert data["by_function"][0]["function"] == "make_buffers"
+    assert data["by_file"][0]["file"].endswith("bpftrace_workload.py")
+
+
+def test_file_names_with_comma_space_parse():
+    text = ("=== pymemtrace py_malloc begin ===\n"
+            "@alloc[/tmp/a, b/c.py, f, 3, 4]: count 2, average 10, total 20\n"
+            "@alloc[, , 0, 0]: count 1, average 5, total 5\n"
+            "=== pymemtrace py_malloc end ===\n")
+    rep = br.parse(text)
+    assert rep.by_function()[0] == {"function": "f", "file": "/tmp/a, b/c.py", "line": 3,
+                                    "bytes": 20, "count": 2}
+    assert rep.by_function()[1]["function"] == br.NO_FRAME
+
+
+# ---- truncated, empty, garbage ------------------------------------------------------------------
+
+def test_truncated_inside_a_number_is_not_misread():
+    text = (FIX / "py_malloc_workload.txt").read_text()
+    line = next(ln for ln in text.splitlines() if "make_buffers" in ln)
+    cut = text[:text.index(line) + len(line) - 3]     # "total 4938320" -> "total 4938"
+    rep = br.parse(cut)
+    assert not rep.complete
+    assert any("truncated" in w for w in rep.warnings)
+    assert any("incomplete" in w for w in rep.warnings)
+    assert all(r["function"] != "make_buffers" for r in rep.by_function())
+
+
+def test_truncated_after_a_whole_line_keeps_it(tmp_path):
+    text = (FIX / "py_malloc_workload.txt").read_text()
+    line = next(ln for ln in text.splitlines() if "make_buffers" in ln)
+    p = tmp_path / "cut.txt"
+    p.write_text(text[:text.index(line) + len(line) + 1])
+    r = _cli("bpftrace", "report", str(p), "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["complete"] is False and data["warnings"]
+    row = next(x for x in data["by_function"] if x["function"] == "make_buffers")
+    assert row["bytes"] >= 40 * (SIZE + 1)
+    r = _cli("bpftrace", "report", str(p))
+    assert r.returncode == 0 and "INCOMPLETE" in r.stdout and "warning" in r.stderr
+
+
+def test_flow_without_end_markers_counts_calls(tmp_path):
+    text = (FIX / "py_flowinfo_workload.txt").read_text()
+    head = text[:text.index("=== pymemtrace")]
+    rep = br.parse(head)
+    assert not rep.complete and rep.calls
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "empty"),
+    (b"hello world\nthis is not bpftrace output\n", "no output of a pymemtrace bpftrace script"),
+    (b"\x7fELF\x00\x00\x01binary", "not text"),
+    (b"Attaching 9 probes...\n", "no output of a pymemtrace bpftrace script"),
+])
+def test_report_rejects_bad_files_cleanly(tmp_path, content, needle):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    _assert_user_error(_cli("bpftrace", "report", str(p)), needle, str(p))
+    _assert_user_error(_cli("bpftrace", "report", str(p), "--json"), needle)
+
+
+def test_report_missing_file():
+    _assert_user_error(_cli("bpftrace", "report", "/nonexistent/out.txt"),
+                       "/nonexistent/out.txt", "No such file")
+
+
+# ---- py_flowinfo: recorded output ---------------------------------------------------------------
+
+def test_py_flowinfo_fixture_shows_nested_flow_with_indentation():
+    text = (FIX / "py_flowinfo_workload.txt").read_text()
+    lines = text.splitlines()
+    assert lines[2].split() == ["PID", "TID", "DELTA(us)", "DEPTH", "TYPE", "--",
+                                "FUNCTION", "(FILE:LINE)"]
+    calls = [ln for ln in lines if "-> nested (" in ln or "-> leaf (" in ln]
+    assert len(calls) == 5
+    depths = [int(ln.split()[3]) for ln in calls]
+    assert depths == list(range(depths[0], depths[0] + 5))
+    indents = [len(ln.split(" call ")[1]) - len(ln.split(" call ")[1].lstrip()) for ln in calls]
+    assert indents == sorted(indents) and len(set(indents)) == 5
+    returns = [ln for ln in lines if "<- nested" in ln or "<- leaf" in ln]
+    assert len(returns) == 5
+    for ln in calls + returns:
+        assert int(ln.split()[2]) >= 0          # delta in microseconds
+    rep = br.parse(text)
+    assert rep.script == "py_flowinfo" and rep.complete
+    by_func = {(r["function"], r["line"]): r["count"] for r in rep.by_function()}
+    assert by_func[("nested", 29)] == 4 and by_func[("leaf", 25)] == 1
+    assert by_func[("make_buffers", 17)] == 1
+
+
+def test_report_on_flow_prints_calls():
+    r = _cli("bpftrace", "report", str(FIX / "py_flowinfo_workload.txt"), "--limit", "0")
+    assert r.returncode == 0, r.stderr
+    assert "calls" in r.stdout and "nested" in r.stdout
+
+
+# ---- run: the checks before bpftrace starts --------------------------------------------------------
+
+def test_run_unknown_script():
+    _assert_user_error(_cli("bpftrace", "run", "py_nope", "-p", "1"), "unknown script", "py_malloc")
+
+
+def test_run_needs_a_target():
+    _assert_user_error(_cli("bpftrace", "run", "py_malloc"), "-p PID", "--")
+    _assert_user_error(_cli("bpftrace", "run", "py_malloc", "--"), "-p PID")
+
+
+def test_run_rejects_both_targets():
+    _assert_user_error(_cli("bpftrace", "run", "py_malloc", "-p", "1", "--", "/bin/true"),
+                       "not both")
+
+
+def test_run_bad_pid_values():
+    _assert_user_error(_cli("bpftrace", "run", "py_malloc", "-p", "abc"), "abc")
+    _assert_user_error(_cli("bpftrace", "run", "py_malloc", "-p", "0"), "process ID")
+
+
+def test_run_bpftrace_missing():
+    r = _cli("bpftrace", "run", "py_malloc", "--", "/usr/bin/python3.11", "-c", "pass",
+             env={"PYMEMTRACE_BPFTRACE": "/nonexistent/bpftrace"})
+    _assert_user_error(r, "bpftrace not found")
+    r = _cli("bpftrace", "run", "py_malloc", "-p", "1", env={"PATH": "/nonexistent"})
+    _assert_user_error(r, "bpftrace not found", "apt-get install bpftrace")
+
+
+def test_run_not_root(monkeypatch, capsys):
+    monkeypatch.setattr(cb, "find_bpftrace", lambda: "/usr/bin/bpftrace")
+    monkeypatch.setattr(cb.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cb, "_effective_caps", lambda: 0)
+    assert cli.main(["bpftrace", "run", "py_malloc", "-p", str(os.getpid())]) == 2
+    err = capsys.readouterr().err
+    assert "needs root" in err and "CAP_BPF" in err and err.count("\n") == 1
+
+
+def test_run_capabilities_are_enough(monkeypatch):
+    monkeypatch.setattr(cb.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cb, "_effective_caps", lambda: (1 << 38) | (1 << 39))
+    cb.check_privileges()
+
+
+def test_run_tracefs_missing_and_not_root(monkeypatch):
+    monkeypatch.setattr(cb, "_tracefs_mounted", lambda: False)
+    monkeypatch.setattr(cb.os, "geteuid", lambda: 1000)
+    with pytest.raises(cli.UserError, match="tracefs is not mounted.*mount -t tracefs"):
+        cb.ensure_tracefs()
+
+
+@pytest.fixture
+def checks_pass(monkeypatch):
+    """Pretend bpftrace, privileges and tracefs are fine, to reach the target checks."""
+    monkeypatch.setattr(cb, "find_bpftrace", lambda: "/usr/bin/bpftrace")
+    monkeypatch.setattr(cb, "check_privileges", lambda: None)
+    monkeypatch.setattr(cb, "ensure_tracefs", lambda: None)
+
+
+def test_run_pid_that_does_not_exist(checks_pass, capsys):
+    pid = 2 ** 22 + 12345     # above pid_max's default ceiling
+    assert cli.main(["bpftrace", "run", "py_malloc", "-p", str(pid)]) == 2
+    err = capsys.readouterr().err
+    assert f"no process with PID {pid}" in err
+
+
+def test_run_pid_without_usdt_probes(checks_pass, capsys):
+    # This test's own interpreter is the default python3, built without --with-dtrace.
+    if cb.has_python_usdt(os.path.realpath(sys.executable)):
+        pytest.skip("needs a test interpreter without USDT probes")
+    assert cli.main(["bpftrace", "run", "py_malloc", "-p", str(os.getpid())]) == 2
+    err = capsys.readouterr().err
+    assert "no Python USDT probes" in err and "/usr/bin/python3.11" in err
+
+
+def test_run_command_without_usdt_probes(checks_pass, capsys):
+    if cb.has_python_usdt(os.path.realpath(sys.executable)):
+        pytest.skip("needs a test interpreter without USDT probes")
+    assert cli.main(["bpftrace", "run", "py_malloc", "--", sys.executable, "-c", "pass"]) == 2
+    err = capsys.readouterr().err
+    assert "no Python USDT probes" in err and "/usr/bin/python3.11" in err
+
+
+def test_run_command_not_found(checks_pass, capsys):
+    assert cli.main(["bpftrace", "run", "py_malloc", "--", "no-such-command-xyz"]) == 2
+    assert "command not found: no-such-command-xyz" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not cb.has_python_usdt("/usr/bin/python3.11"),
+                    reason="needs /usr/bin/python3.11 with USDT probes")
+def test_run_command_with_whitespace_argument(checks_pass, capsys):
+    assert cli.main(["bpftrace", "run", "py_malloc", "--", "/usr/bin/python3.11", "-c",
+                     "print(1)\nprint(2)"]) == 2
+    assert "splits the command on spaces" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not cb.has_python_usdt("/usr/bin/python3.11"),
+                    reason="needs /usr/bin/python3.11 with USDT probes")
+def test_run_script_with_shebang_runs_its_python(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("#!/usr/bin/python3.11 -u\nprint(1)\n")
+    script.chmod(0o755)
+    argv, usdt = cb.target_command([str(script), "a"])
+    assert argv == [os.path.realpath("/usr/bin/python3.11"), "-u", str(script), "a"]
+    assert usdt == os.path.realpath("/usr/bin/python3.11")
+
+
+def test_has_python_usdt_is_false_for_non_elf(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"stapsdt\0python\0function__entry\0")
+    assert not cb.has_python_usdt(str(p))
+    assert not cb.has_python_usdt(str(tmp_path / "missing"))

@@ -1,0 +1,135 @@
+"""pymemtrace bpftrace, for real: the scripts run with bpftrace against
+/usr/bin/python3.11 (which has USDT probes) and bpftrace_workload.py.
+
+They need root, bpftrace and tracefs, and skip saying so otherwise.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pymemtrace import _cli_bpftrace as cb
+from pymemtrace import bpftrace_report as br
+
+HERE = pathlib.Path(__file__).resolve().parent
+WORKLOAD = HERE / "bpftrace_workload.py"
+PYTHON = "/usr/bin/python3.11"
+SIZE = 123_457
+BUFFER_LINE = next(i for i, line in enumerate(WORKLOAD.read_text().splitlines(), 1)
+                   if "BUFFER_LINE" in line and "bytearray(SIZE)" in line)
+
+
+def _why_not_live():
+    if os.geteuid() != 0:
+        return "needs root for bpftrace"
+    if shutil.which("bpftrace") is None:
+        return "needs bpftrace (apt-get install bpftrace)"
+    if not cb.has_python_usdt(PYTHON):
+        return f"needs {PYTHON} with USDT probes"
+    try:
+        cb.ensure_tracefs()
+    except Exception as err:           # noqa: BLE001 - any reason is a reason to skip
+        return f"needs tracefs: {err}"
+    return None
+
+
+_WHY = _why_not_live()
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+
+def _run_cli(*argv, timeout=180):
+    return subprocess.run([sys.executable, "-m", "pymemtrace", "bpftrace", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _line_row(rep, function, line):
+    rows = [r for r in rep.by_line() if r["function"] == function and r["line"] == line
+            and r["file"] == str(WORKLOAD)]
+    assert len(rows) == 1, rep.by_line()[:10]
+    return rows[0]
+
+
+def test_py_malloc_command_attributes_known_bytes(tmp_path):
+    out = tmp_path / "malloc.txt"
+    n = 37
+    r = _run_cli("run", "py_malloc", "-o", str(out), "--", PYTHON, str(WORKLOAD), str(n))
+    assert r.returncode == 0, r.stderr
+    rep = br.parse_file(str(out))
+    assert rep.complete and rep.script == "py_malloc"
+    row = _line_row(rep, "make_buffers", BUFFER_LINE)
+    assert row["count"] == n and row["bytes"] == n * (SIZE + 1)
+    top = rep.by_function()[0]
+    assert (top["function"], top["file"]) == ("make_buffers", str(WORKLOAD))
+    # bpftrace -c starts the command only once the probes are attached:
+    # the interpreter's start-up, before any Python frame, is seen too.
+    assert any(r["function"] == br.NO_FRAME and r["count"] > 50 for r in rep.by_function())
+    r = _run_cli("report", str(out), "--json")
+    data = json.loads(r.stdout)
+    assert data["by_function"][0]["function"] == "make_buffers"
+    assert data["by_function"][0]["bytes"] >= n * (SIZE + 1)
+
+
+def test_py_malloc_attach_to_running_pid(tmp_path):
+    out = tmp_path / "malloc_pid.txt"
+    n = 23
+    work = subprocess.Popen([PYTHON, str(WORKLOAD), str(n), "--wait"], stdin=subprocess.PIPE,
+                            text=True)
+    try:
+        tracer = subprocess.Popen([sys.executable, "-m", "pymemtrace", "bpftrace", "run",
+                                   "py_malloc", "-p", str(work.pid), "-o", str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if out.exists() and f"tracing PID {work.pid}" in out.read_text():
+                break
+            assert tracer.poll() is None, tracer.communicate()
+            time.sleep(0.1)
+        else:
+            pytest.fail("bpftrace did not start within 120 s")
+        work.stdin.write("go\n")
+        work.stdin.close()
+        assert work.wait(timeout=120) == 0
+        # The script stops by itself when the traced process exits.
+        _, err = tracer.communicate(timeout=120)
+        assert tracer.returncode == 0, err
+    finally:
+        for p in (work,):
+            if p.poll() is None:
+                p.kill()
+    rep = br.parse_file(str(out))
+    assert rep.complete
+    row = _line_row(rep, "make_buffers", BUFFER_LINE)
+    assert row["count"] == n and row["bytes"] == n * (SIZE + 1)
+
+
+def test_py_flowinfo_command_shows_the_call_flow(tmp_path):
+    out = tmp_path / "flow.txt"
+    r = _run_cli("run", "py_flowinfo", "-o", str(out), "--", PYTHON, str(WORKLOAD), "2")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    calls = [ln for ln in lines if f"({WORKLOAD}:" in ln and " call " in ln]
+    names = [ln.split("-> ")[1].split(" (")[0] for ln in calls]
+    assert names[-5:] == ["nested", "nested", "nested", "nested", "leaf"]
+    depths = [int(ln.split()[3]) for ln in calls[-5:]]
+    assert depths == list(range(depths[0], depths[0] + 5))
+    rep = br.parse_file(str(out))
+    counts = {r["function"]: r["count"] for r in rep.by_function()
+              if r["file"] == str(WORKLOAD)}
+    assert counts["nested"] == 4 and counts["leaf"] == 1 and counts["make_buffers"] == 1
+
+
+def test_run_default_output_name_is_never_overwritten(tmp_path):
+    cmd = [sys.executable, "-m", "pymemtrace", "bpftrace", "run", "py_malloc", "--",
+           PYTHON, "-c", "pass"]
+    for _ in range(2):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    outs = sorted(tmp_path.glob("py_malloc_*.txt"))
+    assert len(outs) == 2
+    for p in outs:
+        assert br.parse_file(str(p)).complete
