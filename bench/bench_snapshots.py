@@ -5,7 +5,8 @@ debug_malloc_stats (all per snapshot, median of 7 runs):
     writer alone (what sys._debugmallocstats() runs), timed in C, into
     /dev/null and into our in-memory stream.
   * snapshot_us: one pymemtrace snapshot = writer into memory + parse in C.
-    snapshot_vs_writer = snapshot_us / the faster writer-alone time (target <= 2).
+    snapshot_vs_writer: median over interleaved rounds of snapshot / the faster
+    writer-alone time of the same round (target <= 2).
   * diff_us: formatting one diff in C; diff_py_us: DiffSysDebugMallocStats.diff()
     from Python (the str included).
   * with_block_us: a whole empty `with DiffSysDebugMallocStats()` + diff().
@@ -106,12 +107,24 @@ def _seed_block():
 def run() -> dict:
     res = {}
     snap = debug_malloc_stats.SysDebugMallocStats()
-    res["writer_devnull_us"] = _median_us(lambda n: _mallocstats._time_writer(n, "devnull"))
-    res["writer_memstream_us"] = _median_us(lambda n: _mallocstats._time_writer(n, "memstream"))
-    res["snapshot_us"] = _median_us(lambda n: _mallocstats._time_snapshot(snap, n))
-    # against the faster way of running the writer alone (the stricter ratio)
-    res["snapshot_vs_writer"] = res["snapshot_us"] / min(res["writer_devnull_us"],
-                                                         res["writer_memstream_us"])
+    # Writer and snapshot are timed in interleaved rounds and compared round
+    # by round (median of the per-round ratios), so that load from other
+    # processes on the machine hits both alike.
+    devnull, memstream, snaps, ratios = [], [], [], []
+    n = N // 8
+    for _ in range(5 * RUNS):
+        d = _mallocstats._time_writer(n, "devnull") / n / 1000.0
+        m = _mallocstats._time_writer(n, "memstream") / n / 1000.0
+        s = _mallocstats._time_snapshot(snap, n) / n / 1000.0
+        devnull.append(d)
+        memstream.append(m)
+        snaps.append(s)
+        # against the faster way of running the writer alone (the stricter ratio)
+        ratios.append(s / min(d, m))
+    res["writer_devnull_us"] = statistics.median(devnull)
+    res["writer_memstream_us"] = statistics.median(memstream)
+    res["snapshot_us"] = statistics.median(snaps)
+    res["snapshot_vs_writer"] = statistics.median(ratios)
 
     d = debug_malloc_stats.DiffSysDebugMallocStats()
     with d:
