@@ -24,7 +24,7 @@ examples:
   pymemtrace trace examples/ex_cPyMemTrace.py          # Profile, log when RSS moves >= 1 page
   pymemtrace trace --trace -d 0 myscript.py arg1       # Trace (adds LINE events), log every event
   pymemtrace trace -d 1048576 -o run.log job.py        # only changes of 1 MiB or more, into run.log
-  pymemtrace trace report 20241107_195847_62264_P_0_PY3.11.7.log
+  pymemtrace trace report 20241107_195847_62264_P_1_PY3.11.7.log
 """
 
 
