@@ -31,12 +31,12 @@ TRACEFS = "/sys/kernel/tracing"
 DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
 
 # bpftrace settings: 128-byte strings keep most paths whole and fit the BPF
-# stack; maps hold up to 32768 keys; 1 MiB of perf buffer per CPU for the
+# stack; maps hold up to 32768 keys; 4 MiB of perf buffer per CPU for the
 # scripts that print every event.
 _BPFTRACE_ENV = {
     "BPFTRACE_STRLEN": "128",
     "BPFTRACE_MAP_KEYS_MAX": "32768",
-    "BPFTRACE_PERF_RB_PAGES": "256",
+    "BPFTRACE_PERF_RB_PAGES": "1024",
 }
 # Noise bpftrace prints on kernels that account BPF memory to cgroups.
 _NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK|ulimit -l")
@@ -326,6 +326,11 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
         argv, label, _ = build_invocation(name, bpftrace, pid, command, tmp)
         out_path, fd = _open_output(output, name, label)
         env = dict(os.environ, **_BPFTRACE_ENV)
+        # A script whose usage line asks for another string length (to keep
+        # its programs within the BPF stack) gets it.
+        m = re.search(r"BPFTRACE_STRLEN=(\d+) bpftrace", script_path(name).read_text()[:4096])
+        if m:
+            env["BPFTRACE_STRLEN"] = m.group(1)
         with open(fd, "wb", closefd=True) as out:
             try:
                 proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
@@ -333,10 +338,13 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
                 raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
             err_text = _wait(proc)
     errors = [line for line in err_text.splitlines() if line.strip() and not _NOISE.search(line)]
+    if proc.returncode < 0:
+        raise UserError(f"bpftrace was killed by signal {-proc.returncode}; what it wrote "
+                        f"before is in {out_path}")
     if proc.returncode != 0:
         first = next((e for e in errors if "ERROR" in e or "rror" in e), errors[0] if errors else "")
-        raise UserError(f"bpftrace failed (exit {proc.returncode}): {first.strip()}"
-                        f" [output so far in {out_path}]")
+        raise UserError(f"bpftrace failed (exit {proc.returncode}): "
+                        f"{first.strip() or 'no message'} [output so far in {out_path}]")
     for line in errors:
         print(f"bpftrace: {line}", file=sys.stderr)
     if not quiet:

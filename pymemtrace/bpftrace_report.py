@@ -43,6 +43,10 @@ _STATS = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: "
 _CALL = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+call\s+-> (?P<func>\S+) "
                    r"\((?P<file>.*):(?P<line>-?\d+)\)$")
 _EVENT = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+[a-z]+\s")
+_COUNT = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: (?P<count>\d+)$")
+# py_flowinfo_rss: PID TID DELTA DEPTH RSS dRSS TYPE ...
+_RSS_EVENT = re.compile(r"^\s*\d+\s+(?P<tid>\d+)\s+\d+\s+\d+\s+(?P<rss>-?\d+)\s+(?P<drss>-?\d+)\s+"
+                        r"(?P<type>call|return|gc|gcdone)\s")
 _LOST = re.compile(r"^Lost (\d+) events$")
 
 # Which map is the headline of each script's report, and what it measures.
@@ -51,6 +55,7 @@ _PRIMARY = (
     ("object", "bytes allocated by the object allocator"),
     ("rss", "RSS growth in bytes"),
 )
+_EVENTS_NOUN = {"alloc": "calls", "object": "calls", "rss": "increases"}
 
 
 class ReportError(ValueError):
@@ -209,6 +214,9 @@ def parse(text: str) -> Report:
     in_maps = False
     began = False
     bad_map_lines = 0
+    # RSS growth by the function running when it happened (py_flowinfo_rss).
+    stacks: Dict[str, List[Tuple[str, str, int]]] = {}
+    growth: Dict[Tuple[str, str, int], List[int]] = {}
     for raw in lines:
         line = raw.rstrip("\r")
         m = _MARKER.match(line)
@@ -224,6 +232,11 @@ def parse(text: str) -> Report:
             continue
         if in_maps:
             m = _STATS.match(line)
+            total = None
+            if m is None:
+                m = _COUNT.match(line)
+            else:
+                total = int(m.group("total"))
             if m:
                 key = _split_key(m.group("key"))
                 if key is None:
@@ -233,16 +246,29 @@ def parse(text: str) -> Report:
                 if not file and not func:
                     file, func = "", NO_FRAME
                 rep.sites.append(Site(m.group("map"), file, func, first, ln,
-                                      int(m.group("count")), int(m.group("total"))))
+                                      int(m.group("count")), total or 0))
             elif line.startswith("@"):
                 bad_map_lines += 1
             continue
+        r = _RSS_EVENT.match(line)
+        if r:
+            stack = stacks.setdefault(r.group("tid"), [])
+            drss = int(r.group("drss"))
+            if drss > 0:
+                where = stack[-1] if stack else ("", NO_FRAME, 0)
+                acc = growth.setdefault(where, [0, 0])
+                acc[0] += drss
+                acc[1] += 1
         m = _CALL.match(line)
         if m:
             rep.events += 1
             key = (m.group("file"), m.group("func"), int(m.group("line")))
             rep.calls[key] = rep.calls.get(key, 0) + 1
+            if r:
+                stack.append(key)
             continue
+        if r and r.group("type") == "return" and stack:
+            stack.pop()
         m = _LOST.match(line.strip())
         if m:
             rep.lost_events += int(m.group(1))
@@ -252,6 +278,12 @@ def parse(text: str) -> Report:
         m = re.match(r"^pymemtrace (?P<script>[A-Za-z0-9_]+): tracing PID", line)
         if m and rep.script is None:
             rep.script = m.group("script")
+    for (file, func, first), (nbytes, n) in growth.items():
+        rep.sites.append(Site("rss", file, func, first, first, n, nbytes))
+    if not began and not rep.calls and rep.script is not None:
+        raise ReportError(f"{rep.script} started but its maps were never printed: bpftrace "
+                          "was killed (it prints them when the traced process exits, on "
+                          "Ctrl-C or SIGTERM, never after SIGKILL)")
     if not began and not rep.calls:
         raise ReportError("no output of a pymemtrace bpftrace script found (expected lines "
                           "'=== pymemtrace NAME begin ===' ... 'end ===' or call-flow lines)")
@@ -302,7 +334,8 @@ def format_report(rep: Report, limit: int = 20) -> str:
         out.append(f"Measure: calls (from {rep.events} flow events); "
                    f"{total_count:,d} calls of {len(rep.calls):,d} functions")
     else:
-        out.append(f"Measure: {what}; total {total_bytes:,d} bytes in {total_count:,d} calls")
+        noun = _EVENTS_NOUN.get(name, "events")
+        out.append(f"Measure: {what}; total {total_bytes:,d} bytes in {total_count:,d} {noun}")
     for w in rep.warnings:
         out.append(f"Warning: {w}")
 

@@ -3,8 +3,9 @@
 ``make_buffers(n)`` asks for ``n`` bytearrays of SIZE bytes, each on its own
 line: a bytearray of SIZE (> 512) bytes is one malloc(SIZE + 1) made while
 that line runs, so a tracer must attribute exactly n * (SIZE + 1) bytes in n
-calls to that line of ``make_buffers``.  ``nested(depth)`` makes a known call
-flow.  With ``--wait`` the workload first reads one line from stdin, so that
+calls to that line of ``make_buffers``.  ``make_floats(n)`` makes n float objects
+(24 bytes each, from the object allocator once the float free list is empty)
+on FLOAT_LINE.  ``nested(depth)`` makes a known call flow.  With ``--wait`` the workload first reads one line from stdin, so that
 a tracer attached with -p can be ready before the work starts.
 
 Usage: python bpftrace_workload.py [N] [--wait] [--repeat R]
@@ -19,6 +20,14 @@ def make_buffers(n: int) -> int:
     for _ in range(n):
         buf = bytearray(SIZE)  # BUFFER_LINE: the one malloc(SIZE + 1)
         keep.append(buf)
+    return len(keep)
+
+
+def make_floats(n: int) -> int:
+    keep = []
+    for i in range(n):
+        f = i + 0.5  # FLOAT_LINE: a new 24-byte float object from the object allocator
+        keep.append(f)
     return len(keep)
 
 
@@ -46,6 +55,7 @@ def main(argv) -> int:
         sys.stdin.readline()
     for _ in range(repeat):
         make_buffers(n)
+        make_floats(1000)
         nested(3)
     return 0
 

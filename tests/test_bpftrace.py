@@ -20,7 +20,13 @@ from pymemtrace import cli
 HERE = pathlib.Path(__file__).resolve().parent
 FIX = HERE / "fixtures" / "bpftrace"
 SIZE = 123_457
-SCRIPTS = ("py_flowinfo", "py_malloc")
+SCRIPTS = ("py_flow_malloc_free", "py_flowinfo", "py_flowinfo_rss", "py_malloc", "py_object")
+# Lines of bpftrace_workload.py when the fixtures were recorded (re-record the
+# fixtures if that file changes).
+MAKE_BUFFERS, BUFFER_LINE = 18, 21
+MAKE_FLOATS, FLOAT_LINE = 26, 29
+LEAF, NESTED = 34, 38
+N_BUFFERS = 40
 
 
 def _cli(*argv, env=None):
@@ -93,12 +99,12 @@ def test_py_malloc_fixture_attributes_known_bytes_to_known_line():
     assert rep.script == "py_malloc" and rep.complete and not rep.warnings
     rows = [r for r in rep.by_line() if r["function"] == "make_buffers"
             and r["file"].endswith("bpftrace_workload.py")]
-    buf = [r for r in rows if r["line"] == 20]
-    assert buf and buf[0]["count"] == 40 and buf[0]["bytes"] == 40 * (SIZE + 1)
+    buf = [r for r in rows if r["line"] == BUFFER_LINE]
+    assert buf and buf[0]["count"] == N_BUFFERS and buf[0]["bytes"] == N_BUFFERS * (SIZE + 1)
     # make_buffers is the function that allocated most, and its file the file.
     top = rep.by_function()[0]
-    assert top["function"] == "make_buffers" and top["line"] == 17
-    assert top["bytes"] >= 40 * (SIZE + 1) and top["count"] >= 40
+    assert top["function"] == "make_buffers" and top["line"] == MAKE_BUFFERS
+    assert top["bytes"] >= N_BUFFERS * (SIZE + 1) and top["count"] >= N_BUFFERS
     assert rep.by_file()[0]["file"].endswith("bpftrace_workload.py")
     # Start-up allocations with no Python frame are reported, not dropped.
     assert any(r["function"] == br.NO_FRAME and r["bytes"] > 0 for r in rep.by_function())
@@ -119,7 +125,7 @@ def test_report_cli_text_and_json():
     assert r.returncode == 0, r.stderr
     assert "By function" in r.stdout and "By file" in r.stdout
     first_row = r.stdout.split("By function")[1].splitlines()[2]
-    assert "make_buffers" in first_row and f"{40 * (SIZE + 1):,d}" in first_row
+    assert "make_buffers" in first_row and f"{N_BUFFERS * (SIZE + 1):,d}" in first_row
     r = _cli("bpftrace", "report", path, "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -147,6 +153,7 @@ def test_truncated_inside_a_number_is_not_misread():
     text = (FIX / "py_malloc_workload.txt").read_text()
     line = next(ln for ln in text.splitlines() if "make_buffers" in ln)
     cut = text[:text.index(line) + len(line) - 3]     # "total 4938320" -> "total 4938"
+    assert cut.endswith("total 4938")
     rep = br.parse(cut)
     assert not rep.complete
     assert any("truncated" in w for w in rep.warnings)
@@ -164,7 +171,7 @@ def test_truncated_after_a_whole_line_keeps_it(tmp_path):
     data = json.loads(r.stdout)
     assert data["complete"] is False and data["warnings"]
     row = next(x for x in data["by_function"] if x["function"] == "make_buffers")
-    assert row["bytes"] >= 40 * (SIZE + 1)
+    assert row["bytes"] >= N_BUFFERS * (SIZE + 1)
     r = _cli("bpftrace", "report", str(p))
     assert r.returncode == 0 and "INCOMPLETE" in r.stdout and "warning" in r.stderr
 
@@ -214,14 +221,89 @@ def test_py_flowinfo_fixture_shows_nested_flow_with_indentation():
     rep = br.parse(text)
     assert rep.script == "py_flowinfo" and rep.complete
     by_func = {(r["function"], r["line"]): r["count"] for r in rep.by_function()}
-    assert by_func[("nested", 29)] == 4 and by_func[("leaf", 25)] == 1
-    assert by_func[("make_buffers", 17)] == 1
+    assert by_func[("nested", NESTED)] == 4 and by_func[("leaf", LEAF)] == 1
+    assert by_func[("make_buffers", MAKE_BUFFERS)] == 1
+
+
+def test_killed_flow_recording_reports_calls_so_far():
+    path = str(FIX / "py_flowinfo_killed.txt")
+    rep = br.parse_file(path)
+    assert rep.script == "py_flowinfo" and not rep.complete and rep.warnings
+    counts = {(r["function"], r["line"]): r["count"] for r in rep.by_function()}
+    assert counts[("make_buffers", MAKE_BUFFERS)] >= 2
+    r = _cli("bpftrace", "report", path, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["complete"] is False
+
+
+def test_killed_malloc_recording_says_why_there_is_nothing():
+    # SIGKILL leaves bpftrace no chance to print its maps: say so plainly.
+    line = _assert_user_error(_cli("bpftrace", "report", str(FIX / "py_malloc_killed.txt")),
+                              "never printed", "SIGKILL")
+    assert "py_malloc" in line
 
 
 def test_report_on_flow_prints_calls():
     r = _cli("bpftrace", "report", str(FIX / "py_flowinfo_workload.txt"), "--limit", "0")
     assert r.returncode == 0, r.stderr
     assert "calls" in r.stdout and "nested" in r.stdout
+
+
+# ---- py_flowinfo_rss, py_flow_malloc_free, py_object: recorded outputs ----------------------
+
+def test_py_flowinfo_rss_fixture_columns_and_growth_attribution():
+    text = (FIX / "py_flowinfo_rss_workload.txt").read_text()
+    lines = text.splitlines()
+    assert lines[2].split()[:6] == ["PID", "TID", "DELTA(us)", "DEPTH", "RSS", "dRSS"]
+    calls = [ln for ln in lines if " call " in ln and "bpftrace_workload.py" in ln]
+    assert calls
+    for ln in calls:
+        rss, drss = int(ln.split()[4]), int(ln.split()[5])
+        assert rss > 1_000_000 and rss % 4096 == 0 and drss % 4096 == 0
+    # Consecutive events agree: RSS(n) - RSS(n-1) == dRSS(n) within one process.
+    events = [ln.split() for ln in lines if re.match(r"^\s*\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+-?\d+\s+[a-z]", ln)]
+    known = [e for e in events if int(e[4]) > 0]
+    for prev, cur in zip(known, known[1:]):
+        assert int(cur[4]) - int(prev[4]) == int(cur[5])
+    rep = br.parse(text)
+    assert rep.script == "py_flowinfo_rss" and rep.complete
+    assert rep.primary()[0] == "rss"
+    top = rep.by_function()[0]
+    # 40 buffers of 123,458 bytes: RSS grew by at least 4.5 MiB inside make_buffers.
+    assert (top["function"], top["line"]) == ("make_buffers", MAKE_BUFFERS)
+    assert top["bytes"] >= N_BUFFERS * SIZE * 0.9
+
+
+def test_py_flow_malloc_free_fixture_inline_and_aggregates():
+    text = (FIX / "py_flow_malloc_free_workload.txt").read_text()
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "-> make_buffers (" in ln)
+    end = next(i for i, ln in enumerate(lines) if "<- make_buffers" in ln)
+    inside = lines[start + 1:end]
+    mallocs = [ln for ln in inside if f" malloc " in ln and f" {SIZE + 1} -> 0x" in ln]
+    assert len(mallocs) == N_BUFFERS
+    addresses = {ln.rsplit("0x", 1)[1] for ln in mallocs}
+    frees = [ln for ln in lines[end:] if f" {SIZE + 1} <- 0x" in ln and " free " in ln]
+    assert {ln.rsplit("0x", 1)[1] for ln in frees} == addresses
+    rep = br.parse(text)
+    assert rep.complete and rep.maps() == ["alloc", "free"]
+    row = next(r for r in rep.by_line() if r["function"] == "make_buffers"
+               and r["line"] == BUFFER_LINE)
+    assert row["count"] == N_BUFFERS and row["bytes"] == N_BUFFERS * (SIZE + 1)
+    freed = rep.by_function("free")
+    assert sum(r["bytes"] for r in freed if r["file"].endswith("bpftrace_workload.py")) \
+        >= N_BUFFERS * (SIZE + 1)
+
+
+def test_py_object_fixture_sees_float_objects():
+    rep = br.parse_file(str(FIX / "py_object_workload.txt"))
+    assert rep.script == "py_object" and rep.complete
+    assert rep.primary()[0] == "object" and "object_free" in rep.maps()
+    row = next(r for r in rep.by_line() if r["function"] == "make_floats"
+               and r["line"] == FLOAT_LINE)
+    # 1000 floats of 24 bytes, less the few the float free list had kept.
+    assert 900 <= row["count"] <= 1000 and row["bytes"] == 24 * row["count"]
+    data = rep.to_json()
+    assert data["other_maps"]["object_free"]
 
 
 # ---- run: the checks before bpftrace starts --------------------------------------------------------

@@ -22,6 +22,8 @@ PYTHON = "/usr/bin/python3.11"
 SIZE = 123_457
 BUFFER_LINE = next(i for i, line in enumerate(WORKLOAD.read_text().splitlines(), 1)
                    if "BUFFER_LINE" in line and "bytearray(SIZE)" in line)
+FLOAT_LINE = next(i for i, line in enumerate(WORKLOAD.read_text().splitlines(), 1)
+                  if "FLOAT_LINE" in line and "i + 0.5" in line)
 
 
 def _why_not_live():
@@ -121,6 +123,43 @@ def test_py_flowinfo_command_shows_the_call_flow(tmp_path):
     counts = {r["function"]: r["count"] for r in rep.by_function()
               if r["file"] == str(WORKLOAD)}
     assert counts["nested"] == 4 and counts["leaf"] == 1 and counts["make_buffers"] == 1
+
+
+def test_py_flowinfo_rss_attributes_rss_growth(tmp_path):
+    out = tmp_path / "rss.txt"
+    n = 60
+    r = _run_cli("run", "py_flowinfo_rss", "-o", str(out), "--", PYTHON, str(WORKLOAD), str(n))
+    assert r.returncode == 0, r.stderr
+    rep = br.parse_file(str(out))
+    assert rep.complete and rep.primary()[0] == "rss"
+    row = next(r for r in rep.by_function() if r["function"] == "make_buffers")
+    # n buffers of SIZE bytes, all kept until make_buffers returns: RSS grows
+    # by about n * SIZE while it runs (pages are touched as they are zeroed).
+    assert row["bytes"] >= 0.8 * n * SIZE
+
+
+def test_py_flow_malloc_free_pairs_frees_with_mallocs(tmp_path):
+    out = tmp_path / "fmf.txt"
+    n = 11
+    r = _run_cli("run", "py_flow_malloc_free", "-o", str(out), "--", PYTHON, str(WORKLOAD),
+                 str(n))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    mallocs = [ln for ln in text.splitlines() if " malloc " in ln and f" {SIZE + 1} -> 0x" in ln]
+    frees = [ln for ln in text.splitlines() if " free " in ln and f" {SIZE + 1} <- 0x" in ln]
+    assert len(mallocs) == n and len(frees) == n
+    rep = br.parse(text)
+    row = _line_row(rep, "make_buffers", BUFFER_LINE)
+    assert row["count"] == n and row["bytes"] == n * (SIZE + 1)
+
+
+def test_py_object_sees_float_objects(tmp_path):
+    out = tmp_path / "obj.txt"
+    r = _run_cli("run", "py_object", "-o", str(out), "--", PYTHON, str(WORKLOAD), "3")
+    assert r.returncode == 0, r.stderr
+    rep = br.parse_file(str(out))
+    row = _line_row(rep, "make_floats", FLOAT_LINE)
+    assert 900 <= row["count"] <= 1000 and row["bytes"] == 24 * row["count"]
 
 
 def test_run_default_output_name_is_never_overwritten(tmp_path):
