@@ -261,8 +261,9 @@ def write_gnuplot(log: ProcessLog, out_dir: str, name: str, title: str = "") -> 
         "set y2tics",
         "set ytics nomirror",
         "set grid",
-        "set key top left",
+        "set key below",
         "set yrange [0:*]",
+        "set y2range [0:*]",
     ]
     for k, (t, text) in enumerate(log.labels):
         x = t - t0
@@ -320,7 +321,7 @@ def plot_matplotlib(log: ProcessLog, path: str, title: str = "") -> str:
                 clip_on=False, label="labels" if log.labels else None)
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left")
+        ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4)
         ax.set_title(title or "Process memory over time")
         fig.tight_layout()
         fig.savefig(path, dpi=100)

@@ -401,3 +401,36 @@ print("not refused")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("refused:") and f"pid {os.getpid()}" in out.stdout
+
+
+def test_a_custom_record_factory_is_honoured(captured):
+    old = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        rec = old(*args, **kwargs)
+        rec.custom = "yes"
+        return rec
+
+    logging.setLogRecordFactory(factory)
+    try:
+        with process.log_process(interval=0.01):
+            time.sleep(0.05)
+    finally:
+        logging.setLogRecordFactory(old)
+    recs = parsed(captured)
+    assert len(recs) >= 3
+    assert all(getattr(r, "custom", None) == "yes" for _, _, r in recs)
+    assert all(r.created == pytest.approx(time.mktime(time.strptime(d["timestamp"][:19], "%Y-%m-%d %H:%M:%S"))
+                                          + int(d["timestamp"][20:]) / 1e6, abs=1e-5) for _, d, r in recs)
+
+
+def test_records_carry_the_standard_attributes(captured):
+    with process.log_process(interval=0.01, log_level=logging.WARNING):
+        time.sleep(0.05)
+    recs = parsed(captured)
+    fmt = logging.Formatter("%(asctime)s %(filename)s#%(lineno)d %(process)d (%(threadName)s) "
+                            "%(levelname)s %(name)s %(funcName)s %(message)s")
+    for _, _, r in recs:
+        line = fmt.format(r)
+        assert f" process.py#" in line and f" {os.getpid()} " in line and " WARNING pymemtrace.process " in line
+        assert r.levelno == logging.WARNING and r.args is None and r.exc_info is None

@@ -144,6 +144,13 @@ typedef struct {
     int err;                    /* errno that ended sampling, 0 if none */
     int write_err;              /* file mode: first write error */
     int cb_err;                 /* the callback raised at least once */
+    /* hand-over of a batch (see deliverer_main) */
+    int via_main;               /* try the main thread first */
+    int batch_state;            /* BATCH_*, under mu */
+    size_t nbatch;              /* records in spare */
+    int pending_calls;          /* scheduled and not yet run, under mu */
+    int ref_owed;               /* the last pending call drops stop()'s ref */
+    pthread_cond_t batch_cond;
 } Sampler;
 
 static double
@@ -367,6 +374,67 @@ error:
     PyErr_WriteUnraisable(self->callback);
 }
 
+/* The batch in `spare` (logging mode) is handed over once, by whichever
+ * comes first: the main thread, asked with Py_AddPendingCall (it runs the
+ * call at its next check of the eval breaker, so a CPU-bound program pays
+ * for the records' Python work and nothing else: no GIL hand-over between
+ * threads), or, if the main thread does not get to it within MAIN_GRACE
+ * seconds (it sleeps or waits in C, so the GIL is likely free), the
+ * delivery thread itself. */
+#define MAIN_GRACE 0.02
+
+enum { BATCH_NONE = 0, BATCH_READY = 1, BATCH_BUSY = 2 };
+
+/* With the GIL, mu not held: deliver the ready batch if nobody has. */
+static void
+deliver_ready_batch(Sampler *self)
+{
+    (void)pthread_mutex_lock(&self->mu);
+    if (self->batch_state != BATCH_READY) {
+        (void)pthread_mutex_unlock(&self->mu);
+        return;
+    }
+    self->batch_state = BATCH_BUSY;
+    slot *batch = self->spare;
+    size_t n = self->nbatch;
+    (void)pthread_mutex_unlock(&self->mu);
+    call_back(self, batch, n);
+    for (size_t i = 0; i < n; i++) {
+        slot_clear(&batch[i]);
+    }
+    (void)pthread_mutex_lock(&self->mu);
+    self->batch_state = BATCH_NONE;
+    self->nbatch = 0;
+    (void)pthread_cond_broadcast(&self->batch_cond);
+    (void)pthread_mutex_unlock(&self->mu);
+}
+
+/* The pending call, in the main thread with the GIL. */
+static int
+pending_deliver(void *arg)
+{
+    Sampler *self = (Sampler *)arg;
+    deliver_ready_batch(self);
+    (void)pthread_mutex_lock(&self->mu);
+    int left = --self->pending_calls;
+    (void)pthread_mutex_unlock(&self->mu);
+    if (left == 0 && self->ref_owed) {
+        /* stop() left its reference for the last pending call to drop */
+        self->ref_owed = 0;
+        Py_DECREF(self);
+    }
+    return 0;
+}
+
+static void
+wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, double seconds)
+{
+    struct timespec now;
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    struct timespec ts = to_timespec((double)now.tv_sec + now.tv_nsec * 1e-9 + seconds);
+    (void)pthread_cond_timedwait(cond, mu, &ts);
+}
+
 static void *
 deliverer_main(void *arg)
 {
@@ -376,28 +444,55 @@ deliverer_main(void *arg)
         while (!self->stopping && !self->due && !self->ended) {
             (void)pthread_cond_wait(&self->wake_deliverer, &self->mu);
         }
-        if (self->stopping || (self->ended && self->nfill == 0)) {
-            break;
+        /* never touch spare while someone delivers it */
+        while (self->batch_state == BATCH_BUSY) {
+            (void)pthread_cond_wait(&self->batch_cond, &self->mu);
         }
-        if (!self->due) {
-            continue;
+        if (self->batch_state == BATCH_NONE) {
+            if (self->stopping || (self->ended && self->nfill == 0)) {
+                break;
+            }
+            if (!self->due) {
+                continue;
+            }
+            slot *batch = self->fill;
+            self->fill = self->spare;
+            self->spare = batch;
+            self->nbatch = self->nfill;
+            self->nfill = 0;
+            self->due = 0;
+            self->batch_state = BATCH_READY;
+            if (self->via_main && !self->stopping && self->pending_calls == 0
+                && Py_AddPendingCall(pending_deliver, self) == 0) {
+                self->pending_calls++;
+                double until = mono_now() + MAIN_GRACE;
+                while (self->batch_state == BATCH_READY && !self->stopping) {
+                    double left = until - mono_now();
+                    if (left <= 0) {
+                        break;
+                    }
+                    wait_until(&self->batch_cond, &self->mu, left);
+                }
+                while (self->batch_state == BATCH_BUSY) {
+                    (void)pthread_cond_wait(&self->batch_cond, &self->mu);
+                }
+            }
         }
-        slot *batch = self->fill;
-        size_t n = self->nfill;
-        self->fill = self->spare;
-        self->spare = batch;
-        self->nfill = 0;
-        self->due = 0;
-        (void)pthread_mutex_unlock(&self->mu);
-        if (n > 0 && !IS_FINALIZING()) {
-            PyGILState_STATE g = PyGILState_Ensure();
-            call_back(self, batch, n);
-            PyGILState_Release(g);
+        if (self->batch_state == BATCH_READY) {
+            (void)pthread_mutex_unlock(&self->mu);
+            if (!IS_FINALIZING()) {
+                PyGILState_STATE g = PyGILState_Ensure();
+                deliver_ready_batch(self);
+                PyGILState_Release(g);
+            }
+            (void)pthread_mutex_lock(&self->mu);
+            if (self->batch_state == BATCH_READY) {     /* finalizing: drop */
+                for (size_t i = 0; i < self->nbatch; i++) {
+                    slot_clear(&self->spare[i]);
+                }
+                self->batch_state = BATCH_NONE;
+            }
         }
-        for (size_t i = 0; i < n; i++) {
-            slot_clear(&batch[i]);
-        }
-        (void)pthread_mutex_lock(&self->mu);
     }
     (void)pthread_mutex_unlock(&self->mu);
     return NULL;
@@ -429,22 +524,23 @@ Sampler_init(Sampler *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"pid", "interval", "callback", "path", "fd",
                              "append", "children", "status", "smaps",
-                             "extra", "latency", NULL};
+                             "extra", "latency", "via_main", NULL};
     int pid;
     double interval;
     PyObject *callback = Py_None;
     PyObject *path = Py_None;
     int fd = -1, append = 0, children = 0, status = 0, smaps = 0, extra = 1;
     double latency = 0.1;
+    int via_main = 1;
     if (self->started || self->lw || self->callback) {
         PyErr_SetString(PyExc_RuntimeError, "Sampler.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "id|$OO&ipppppd", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "id|$OO&ipppppdp", kwlist,
                                      &pid, &interval, &callback,
                                      PyUnicode_FSConverter, &path, &fd,
                                      &append, &children, &status, &smaps,
-                                     &extra, &latency)) {
+                                     &extra, &latency, &via_main)) {
         return -1;
     }
     int rc = -1;
@@ -469,6 +565,7 @@ Sampler_init(Sampler *self, PyObject *args, PyObject *kwds)
     self->pid = pid > 0 ? pid : getpid();
     self->interval = interval;
     self->latency = latency;
+    self->via_main = via_main;
     self->flags = (status ? PMT_PS_STATUS : 0) | (smaps ? PMT_PS_SMAPS : 0);
     self->keys = (extra ? PMT_JSON_EXTRA : 0) | (children ? PMT_JSON_NPROCS : 0);
     self->children = children;
@@ -650,7 +747,15 @@ Sampler_stop(Sampler *self, PyObject *Py_UNUSED(ignored))
             slot_clear(&self->fill[i]);
         }
     }
-    Py_DECREF(self);
+    (void)pthread_mutex_lock(&self->mu);
+    int pending = self->pending_calls;
+    (void)pthread_mutex_unlock(&self->mu);
+    if (pending > 0) {
+        self->ref_owed = 1;     /* a pending call still holds self */
+    }
+    else {
+        Py_DECREF(self);
+    }
     Py_RETURN_NONE;
 }
 
@@ -823,6 +928,7 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     (void)pthread_condattr_destroy(&ca);
     (void)pthread_cond_init(&self->wake_deliverer, NULL);
     (void)pthread_cond_init(&self->ended_cond, NULL);
+    (void)pthread_cond_init(&self->batch_cond, NULL);
     return (PyObject *)self;
 }
 
@@ -854,6 +960,7 @@ Sampler_dealloc(Sampler *self)
         (void)pthread_cond_destroy(&self->wake_sampler);
         (void)pthread_cond_destroy(&self->wake_deliverer);
         (void)pthread_cond_destroy(&self->ended_cond);
+        (void)pthread_cond_destroy(&self->batch_cond);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -1,0 +1,81 @@
+"""Demo of ``pymemtrace process``: the seed's example, scaled to run in a few
+seconds, logged to a file, then tabulated and plotted.
+
+Run by ``make demo`` (in demo-output/), or directly:
+``python examples/demo_process.py``.
+"""
+import logging
+import os
+import random
+import sys
+import time
+
+from pymemtrace import process, process_report
+
+LOG = "demo_process.log"
+PLOTS = "demo_process_plots"
+
+
+def workload() -> None:
+    """The seed's example with 8-40 MiB strings and ~0.2 s sleeps."""
+    logger = logging.getLogger("demo_process")
+    logger.info('Demonstration of logging a process')
+    with process.log_process(interval=0.1, log_level=logger.getEffectiveLevel()):
+        for i in range(8):
+            size = random.randint(8, 8 + 32) * 1024 ** 2
+            # Add a message to report in the next process write.
+            process.add_message_to_queue(f'String of {size:,d} bytes')
+            s = ' ' * size
+            time.sleep(0.15 + random.random() / 10)
+            del s
+            time.sleep(0.05 + random.random() / 20)
+
+
+def main() -> int:
+    random.seed(1234)
+    root = logging.getLogger()
+    handler = logging.FileHandler(LOG, mode="w")
+    handler.setFormatter(logging.Formatter(
+        '%(asctime)s - %(filename)s#%(lineno)d - %(process)5d'
+        ' - (%(threadName)-10s) - %(levelname)-8s - %(message)s'))
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        workload()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+    log = process_report.read_log(LOG)
+    print(f"The seed's example (scaled down) logged {len(log.records)} records to {os.path.abspath(LOG)}:")
+    with open(LOG) as f:
+        lines = f.read().splitlines()
+    for line in lines[:3] + ["..."] + lines[-1:]:
+        print("  " + (line if len(line) < 200 else line[:197] + "..."))
+    print("\nTable ('pymemtrace process table demo_process.log'):\n")
+    process_report.table(log, sys.stdout)
+    print("\nPlot ('pymemtrace process plot demo_process.log -o demo_process_plots'):")
+    try:
+        dat, plt, png = process_report.write_gnuplot(log, PLOTS, "demo_process",
+                                                     "The seed's process example (scaled down)")
+    except RuntimeError as err:
+        print(f"  gnuplot failed: {err}")
+        dat = plt = png = None
+    for path in (dat, plt, png):
+        if path:
+            print(f"  wrote {os.path.abspath(path)}")
+    if dat and not png:
+        print("  gnuplot not installed: the .plt script draws the PNG where it is")
+    try:
+        mpl = process_report.plot_matplotlib(log, os.path.join(PLOTS, "demo_process.mpl.png"),
+                                             "The seed's process example (scaled down)")
+        print(f"  wrote {os.path.abspath(mpl)}")
+    except ImportError:
+        print("  matplotlib not installed: no matplotlib PNG")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
