@@ -150,6 +150,8 @@ typedef struct {
     size_t nbatch;              /* records in spare */
     int pending_calls;          /* scheduled and not yet run, under mu */
     int ref_owed;               /* the last pending call drops stop()'s ref */
+    uint64_t batches_main;      /* batches logged by the main thread */
+    uint64_t batches_thread;    /* ... by the delivery thread */
     pthread_cond_t batch_cond;
 } Sampler;
 
@@ -387,7 +389,7 @@ enum { BATCH_NONE = 0, BATCH_READY = 1, BATCH_BUSY = 2 };
 
 /* With the GIL, mu not held: deliver the ready batch if nobody has. */
 static void
-deliver_ready_batch(Sampler *self)
+deliver_ready_batch(Sampler *self, int by_main)
 {
     (void)pthread_mutex_lock(&self->mu);
     if (self->batch_state != BATCH_READY) {
@@ -395,6 +397,12 @@ deliver_ready_batch(Sampler *self)
         return;
     }
     self->batch_state = BATCH_BUSY;
+    if (by_main) {
+        self->batches_main++;
+    }
+    else {
+        self->batches_thread++;
+    }
     slot *batch = self->spare;
     size_t n = self->nbatch;
     (void)pthread_mutex_unlock(&self->mu);
@@ -414,7 +422,7 @@ static int
 pending_deliver(void *arg)
 {
     Sampler *self = (Sampler *)arg;
-    deliver_ready_batch(self);
+    deliver_ready_batch(self, 1);
     (void)pthread_mutex_lock(&self->mu);
     int left = --self->pending_calls;
     (void)pthread_mutex_unlock(&self->mu);
@@ -482,7 +490,7 @@ deliverer_main(void *arg)
             (void)pthread_mutex_unlock(&self->mu);
             if (!IS_FINALIZING()) {
                 PyGILState_STATE g = PyGILState_Ensure();
-                deliver_ready_batch(self);
+                deliver_ready_batch(self, 0);
                 PyGILState_Release(g);
             }
             (void)pthread_mutex_lock(&self->mu);
@@ -884,7 +892,7 @@ Sampler_wait(Sampler *self, PyObject *arg)
 static PyObject *
 Sampler_get_stats(Sampler *self, PyObject *Py_UNUSED(ignored))
 {
-    uint64_t samples, dropped, missed;
+    uint64_t samples, dropped, missed, bmain, bthread;
     int err, ended;
     /* in a forked child the parent's thread may have held mu at fork */
     int lock = self->owner == 0 || self->owner == getpid();
@@ -894,12 +902,16 @@ Sampler_get_stats(Sampler *self, PyObject *Py_UNUSED(ignored))
     samples = self->samples;
     dropped = self->dropped;
     missed = self->missed;
+    bmain = self->batches_main;
+    bthread = self->batches_thread;
     err = self->err;
     ended = self->ended;
     if (lock) {
         (void)pthread_mutex_unlock(&self->mu);
     }
-    return Py_BuildValue("{sKsKsKsisisisisi}", "samples", (unsigned long long)samples,
+    return Py_BuildValue("{sKsKsKsKsKsisisisisi}", "samples", (unsigned long long)samples,
+                         "batches_main", (unsigned long long)bmain,
+                         "batches_thread", (unsigned long long)bthread,
                          "dropped", (unsigned long long)dropped,
                          "missed", (unsigned long long)missed,
                          "errno", err, "ended", ended, "callback_error", self->cb_err,
