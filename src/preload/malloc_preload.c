@@ -168,7 +168,6 @@ resolving(void)
 
 static _Atomic int g_on;                /* tracing */
 static _Atomic uint64_t g_seq = 1;      /* next sequence number (0: none) */
-static _Atomic uint64_t g_events;       /* events recorded */
 static _Atomic uint64_t g_dropped;      /* events that could not be written */
 static uint32_t g_rs = PMT_MC_RECORD_BASE;  /* record size */
 static int g_native;
@@ -219,6 +218,7 @@ typedef struct tbuf {
     _Atomic int in_use;
     struct tbuf *next;
     size_t len;
+    uint64_t events;        /* recorded through this buffer */
     code_slot codes[CODE_CACHE];
     line_slot lines[LINE_CACHE];
     unsigned char data[TB_BYTES];
@@ -480,7 +480,7 @@ put_event(tbuf *tb, uint64_t seq, unsigned kind, const void *a, uint64_t b,
     if (g_native) {
         r->native = (uint64_t)(uintptr_t)ret;
     }
-    atomic_fetch_add_explicit(&g_events, 1, memory_order_relaxed);
+    tb->events++;
 }
 
 /* ---- Python frames --------------------------------------------------------- */
@@ -1044,7 +1044,11 @@ write_end(uint32_t reason)
     memset(p, 0, g_rs);
     pmt_mc_record *r = (pmt_mc_record *)p;
     r->seq_kind = PMT_MC_END;
-    r->a = atomic_load(&g_events);
+    uint64_t events = 0;
+    for (tbuf *b = g_bufs; b; b = b->next) {
+        events += b->events;    /* other threads may still add: a lower bound */
+    }
+    r->a = events;
     r->b = atomic_load(&g_dropped);
     r->code = reason;
     r->line = -1;
@@ -1099,7 +1103,6 @@ after_fork_child(void)
     }
     g_open_pending = 1;
     g_write_err = 0;
-    atomic_store(&g_events, 0);
     atomic_store(&g_dropped, 0);
     /* Code ids must be defined again in the child's own capture. */
     if (g_codes) {
@@ -1108,6 +1111,7 @@ after_fork_child(void)
     g_codes_len = 0;
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         tb->len = 0;
+        tb->events = 0;
         memset(tb->codes, 0, sizeof(tb->codes));
         memset(tb->lines, 0, sizeof(tb->lines));
         if (tb != t_buf) {

@@ -1,0 +1,144 @@
+"""bench: pymemtrace malloc (the LD_PRELOAD tracer) beside tracemalloc and memray.
+
+Two allocation-heavy Python workloads run in a fresh interpreter each time:
+  * "bytearrays": bytearrays of 1-6 KB (one malloc and one free each) plus
+    dict churn, with the default allocators (small objects stay in pymalloc
+    arenas, which no malloc tracer sees one by one);
+  * "every_object": the same loop under PYTHONMALLOC=malloc, so every Python
+    object is a malloc/free (about 10 events per iteration: the worst case);
+each configuration:
+  * untraced
+  * under pymemtrace malloc (LD_PRELOAD, Python frame + line per allocation)
+  * under pymemtrace malloc --native (plus the native return address)
+  * under tracemalloc (python -X tracemalloc=1: Python allocations only)
+  * under memray (python -m memray run), if installed
+Each configuration runs RUNS times, interleaved, and we keep the median.
+Reported: the workload's own CPU time (time.process_time() inside the
+program, around the loop: the fair comparison, and the least disturbed by
+other work on a busy machine) and the whole process's wall time (start-up and
+the tracer's exit work included), as ratios to the untraced run of the same
+round, plus events/s and capture bytes per event for pymemtrace.
+Run: make bench   (or: .venv/bin/python bench/run_all.py malloc)
+"""
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from pymemtrace import _cli_malloc
+
+RUNS = 7
+N = 400_000
+
+WORKLOAD = """\
+import sys, time
+def churn(n):
+    keep = []
+    for i in range(n):
+        b = bytearray(1000 + (i % 50) * 100)     # one malloc + one free each
+        keep.append(b)
+        d = {"i": i, "b": len(b)}
+        if len(keep) > 64:
+            keep.clear()
+    return len(keep)
+t0 = time.process_time()
+churn(int(sys.argv[1]))
+print(time.process_time() - t0)
+"""
+
+
+def _have_memray():
+    try:
+        subprocess.run([sys.executable, "-m", "memray", "--version"], check=True,
+                       capture_output=True)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
+
+
+def _one(cmd, env, cwd):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {p.stderr[-2000:]}")
+    return float(p.stdout.strip().splitlines()[-1]), wall
+
+
+def run():
+    return {"bytearrays": run_one({}, N), "every_object": run_one({"PYTHONMALLOC": "malloc"}, N // 2)}
+
+
+def run_one(extra_env, n):
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="pmt-bench-malloc-"))
+    try:
+        script = tmp / "work.py"
+        script.write_text(WORKLOAD)
+        py = sys.executable
+        base_env = {k: v for k, v in os.environ.items()
+                    if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONTRACEMALLOC")}
+        base_env.update(extra_env)
+        cap = tmp / "w.cap"
+
+        def ours(native):
+            env = dict(base_env, LD_PRELOAD=str(_cli_malloc.LIBRARY),
+                       PYMEMTRACE_MALLOC_OUT=str(cap))
+            if native:
+                env["PYMEMTRACE_MALLOC_NATIVE"] = "1"
+            return [py, str(script), str(n)], env
+
+        configs = {
+            "untraced": ([py, str(script), str(n)], base_env),
+            "pymemtrace": ours(False),
+            "pymemtrace_native": ours(True),
+            "tracemalloc": ([py, "-X", "tracemalloc=1", str(script), str(n)], base_env),
+        }
+        if _have_memray():
+            configs["memray"] = ([py, "-m", "memray", "run", "-q", "-f", "-o",
+                                  str(tmp / "m.bin"), str(script), str(n)], base_env)
+        inner = {k: [] for k in configs}
+        wall = {k: [] for k in configs}
+        events = cap_bytes = 0
+        for _ in range(RUNS):
+            for name, (cmd, env) in configs.items():
+                for f in tmp.glob("w.cap*"):
+                    f.unlink()
+                t_in, t_wall = _one(cmd, env, tmp)
+                inner[name].append(t_in)
+                wall[name].append(t_wall)
+                if name == "pymemtrace":
+                    r = _cli_malloc.load(str(cap))
+                    events, cap_bytes = r["events"], cap.stat().st_size
+        med_in = {k: statistics.median(v) for k, v in inner.items()}
+        med_wall = {k: statistics.median(v) for k, v in wall.items()}
+        out = {
+            "workload": f"{n} iterations of bytearray(1000..5900) + dict churn"
+                        + (f" with {extra_env}" if extra_env else ""),
+            "runs": RUNS,
+            "untraced_s": round(med_in["untraced"], 4),
+            "events_per_run": events,
+            "capture_bytes_per_event": round(cap_bytes / events, 1) if events else None,
+            "command": ".venv/bin/python bench/run_all.py malloc",
+        }
+        for k in configs:
+            if k == "untraced":
+                continue
+            out[f"{k}_ratio"] = round(med_in[k] / med_in["untraced"], 2)
+            out[f"{k}_wall_ratio"] = round(med_wall[k] / med_wall["untraced"], 2)
+        if "pymemtrace" in med_in and events:
+            extra = med_in["pymemtrace"] - med_in["untraced"]
+            out["pymemtrace_ns_per_event"] = round(extra / events * 1e9, 1)
+        if "memray" not in configs:
+            out["memray"] = "not installed"
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(), indent=2))
