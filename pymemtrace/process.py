@@ -29,7 +29,8 @@ The JSON object has the keys:
 ``elapsed_time``
     Seconds since the process started.
 ``pid``, ``num_threads``
-    The process sampled and how many threads it has.
+    The process sampled and how many threads it has (sampling this process
+    adds pymemtrace's own: two in logging mode, one with ``output=``).
 ``label``
     Present when :func:`add_message_to_queue` queued a message: the next
     sample carries it (the oldest message first, one per sample).
@@ -193,6 +194,7 @@ class log_process:
         self.children = bool(children)
         self.latency = float(latency)
         self._sampler: Optional[_process.Sampler] = None
+        self._owner = 0
         self._lock = threading.Lock()
         #: Counters of the last run: samples taken, dropped (ring full),
         #: missed (ticks skipped while the machine was too busy).
@@ -211,6 +213,7 @@ class log_process:
                 kwargs["callback"] = self._deliver
             sampler = open_sampler(self.pid, self.interval, **kwargs)
             self._sampler = sampler
+            self._owner = os.getpid()
             sampler.start()
             _running.add(self)
         return self
@@ -227,6 +230,11 @@ class log_process:
         _running.discard(self)
         sampler.stop()
         self.stats = sampler.stats()
+        if self._owner != os.getpid():
+            # a forked child leaving its parent's context: the log is the parent's
+            if self.output is not None:
+                sampler.close()     # releases the descriptor, writes nothing
+            return
         ended_by = self.stats.get("errno", 0)
         if ended_by and ended_by != errno.ESRCH:
             self.logger.warning("pymemtrace.process: sampling pid %d stopped: %s",

@@ -434,3 +434,23 @@ def test_records_carry_the_standard_attributes(captured):
         line = fmt.format(r)
         assert f" process.py#" in line and f" {os.getpid()} " in line and " WARNING pymemtrace.process " in line
         assert r.levelno == logging.WARNING and r.args is None and r.exc_info is None
+
+
+def test_forked_child_leaving_the_context_logs_nothing():
+    code = """
+import logging, os, sys, time
+from pymemtrace import process
+logging.basicConfig(level=logging.INFO, format="%(process)d %(message)s")
+with process.log_process(interval=0.01):
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)         # runs the with block's exit in the child
+    os.waitpid(pid, 0)
+    time.sleep(0.03)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    stops = [x for x in out.stderr.splitlines() if "ProcessLoggingThread-JSON-STOP" in x]
+    assert len(stops) == 1
+    parent_pid = int(stops[0].split()[0])
+    assert all(int(x.split()[0]) == parent_pid for x in out.stderr.splitlines() if "ProcessLogging" in x)

@@ -253,6 +253,9 @@ sampler_main(void *arg)
 {
     Sampler *self = (Sampler *)arg;
     char buf[SLOT_TEXT];
+#ifdef __linux__
+    (void)pthread_setname_np(pthread_self(), "pmt-sampler");
+#endif
     double next = mono_now();
     double last_flush = next;
     int rescan_every = 1;
@@ -447,6 +450,9 @@ static void *
 deliverer_main(void *arg)
 {
     Sampler *self = (Sampler *)arg;
+#ifdef __linux__
+    (void)pthread_setname_np(pthread_self(), "pmt-deliver");
+#endif
     (void)pthread_mutex_lock(&self->mu);
     for (;;) {
         while (!self->stopping && !self->due && !self->ended) {
