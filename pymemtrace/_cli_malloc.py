@@ -219,9 +219,8 @@ def _native_name(n: Dict[str, Any]) -> str:
 def _warnings(r: Dict[str, Any]) -> List[str]:
     out = []
     if not r["complete"]:
-        out.append("the capture has no end record: the program crashed, was killed, called "
-                   "exec or _exit, so the last buffered events are missing and 'live at "
-                   "exit' over-counts")
+        out.append("the capture has no end record: the program crashed or was killed, so "
+                   "its last buffered events are missing and 'live at exit' over-counts")
     if r["ended_by_exec"]:
         out.append("this process then called exec: the program it became wrote its own "
                    "capture (see the list 'pymemtrace malloc' printed)")

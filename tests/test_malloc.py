@@ -468,3 +468,59 @@ def test_native_callers(tmp_path):
     text = cli("report", str(cap), check=True).stdout
     assert "native callers by bytes" in text and "strdup" in text
     assert any("strdup" in n["symbol"] for n in r["by_native_site"])
+
+
+@needs_preload
+def test_python_malloc_makes_every_object_visible(tmp_path):
+    src = """\
+    def small_objects():
+        return [(i, i) for i in range(10_000)]  # SMALL
+    keep = small_objects()
+    """
+    p, cap, script = trace(tmp_path, src, "--python-malloc")
+    assert p.returncode == 0, p.stderr
+    r = _cli_malloc.load(str(cap))
+    s = [x for x in sites(r, script, "<listcomp>") if x["line"] == line_of(script, "SMALL")]
+    # each 2-tuple is one malloc of its own (and each int above the small-int cache too)
+    assert s[0]["malloc_count"] >= 10_000 and s[0]["mmap_count"] == 0
+    p, cap2, script = trace(tmp_path, src, out="default.cap")
+    r2 = _cli_malloc.load(str(cap2))
+    s2 = [x for x in sites(r2, script, "<listcomp>") if x["line"] == line_of(script, "SMALL")]
+    # with pymalloc the tuples live in arenas: a handful of arena mmaps and list growth
+    assert s2[0]["malloc_count"] < 100
+
+
+@needs_preload
+def test_tracer_that_cannot_write_leaves_the_program_alone(tmp_path):
+    """Started by hand with a capture path that cannot be created."""
+    env = dict(os.environ, LD_PRELOAD=str(_cli_malloc.LIBRARY),
+               PYMEMTRACE_MALLOC_OUT=str(tmp_path / "missing" / "x.cap"))
+    p = subprocess.run([PY, "-c", "import sys; print(sum(range(10))); sys.exit(3)"],
+                       env=env, capture_output=True, text=True)
+    assert (p.returncode, p.stdout) == (3, "45\n")
+    assert "pymemtrace malloc: cannot create the capture" in p.stderr
+    assert "No such file or directory" in p.stderr
+
+
+@needs_preload
+def test_killed_program_leaves_a_readable_capture(tmp_path):
+    src = """\
+    import os, signal
+    def churn():
+        keep = []
+        for i in range(20_000):
+            keep.append(bytearray(1000 + i % 7))  # CHURN
+        return keep
+    k = churn()
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+    p, cap, script = trace(tmp_path, src)
+    assert p.returncode == 128 + 9
+    r = _cli_malloc.load(str(cap))
+    assert not r["complete"]
+    assert any("no end record" in w for w in r["warnings"])
+    s = [x for x in sites(r, script, "churn") if x["line"] == line_of(script, "CHURN")]
+    # whole buffers reached the file; the last one (at most 2560 events) is lost
+    assert 20_000 - 2560 <= s[0]["malloc_count"] <= 20_000
+    rep = cli("report", str(cap))
+    assert rep.returncode == 0 and "warning: the capture has no end record" in rep.stdout
