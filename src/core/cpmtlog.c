@@ -1,4 +1,5 @@
 /* cpmtlog.c: the text of a cPyMemTrace log (see cpmtlog.h). */
+#define _GNU_SOURCE     /* memrchr */
 #include "cpmtlog.h"
 
 #include <errno.h>
@@ -32,88 +33,265 @@ put_bytes(char *p, const char *s, size_t n)
 static char *
 put_spaces(char *p, int n)
 {
-    while (n-- > 0) {
-        *p++ = ' ';
+    if (n > 0) {
+        memset(p, ' ', (size_t)n);
+        p += n;
     }
     return p;
 }
 
-/* Decimal integer, right-aligned in width (left-aligned if width < 0). */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static int
+count_digits(uint64_t u)
+{
+    int n = 1;
+    while (u >= 10000) {
+        u /= 10000;
+        n += 4;
+    }
+    if (u >= 1000) {
+        return n + 3;
+    }
+    if (u >= 100) {
+        return n + 2;
+    }
+    return u >= 10 ? n + 1 : n;
+}
+
+/* Write the n decimal digits of u ending just before end. */
+static void
+write_digits(char *end, uint64_t u, int n)
+{
+    if (u <= UINT32_MAX) {     /* 32-bit arithmetic: shorter dependency chain */
+        uint32_t v = (uint32_t)u;
+        while (n >= 2) {
+            unsigned k = (v % 100) * 2;
+            v /= 100;
+            *--end = digit_pairs[k + 1];
+            *--end = digit_pairs[k];
+            n -= 2;
+        }
+        if (n) {
+            *--end = (char)('0' + v);
+        }
+        return;
+    }
+    while (n >= 2) {
+        unsigned k = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--end = digit_pairs[k + 1];
+        *--end = digit_pairs[k];
+        n -= 2;
+    }
+    if (n) {
+        *--end = (char)('0' + u);
+    }
+}
+
+/* Decimal integer (with '-' if negative, '+' if plus and not negative),
+ * right-aligned in width (left-aligned if width < 0). */
+static char *
+put_int_signed(char *p, int64_t v, int width, int plus)
+{
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int nd = count_digits(u);
+    int len = nd + (v < 0 || plus);
+    if (width > len) {
+        p = put_spaces(p, width - len);
+    }
+    if (v < 0) {
+        *p++ = '-';
+    }
+    else if (plus) {
+        *p++ = '+';
+    }
+    write_digits(p + nd, u, nd);
+    p += nd;
+    if (-width > len) {
+        p = put_spaces(p, -width - len);
+    }
+    return p;
+}
+
 static char *
 put_int(char *p, int64_t v, int width)
 {
-    char tmp[24];
-    int n = pmt_fmt_int(tmp, v);
-    if (n < 0 || n > 21) {
-        n = 0;
+    return put_int_signed(p, v, width, 0);
+}
+
+/* put_int_signed through a one-entry cache of the text. */
+static char *
+put_int_memo(char *p, pmt_cpmt_memo *m, int64_t v, int width, int plus)
+{
+    if (m == NULL) {
+        return put_int_signed(p, v, width, plus);
     }
-    if (width > n) {
-        p = put_spaces(p, width - n);
+    if (m->len == 0 || m->v != v) {
+        char *e = put_int_signed(m->txt, v, width, plus);
+        m->len = (int)(e - m->txt);
+        m->v = v;
     }
-    p = put_bytes(p, tmp, (size_t)n);
-    if (-width > n) {
-        p = put_spaces(p, -width - n);
+    memcpy(p, m->txt, sizeof m->txt);   /* fixed size: one wide move; only len counts */
+    return p + m->len;
+}
+
+/* An event number left-aligned in 5: consecutive numbers are counted up in
+ * the cached text instead of being converted again. */
+static char *
+put_event(char *p, pmt_cpmt_memo *m, int64_t v)
+{
+    if (m == NULL || v < 0) {
+        return put_int(p, v, -5);
     }
-    return p;
+    if (m->len > 0 && v == m->v + 1) {
+        int i = m->len - 1;
+        while (i >= 0 && m->txt[i] == '9') {
+            m->txt[i--] = '0';
+        }
+        if (i >= 0) {
+            m->txt[i]++;
+        }
+        else {
+            m->len = 0;     /* 999 -> 1000: one more digit */
+        }
+    }
+    else if (m->len > 0 && v != m->v) {
+        m->len = 0;
+    }
+    if (m->len == 0) {
+        m->len = (int)(put_int(m->txt, v, 0) - m->txt);
+    }
+    m->v = v;
+    memcpy(p, m->txt, sizeof m->txt);
+    p += m->len;
+    return put_spaces(p, 5 - m->len);
 }
 
 /* Nanoseconds as seconds with 6 decimals (truncated to the microsecond). */
 static char *
-put_seconds(char *p, int64_t ns)
+put_seconds(char *p, int64_t ns, pmt_cpmt_memo *secs)
 {
     if (ns < 0) {
         *p++ = '-';
         ns = -ns;
     }
     int64_t us = ns / 1000;
-    p = put_int(p, us / 1000000, 0);
+    p = put_int_memo(p, secs, us / 1000000, 0, 0);
     *p++ = '.';
-    int64_t frac = us % 1000000;
-    for (int d = 5; d >= 0; d--) {
-        p[d] = (char)('0' + frac % 10);
-        frac /= 10;
-    }
+    write_digits(p + 6, (uint64_t)(us % 1000000), 6);
     return p + 6;
 }
 
-/* A name with whitespace and control characters replaced by '_', never empty. */
+/* Does s hold a byte below min (or DEL)?  Written as a reduction so the
+ * compiler can vectorise it. */
+static int
+has_byte_below(const char *s, size_t n, unsigned char min)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bad |= (unsigned)(c < min) | (unsigned)(c == 0x7f);
+    }
+    return bad != 0;
+}
+
+/* A name copied with bytes below min (and DEL) replaced by '_'; "?" if empty. */
 static char *
-put_name(char *p, const char *s, size_t n)
+put_clean(char *p, const char *s, size_t n, unsigned char min)
 {
     if (s == NULL || n == 0) {
         *p++ = '?';
         return p;
     }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        *p++ = (c <= ' ' || c == 0x7f) ? '_' : (char)c;
+    memcpy(p, s, n);
+    if (has_byte_below(s, n, min)) {
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c < min || c == 0x7f) {
+                p[i] = '_';
+            }
+        }
     }
-    return p;
+    return p + n;
+}
+
+/* The start of the last path component of f[0:n]. */
+static size_t
+basename_offset(const char *f, size_t n)
+{
+#ifdef __GLIBC__
+    const char *slash = memrchr(f, '/', n);
+    return slash ? (size_t)(slash + 1 - f) : 0;
+#else
+    size_t k = n;
+    while (k > 0 && f[k - 1] != '/') {
+        k--;
+    }
+    return k;
+#endif
+}
+
+/* The File field: the basename, control characters replaced. */
+static char *
+put_file(char *p, const char *f, size_t n)
+{
+    if (n) {
+        size_t k = basename_offset(f, n);
+        f += k;
+        n -= k;
+    }
+    if (n > PMT_CPMT_NAME_MAX) {
+        f += n - PMT_CPMT_NAME_MAX;
+        n = PMT_CPMT_NAME_MAX;
+    }
+    return put_clean(p, f, n, ' ');
+}
+
+/* The Function field: whitespace replaced, padded to 13. */
+static char *
+put_function(char *p, const char *s, size_t n)
+{
+    if (n > PMT_CPMT_NAME_MAX) {
+        n = PMT_CPMT_NAME_MAX;
+    }
+    char *start = p;
+    p = put_clean(p, s, n, ' ' + 1);
+    return put_spaces(p, 13 - (int)(p - start));
+}
+
+static char *
+put_name_memo(char *p, pmt_cpmt_namememo *m, const char *s, size_t n,
+              char *(*put)(char *, const char *, size_t))
+{
+    if (m == NULL || s == NULL) {
+        return put(p, s, s ? n : 0);
+    }
+    if (m->key != s || m->key_len != n) {
+        m->len = (size_t)(put(m->txt, s, n) - m->txt);
+        m->key = s;
+        m->key_len = n;
+    }
+    memcpy(p, m->txt, m->len);
+    return p + m->len;
 }
 
 size_t
-pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row)
+pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *c)
 {
     char *p = out;
     p = put_bytes(p, row->next ? "NEXT: " : "PREV: ", 6);
-    p = put_int(p, row->event, -5);
+    p = put_event(p, c ? &c->event : NULL, row->event);
     *p++ = ' ';
     /* dEvent: "+N" left-aligned in 7 */
-    {
-        char tmp[24];
-        int n = 0;
-        if (row->d_event >= 0) {
-            tmp[n++] = '+';
-        }
-        int k = pmt_fmt_int(tmp + n, row->d_event);
-        n += (k > 0 && k <= 21) ? k : 0;
-        p = put_bytes(p, tmp, (size_t)n);
-        p = put_spaces(p, 7 - n);
-    }
+    p = put_int_memo(p, c ? &c->d_event : NULL, row->d_event, -7, 1);
     *p++ = ' ';
     {
         char *start = p;
-        p = put_seconds(p, row->clock_ns);
+        p = put_seconds(p, row->clock_ns, c ? &c->secs : NULL);
         p = put_spaces(p, 8 - (int)(p - start));
     }
     *p++ = ' ';
@@ -125,57 +303,31 @@ pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row)
     }
     *p++ = ' ';
     /* File: the basename; the File field may hold spaces, the reader splits on " #". */
-    {
-        const char *f = row->file;
-        size_t n = f ? row->file_len : 0;
-        if (f != NULL) {
-            size_t k = n;
-            while (k > 0 && f[k - 1] != '/') {
-                k--;
-            }
-            f += k;
-            n -= k;
-        }
-        if (n > PMT_CPMT_NAME_MAX) {
-            f += n - PMT_CPMT_NAME_MAX;
-            n = PMT_CPMT_NAME_MAX;
-        }
-        if (f == NULL || n == 0) {
-            *p++ = '?';
-        }
-        else {
-            for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)f[i];
-                *p++ = (c < ' ' || c == 0x7f) ? '_' : (char)c;
-            }
-        }
-    }
+    p = put_name_memo(p, c ? &c->file : NULL, row->file, row->file_len, put_file);
     *p++ = ' ';
     *p++ = '#';
-    p = put_int(p, row->line, 4);
+    p = put_int_memo(p, c ? &c->line : NULL, row->line, 4, 0);
     *p++ = ' ';
-    {
-        size_t n = row->function_len;
-        if (n > PMT_CPMT_NAME_MAX) {
-            n = PMT_CPMT_NAME_MAX;
-        }
-        char *start = p;
-        p = put_name(p, row->function, n);
-        p = put_spaces(p, 13 - (int)(p - start));
-    }
+    p = put_name_memo(p, c ? &c->function : NULL, row->function, row->function_len,
+                      put_function);
     *p++ = ' ';
-    p = put_int(p, row->rss, 8);
+    p = put_int_memo(p, c ? &c->rss : NULL, row->rss, 8, 0);
     *p++ = ' ';
-    p = put_int(p, row->d_rss, 12);
+    p = put_int_memo(p, c ? &c->d_rss : NULL, row->d_rss, 12, 0);
     *p++ = '\n';
     return (size_t)(p - out);
 }
 
 void
-pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row)
+pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache)
 {
+    /* Straight into the writer's buffer when it has room (the common case). */
+    if (w->err == 0 && w->len + PMT_CPMT_ROW_MAX <= sizeof w->buf) {
+        w->len += pmt_cpmt_format_row(w->buf + w->len, row, cache);
+        return;
+    }
     char buf[PMT_CPMT_ROW_MAX];
-    pmt_lw_bytes(w, buf, pmt_cpmt_format_row(buf, row));
+    pmt_lw_bytes(w, buf, pmt_cpmt_format_row(buf, row, cache));
 }
 
 void
@@ -202,7 +354,7 @@ static void
 write_clock(pmt_logwriter *w, int64_t clock_ns)
 {
     char buf[40];
-    char *p = put_seconds(buf, clock_ns);
+    char *p = put_seconds(buf, clock_ns, NULL);
     pmt_lw_bytes(w, buf, (size_t)(p - buf));
 }
 

@@ -60,18 +60,44 @@ typedef struct pmt_cpmt_row {
     int64_t d_rss;
 } pmt_cpmt_row;
 
+#define PMT_CPMT_NAME_MAX 256
+
+/* Consecutive rows repeat most numbers (RSS, dRSS, dEvent, the line, the
+ * whole seconds): a cache of the last text of each makes a row cheaper.
+ * Zero-initialise it; one per log. */
+typedef struct pmt_cpmt_memo {
+    int64_t v;
+    int len;                /* 0: empty */
+    char txt[28];
+} pmt_cpmt_memo;
+
+/* The last file and function names as written, keyed by their address and
+ * length: the caller keeps the memory of the last names it passed alive and
+ * unchanged while it uses the cache (cPyMemTrace holds a reference to the
+ * code object and C function of its last row). */
+typedef struct pmt_cpmt_namememo {
+    const char *key;
+    size_t key_len;
+    size_t len;
+    char txt[PMT_CPMT_NAME_MAX + 16];
+} pmt_cpmt_namememo;
+
+typedef struct pmt_cpmt_fmtcache {
+    pmt_cpmt_memo event, d_event, secs, line, rss, d_rss;
+    pmt_cpmt_namememo file, function;
+} pmt_cpmt_fmtcache;
+
 /* Format a row (with its newline) into out, which must hold at least
  * PMT_CPMT_ROW_MAX bytes.  Names longer than PMT_CPMT_NAME_MAX are cut
  * (the end of a file name is kept, the start of a function name).
- * Returns the length written. */
-#define PMT_CPMT_NAME_MAX 256
-#define PMT_CPMT_ROW_MAX (160 + 2 * PMT_CPMT_NAME_MAX)
-size_t pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row);
+ * cache may be NULL.  Returns the length written. */
+#define PMT_CPMT_ROW_MAX (224 + 2 * PMT_CPMT_NAME_MAX)
+size_t pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
 
 /* Write the optional message (verbatim, a newline added if missing) and the
  * header row. */
 void pmt_cpmt_write_start(pmt_logwriter *w, const char *message, size_t len);
-void pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row);
+void pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
 /* A user message in the middle of a log: verbatim, newline added if missing. */
 void pmt_cpmt_write_message(pmt_logwriter *w, const char *message, size_t len);
 /* "# DETACH event=N clock=S depth=D log=PATH" */

@@ -6,11 +6,11 @@ _Atomic int64_t pmt_gate_blocks;
 
 void
 pmt_gate_init(pmt_gate *g, uint64_t limit_bytes, int64_t limit_blocks, uint32_t limit_events,
-              int64_t limit_ns)
+              uint64_t limit_t, uint64_t now)
 {
     g->limit_bytes = limit_bytes;
     g->limit_blocks = limit_blocks;
     g->limit_events = limit_events;
-    g->limit_ns = limit_ns;
-    pmt_gate_mark(g, pmt_monotonic_ns());
+    g->limit_t = limit_t;
+    pmt_gate_mark(g, now);
 }

@@ -11,10 +11,11 @@
  *                    the small-object allocator's arenas (large blocks),
  *   pmt_gate_blocks  live small blocks (allocations minus frees).
  *
- * A tracer keeps a pmt_gate: the counters and the time at its last RSS read.
+ * A tracer keeps a pmt_gate: the counters and the time at its last RSS read
+ * (in the caller's time unit: nanoseconds or tickclock stamps).
  * pmt_gate_due() says "read again" when, since that read, the bytes moved by
  * at least limit_bytes, or the live small blocks rose by at least
- * limit_blocks, or limit_events events passed, or limit_ns nanoseconds passed
+ * limit_blocks, or limit_events events passed, or limit_t time passed
  * (the catch-all for memory the counters cannot see: C code calling malloc or
  * mmap directly, thread stacks, file mappings).
  */
@@ -57,31 +58,32 @@ pmt_gate_add_blocks(int64_t d)
 typedef struct pmt_gate {
     uint64_t bytes;         /* pmt_gate_bytes at the last read */
     int64_t blocks;         /* pmt_gate_blocks at the last read */
-    int64_t ns;             /* clock at the last read */
+    uint64_t t;             /* time of the last read */
     uint32_t events;        /* events since the last read */
     uint64_t limit_bytes;
     int64_t limit_blocks;
     uint32_t limit_events;  /* 0: no event bound */
-    int64_t limit_ns;       /* 0: no time bound */
+    uint64_t limit_t;       /* 0: no time bound */
 } pmt_gate;
 
-/* Set the limits (0 for limit_events / limit_ns switches that bound off). */
+/* Set the limits (0 for limit_events / limit_t switches that bound off) and
+ * mark a read at time now. */
 void pmt_gate_init(pmt_gate *g, uint64_t limit_bytes, int64_t limit_blocks,
-                   uint32_t limit_events, int64_t limit_ns);
+                   uint32_t limit_events, uint64_t limit_t, uint64_t now);
 
-/* Record that RSS was read at time now_ns. */
+/* Record that RSS was read at time now. */
 static inline void
-pmt_gate_mark(pmt_gate *g, int64_t now_ns)
+pmt_gate_mark(pmt_gate *g, uint64_t now)
 {
     g->bytes = atomic_load_explicit(&pmt_gate_bytes, memory_order_relaxed);
     g->blocks = atomic_load_explicit(&pmt_gate_blocks, memory_order_relaxed);
-    g->ns = now_ns;
+    g->t = now;
     g->events = 0;
 }
 
-/* Count one event at time now_ns; 1 if RSS should be read at it. */
+/* Count one event at time now; 1 if RSS should be read at it. */
 static inline int
-pmt_gate_due(pmt_gate *g, int64_t now_ns)
+pmt_gate_due(pmt_gate *g, uint64_t now)
 {
     if (atomic_load_explicit(&pmt_gate_bytes, memory_order_relaxed) - g->bytes
             >= g->limit_bytes) {
@@ -94,7 +96,7 @@ pmt_gate_due(pmt_gate *g, int64_t now_ns)
     if (++g->events >= g->limit_events && g->limit_events) {
         return 1;
     }
-    return g->limit_ns && now_ns - g->ns >= g->limit_ns;
+    return g->limit_t && now - g->t >= g->limit_t;
 }
 
 /* CLOCK_MONOTONIC in nanoseconds (a vDSO call on Linux, no syscall). */

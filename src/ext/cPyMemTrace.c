@@ -28,6 +28,7 @@
 #include "logwriter.h"
 #include "rss.h"
 #include "rssgate.h"
+#include "tickclock.h"
 
 /* The thread-state fields (c_profilefunc, c_profileobj, ...) and
  * _PyEval_SetProfile/_PyEval_SetTrace used below are those of CPython 3.11. */
@@ -328,7 +329,9 @@ hooks_release(void)
  * Module state (single-phase init: one interpreter).
  * ====================================================================== */
 
+static pmt_tickclock tclock;            /* event stamps (tickclock.h) */
 static int64_t origin_ns;               /* the Clock column's zero */
+static uint64_t anchor_every;           /* ticks between clock anchors in exact mode */
 static char py_version[32];             /* "3.11.7" */
 static int exact_rss;                   /* read RSS at every event */
 static uint64_t gate_limit_bytes = PMT_GATE_LIMIT_BYTES;
@@ -359,6 +362,8 @@ typedef struct CpmtTracer {
     int64_t last_event;         /* EVENT of the last NEXT row */
     int64_t last_rss;           /* RSS of the last NEXT row */
     int64_t rss;                /* last RSS read */
+    int64_t rss_reads;          /* how many times RSS was read */
+    pmt_cpmt_fmtcache fmt;
     pmt_gate gate;
     /* the previous event, for a PREV row */
     int have_prev;
@@ -366,10 +371,12 @@ typedef struct CpmtTracer {
     int prev_what;
     int prev_line;
     int64_t prev_event;
-    int64_t prev_ns;
+    uint64_t prev_ticks;
     int64_t prev_rss;
     PyCodeObject *prev_code;    /* strong */
     PyObject *prev_cfunc;       /* strong: the C function of a C_* event */
+    PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
+    PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
     struct CpmtTracer *reg_next;
     struct CpmtTracer *reg_prev;
 } CpmtTracer;
@@ -412,6 +419,12 @@ static inline int64_t
 clock_now(void)
 {
     return pmt_monotonic_ns() - origin_ns;
+}
+
+static inline int64_t
+clock_of(uint64_t ticks)
+{
+    return pmt_tickclock_ns(&tclock, ticks) - origin_ns;
 }
 
 /* ======================================================================
@@ -460,6 +473,20 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
     }
 }
 
+/* Keep alive what the formatter's name cache points into. */
+static inline void
+keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
+{
+    if (code != self->fmt_code) {
+        Py_XINCREF(code);
+        Py_XSETREF(self->fmt_code, code);
+    }
+    if (cfunc != NULL && cfunc != self->fmt_cfunc) {
+        Py_INCREF(cfunc);
+        Py_XSETREF(self->fmt_cfunc, cfunc);
+    }
+}
+
 static void
 write_prev_row(CpmtTracer *self)
 {
@@ -467,13 +494,16 @@ write_prev_row(CpmtTracer *self)
     row.next = 0;
     row.event = self->prev_event;
     row.d_event = self->prev_event - self->last_event;
-    row.clock_ns = self->prev_ns;
+    row.clock_ns = clock_of(self->prev_ticks);
     row.what = self->prev_what;
     row.line = self->prev_line;
     row.rss = self->prev_rss;
     row.d_rss = self->prev_rss - self->last_rss;
+    int c_event = self->prev_what == PyTrace_C_CALL || self->prev_what == PyTrace_C_RETURN
+                  || self->prev_what == PyTrace_C_EXCEPTION;
     names_of(self->prev_code, self->prev_what, self->prev_cfunc, &row);
-    pmt_cpmt_write_row(self->w, &row);
+    keep_names(self, self->prev_code, c_event ? self->prev_cfunc : NULL);
+    pmt_cpmt_write_row(self->w, &row, &self->fmt);
 }
 
 static int
@@ -491,19 +521,23 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
             return 0;   /* our own __exit__: not part of the traced code */
         }
     }
-    int64_t now = pmt_monotonic_ns();
+    uint64_t now = pmt_ticks(&tclock);
     int64_t rss = self->rss;
     if (self->exact || pmt_gate_due(&self->gate, now)) {
         if (!self->exact) {
             hooks_ensure();     /* someone may have taken the counters away */
+            pmt_tickclock_anchor(&tclock);
+        }
+        else if (now - tclock.ta > anchor_every) {
+            pmt_tickclock_anchor(&tclock);
         }
         int64_t v = pmt_rss_current();
         if (v >= 0) {
             rss = self->rss = v;
         }
+        self->rss_reads++;
         pmt_gate_mark(&self->gate, now);
     }
-    now -= origin_ns;
     int64_t ev = self->event++;
     int64_t d = rss - self->last_rss;
     int line = frame != NULL ? PyFrame_GetLineNumber(frame) : 0;
@@ -517,13 +551,14 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         row.next = 1;
         row.event = ev;
         row.d_event = ev - self->last_event;
-        row.clock_ns = now;
+        row.clock_ns = clock_of(now);
         row.what = what;
         row.line = line;
         row.rss = rss;
         row.d_rss = d;
         names_of(code, what, c_event ? arg : NULL, &row);
-        pmt_cpmt_write_row(self->w, &row);
+        keep_names(self, code, c_event ? arg : NULL);
+        pmt_cpmt_write_row(self->w, &row, &self->fmt);
         self->last_event = ev;
         self->last_rss = rss;
         logged = 1;
@@ -536,7 +571,7 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     self->prev_what = what;
     self->prev_line = line;
     self->prev_event = ev;
-    self->prev_ns = now;
+    self->prev_ticks = now;
     self->prev_rss = rss;
     if (c_event && arg != self->prev_cfunc) {
         Py_XINCREF(arg);
@@ -632,6 +667,8 @@ tracer_clear_refs(CpmtTracer *self)
 {
     Py_CLEAR(self->prev_code);
     Py_CLEAR(self->prev_cfunc);
+    Py_CLEAR(self->fmt_code);
+    Py_CLEAR(self->fmt_cfunc);
 }
 
 static void
@@ -780,9 +817,12 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     }
     int64_t v = pmt_rss_current();
     self->rss = v >= 0 ? v : 0;
+    pmt_tickclock_anchor(&tclock);
     pmt_gate_init(&self->gate, gate_limit_bytes, gate_limit_blocks, gate_limit_events,
-                  gate_limit_ns);
+                  pmt_tickclock_ticks_in(&tclock, gate_limit_ns), pmt_ticks(&tclock));
     self->event = 0;
+    self->rss_reads = 0;
+    memset(&self->fmt, 0, sizeof self->fmt);
     self->last_event = 0;
     self->last_rss = 0;
     self->have_prev = 0;
@@ -912,6 +952,12 @@ tracer_get_events(CpmtTracer *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+tracer_get_rss_reads(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong((long long)self->rss_reads);
+}
+
+static PyObject *
 tracer_repr(CpmtTracer *self)
 {
     static const char *states[] = {"new", "active", "done"};
@@ -935,6 +981,8 @@ static PyGetSetDef tracer_getset[] = {
     {"d_rss_trigger", (getter)tracer_get_trigger, NULL, "The trigger in bytes (-1 resolved to the page size).", NULL},
     {"depth", (getter)tracer_get_depth, NULL, "Stack depth on its thread (1: outermost).", NULL},
     {"events", (getter)tracer_get_events, NULL, "Number of events seen so far.", NULL},
+    {"rss_reads", (getter)tracer_get_rss_reads, NULL,
+     "How many times RSS was read at an event (every event in exact mode).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1143,6 +1191,52 @@ cpmt_flush_all(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a))
     Py_RETURN_NONE;
 }
 
+/* Reference points for bench/bench_cpymemtrace.py: a profile function that
+ * does nothing, and one that does exactly one RSS read (pread) per event. */
+static int
+floor_noop(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)what;
+    (void)arg;
+    return 0;
+}
+
+static volatile int64_t floor_sink;
+
+static int
+floor_pread(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)what;
+    (void)arg;
+    floor_sink = pmt_rss_current();
+    return 0;
+}
+
+static PyObject *
+cpmt_bench_floor(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    const char *mode = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    Py_tracefunc f = NULL;
+    if (mode != NULL && strcmp(mode, "noop") == 0) {
+        f = floor_noop;
+    }
+    else if (mode != NULL && strcmp(mode, "pread") == 0) {
+        f = floor_pread;
+    }
+    else if (arg != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "_bench_floor(mode): mode is 'noop', 'pread' or None");
+        return NULL;
+    }
+    if (_PyEval_SetProfile(PyThreadState_Get(), f, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 cpmt_getattr(PyObject *Py_UNUSED(m), PyObject *name)
 {
@@ -1193,6 +1287,9 @@ static PyMethodDef cpmt_methods[] = {
      "Profile/Trace entered from now on; returns the previous ones.\nevents=0 or seconds=0 "
      "switches that bound off."},
     {"_flush_all", cpmt_flush_all, METH_NOARGS, "Flush every open log (run at exit)."},
+    {"_bench_floor", cpmt_bench_floor, METH_O,
+     "_bench_floor(mode): attach a reference profile function to this thread: 'noop' does\n"
+     "nothing, 'pread' reads RSS once per event; None detaches.  For the benchmarks."},
     {"__getattr__", cpmt_getattr, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -1210,7 +1307,9 @@ PyInit_cPyMemTrace(void)
     if (PyType_Ready(&ProfileType) < 0 || PyType_Ready(&TraceType) < 0) {
         return NULL;
     }
-    origin_ns = pmt_monotonic_ns();
+    pmt_tickclock_init(&tclock, 200000, getenv("PYMEMTRACE_NO_TSC") != NULL);
+    origin_ns = tclock.ns0;
+    anchor_every = pmt_tickclock_ticks_in(&tclock, 1000000);
     const char *v = Py_GetVersion();
     size_t n = strcspn(v, " ");
     if (n >= sizeof py_version) {

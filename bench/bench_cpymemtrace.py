@@ -1,0 +1,173 @@
+"""bench: cPyMemTrace's cost on a call-heavy workload, as ratios to the untraced run.
+
+The workload (the same in every mode): recursion (fib(17), ~5,000 calls), list
+building (40 lists of 300 items with list.append, a C call per item) and eight
+1 MiB strings made and dropped.  A round runs every mode back to back (each the
+best of INNER=3 runs); a ratio is mode / untraced within a round, and what is
+reported is the median of that ratio over RUNS=9 rounds:
+
+  * floor_noop:   a C profile function that does nothing (what any profiler pays).
+  * floor_pread:  a C profile function that only reads RSS once per event (one pread
+                  on a kept-open /proc/self/statm): the cost of exact RSS per event.
+  * profile:      cPyMemTrace.Profile() (trigger = one page), RSS read when the
+                  allocator counters moved or a bound passed.     target <= 2.5
+  * trace:        cPyMemTrace.Trace() likewise (LINE events too).  target <= 3
+  * profile0:     cPyMemTrace.Profile(0): every event written.    target <= 4
+  * profile_exact / profile0_exact: the same with set_exact_rss(True) (a pread per
+                  event); exact_vs_floor = profile_exact / floor_pread, target <= 1.10.
+calls_only: the same ratios for the calls alone (fib + list building, no 1 MiB
+strings), the worst case for a per-event cost.
+Also reported: per run, the events seen, the RSS reads actually made and the rows
+written (per_run_*), and the untraced time of one run.
+
+Run: make bench   (or: .venv/bin/python bench/run_all.py cpymemtrace)
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from pymemtrace import cPyMemTrace
+
+RUNS = 9
+INNER = 3
+MIB = 1024 ** 2
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def build(n):
+    l = []
+    for i in range(n):
+        l.append(i * 2)
+    return l
+
+
+def create_string(n):
+    return ' ' * n
+
+
+FIB_N = 19
+BUILDS = 100
+
+
+def calls():
+    fib(FIB_N)
+    for _ in range(BUILDS):
+        build(300)
+
+
+def workload():
+    calls()
+    blocks = [create_string(MIB) for _ in range(8)]
+    del blocks
+
+
+def _untraced(work=workload):
+    def run():
+        t0 = time.perf_counter()
+        work()
+        return time.perf_counter() - t0
+    return run
+
+
+def _floor(mode, work=workload):
+    def run():
+        t0 = time.perf_counter()
+        cPyMemTrace._bench_floor(mode)
+        try:
+            work()
+        finally:
+            cPyMemTrace._bench_floor(None)
+        return time.perf_counter() - t0
+    return run
+
+
+def _ctx(factory, exact, tmp, tag, work=workload):
+    counter = [0]
+
+    def run():
+        counter[0] += 1
+        path = os.path.join(tmp, f"{tag}_{counter[0]}.log")
+        old = cPyMemTrace.set_exact_rss(exact)
+        try:
+            t0 = time.perf_counter()
+            with factory(path):
+                work()
+            dt = time.perf_counter() - t0
+        finally:
+            cPyMemTrace.set_exact_rss(old)
+        os.unlink(path)
+        return dt
+    return run
+
+
+def _counts(factory, tmp):
+    path = os.path.join(tmp, "count.log")
+    with factory(path) as t:
+        workload()
+    with open(path) as f:
+        rows = sum(1 for line in f if line.startswith(("NEXT:", "PREV:")))
+    os.unlink(path)
+    return {"events": t.events, "rss_reads": t.rss_reads, "rows": rows}
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        modes = {
+            "untraced": _untraced(),
+            "floor_noop": _floor("noop"),
+            "floor_pread": _floor("pread"),
+            "profile": _ctx(lambda p: cPyMemTrace.Profile(filepath=p), False, tmp, "p"),
+            "trace": _ctx(lambda p: cPyMemTrace.Trace(filepath=p), False, tmp, "t"),
+            "profile0": _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p), False, tmp, "p0"),
+            "profile_exact": _ctx(lambda p: cPyMemTrace.Profile(filepath=p), True, tmp, "pe"),
+            "profile0_exact": _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p), True, tmp, "p0e"),
+            "trace_exact": _ctx(lambda p: cPyMemTrace.Trace(filepath=p), True, tmp, "te"),
+            # the calls alone (no 1 MiB strings): the worst case for a per-event cost
+            "calls_untraced": _untraced(calls),
+            "calls_floor_noop": _floor("noop", calls),
+            "calls_profile": _ctx(lambda p: cPyMemTrace.Profile(filepath=p), False, tmp, "cp",
+                                  calls),
+            "calls_trace": _ctx(lambda p: cPyMemTrace.Trace(filepath=p), False, tmp, "ct", calls),
+            "calls_profile0": _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p), False, tmp,
+                                   "cp0", calls),
+        }
+        for fn in modes.values():     # warm up: imports, caches, the first log file
+            fn()
+        # One round times every mode back to back (each the best of INNER runs, which
+        # drops the runs a busy machine preempted); a ratio is taken within a round,
+        # and the reported ratio is the median over RUNS rounds.
+        rounds = []
+        for _ in range(RUNS):
+            rounds.append({name: min(fn() for _ in range(INNER)) for name, fn in modes.items()})
+
+        def ratio(a, b):
+            return statistics.median(r[a] / r[b] for r in rounds)
+
+        out = {f"{name}_ratio": round(ratio(name, "untraced"), 2)
+               for name in modes if name != "untraced" and not name.startswith("calls_")}
+        out["calls_only"] = {f"{name[6:]}_ratio": round(ratio(name, "calls_untraced"), 2)
+                             for name in modes
+                             if name.startswith("calls_") and name != "calls_untraced"}
+        out["calls_only"]["untraced_ms"] = round(
+            statistics.median(r["calls_untraced"] for r in rounds) * 1e3, 2)
+        out["untraced_ms"] = round(statistics.median(r["untraced"] for r in rounds) * 1e3, 2)
+        out["exact_vs_floor"] = round(ratio("profile_exact", "floor_pread"), 3)
+        out["exact0_vs_floor"] = round(ratio("profile0_exact", "floor_pread"), 3)
+        out["per_run_profile"] = _counts(lambda p: cPyMemTrace.Profile(filepath=p), tmp)
+        out["per_run_trace"] = _counts(lambda p: cPyMemTrace.Trace(filepath=p), tmp)
+        out["per_run_profile0"] = _counts(lambda p: cPyMemTrace.Profile(0, filepath=p), tmp)
+        out["runs"] = f"median over {RUNS} rounds of best-of-{INNER}"
+        out["targets"] = {"profile_ratio": 2.5, "trace_ratio": 3.0, "profile0_ratio": 4.0,
+                          "exact_vs_floor": 1.10}
+        out["command"] = "make bench  (or: .venv/bin/python bench/run_all.py cpymemtrace)"
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(), indent=2))
