@@ -25,6 +25,7 @@ LIBRARY = pathlib.Path(__file__).resolve().parent / "libpymemtrace_malloc.so"
 
 ENV_OUT = "PYMEMTRACE_MALLOC_OUT"
 ENV_NATIVE = "PYMEMTRACE_MALLOC_NATIVE"
+ENV_START = "PYMEMTRACE_MALLOC_START"
 
 _RUN_EXAMPLE = """\
 examples:
@@ -47,7 +48,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
             "to the Python function and line that made it; or, with 'report FILE', "
             "summarise a capture."
         ),
-        usage="pymemtrace malloc [-o FILE] [--native] [--python-malloc] -- CMD [ARGS...]\n"
+        usage="pymemtrace malloc [-o FILE] [--native] [--python-malloc] [--paused] "
+              "-- CMD [ARGS...]\n"
               "       pymemtrace malloc report FILE [--json] [--top N]",
         epilog=_RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -59,6 +61,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--python-malloc", action="store_true",
                    help="run Python with PYTHONMALLOC=malloc so every object is a malloc "
                         "(slower; without it small objects appear as 1 MiB arena mmaps)")
+    p.add_argument("--paused", action="store_true",
+                   help="start with tracing paused: the program traces chosen blocks with "
+                        "pymemtrace.malloc_trace.MallocTrace()")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
                    help="the command to run (after --), or: report FILE [--json]")
     p.set_defaults(func=main)
@@ -71,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         command = command[1:]
     if command and command[0] == "report" and not explicit_dashes:
         return report_main(command[1:])
-    return run(command, args.output, args.native, args.python_malloc)
+    return run(command, args.output, args.native, args.python_malloc, args.paused)
 
 
 # ---- run --------------------------------------------------------------------
@@ -107,7 +112,7 @@ def _siblings(path: str) -> set:
 
 
 def run(command: Sequence[str], output: Optional[str], native: bool,
-        python_malloc: bool) -> int:
+        python_malloc: bool, paused: bool = False) -> int:
     if not command:
         raise UserError("no command given: pymemtrace malloc [-o FILE] -- CMD [ARGS...]")
     exe = _resolve_command(command[0])
@@ -131,6 +136,10 @@ def run(command: Sequence[str], output: Optional[str], native: bool,
         env.pop(ENV_NATIVE, None)
     if python_malloc:
         env["PYTHONMALLOC"] = "malloc"
+    if paused:
+        env[ENV_START] = "paused"
+    else:
+        env.pop(ENV_START, None)
 
     try:
         proc = subprocess.Popen([exe, *command[1:]], env=env, executable=exe)

@@ -524,3 +524,74 @@ def test_killed_program_leaves_a_readable_capture(tmp_path):
     assert 20_000 - 2560 <= s[0]["malloc_count"] <= 20_000
     rep = cli("report", str(cap))
     assert rep.returncode == 0 and "warning: the capture has no end record" in rep.stdout
+
+
+@needs_preload
+def test_malloc_trace_block_in_process(tmp_path):
+    src = """\
+    from pymemtrace.malloc_trace import MallocTrace, is_tracing, is_traced
+    def outside():
+        return bytearray(1_000_037)  # OUTSIDE
+    def inside():
+        return bytearray(2_000_029)  # INSIDE
+    assert is_traced() and not is_tracing()
+    a = outside()
+    with MallocTrace():
+        with MallocTrace():
+            b = inside()
+        assert is_tracing()
+    assert not is_tracing()
+    c = outside()
+    print("ok")
+    """
+    p, cap, script = trace(tmp_path, src, "--paused")
+    assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert [s["malloc_bytes"] for s in sites(r, script, "inside")] == [2_000_030]
+    assert sites(r, script, "outside") == []
+    # freed at exit, after tracing ended: reported live (what the block kept)
+    assert [s["bytes"] for s in r["leaks"] if s["function"] == "inside"] == [2_000_030]
+
+
+def test_malloc_trace_without_the_tracer_is_a_clear_error():
+    from pymemtrace.malloc_trace import MallocTrace, is_traced
+    assert not is_traced()
+    with pytest.raises(RuntimeError, match="pymemtrace malloc --paused"):
+        with MallocTrace():
+            pass
+
+
+def _other_python():
+    """A CPython of another minor version than the one the tracer was built for."""
+    import glob
+    import shutil
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [shutil.which(f"python3.{m}") for m in (12, 13, 10, 9)]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[02]*/bin/python3.1?")))
+    for c in candidates:
+        if not c:
+            continue
+        try:
+            v = subprocess.run([c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if v and v != mine:
+            return c
+    return None
+
+
+@needs_preload
+def test_other_python_version_is_traced_without_attribution(tmp_path):
+    other = _other_python()
+    if other is None:
+        pytest.skip("needs a CPython of another minor version than this one")
+    script = tmp_path / "o.py"
+    script.write_text("b = bytearray(1_000_003)\nprint('fine')\n")
+    cap = tmp_path / "o.cap"
+    p = cli("-o", str(cap), "--", other, str(script))
+    assert (p.returncode, p.stdout) == (0, "fine\n"), p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["python_status"] == "mismatch"
+    assert any("not the version the tracer was built for" in w for w in r["warnings"])
+    assert any(b["size"] == 1_000_004 and b["file"] == "<no Python frame>" for b in r["largest"])

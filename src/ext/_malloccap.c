@@ -7,6 +7,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dlfcn.h>
+
 #include "malloccap.h"
 
 static const char *
@@ -191,7 +193,31 @@ mc_read(PyObject *self, PyObject *arg)
     return d;
 }
 
+/* control(op) -> int: pymemtrace_malloc_control() of the preload library
+ * if this process runs under it (see src/preload), else -1. */
+static PyObject *
+mc_control(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int op = _PyLong_AsInt(arg);
+    if (op == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (op < -1 || op > 1) {
+        PyErr_Format(PyExc_ValueError, "op must be -1, 0 or 1, not %d", op);
+        return NULL;
+    }
+    int (*control)(int) = (int (*)(int))dlsym(RTLD_DEFAULT, "pymemtrace_malloc_control");
+    if (control == NULL) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromLong(control(op));
+}
+
 static PyMethodDef methods[] = {
+    {"control", mc_control, METH_O,
+     "control(op) -> int\n\nResume (1), pause (0) or query (-1) the preload tracer of this\n"
+     "process.  Returns whether it was tracing, or -1 if the process is not traced."},
     {"read", mc_read, METH_O,
      "read(path) -> dict\n\nRead and aggregate a `pymemtrace malloc` capture (in C).\n"
      "Raises ValueError naming what is wrong with a capture that cannot be read."},

@@ -166,7 +166,8 @@ resolving(void)
 
 /* ---- global state -------------------------------------------------------- */
 
-static _Atomic int g_on;                /* tracing */
+static _Atomic int g_ready;             /* the capture is set up */
+static _Atomic int g_on;                /* tracing (0 while paused) */
 static _Atomic uint64_t g_seq = 1;      /* next sequence number (0: none) */
 static _Atomic uint64_t g_dropped;      /* events that could not be written */
 static uint32_t g_rs = PMT_MC_RECORD_BASE;  /* record size */
@@ -1058,7 +1059,7 @@ write_end(uint32_t reason)
 static void
 before_fork(void)
 {
-    if (!atomic_load(&g_on)) {
+    if (!atomic_load(&g_ready)) {
         return;
     }
     t_guard++;
@@ -1074,7 +1075,7 @@ before_fork(void)
 static void
 after_fork_parent(void)
 {
-    if (!atomic_load(&g_on)) {
+    if (!atomic_load(&g_ready)) {
         return;
     }
     pthread_mutex_unlock(&g_write_lock);
@@ -1089,7 +1090,7 @@ after_fork_parent(void)
 static void
 after_fork_child(void)
 {
-    if (!atomic_load(&g_on)) {
+    if (!atomic_load(&g_ready)) {
         return;
     }
     /* Only this thread exists now: nothing can contend. */
@@ -1166,18 +1167,21 @@ pmt_preload_init(void)
         t_guard--;
         return;
     }
-    atomic_store(&g_on, 1);
+    const char *start = getenv("PYMEMTRACE_MALLOC_START");
+    atomic_store(&g_ready, 1);
+    atomic_store(&g_on, !(start != NULL && strcmp(start, "paused") == 0));
     t_guard--;
 }
 
 __attribute__((destructor)) static void
 pmt_preload_fini(void)
 {
-    if (!atomic_load(&g_on)) {
+    if (!atomic_load(&g_ready)) {
         return;
     }
     t_guard++;
     atomic_store(&g_on, 0);
+    atomic_store(&g_ready, 0);
     write_end(PMT_MC_END_EXIT);
     pthread_mutex_lock(&g_reg_lock);
     flush_all();
@@ -1210,11 +1214,11 @@ static char g_path_aside[PATH_MAX + 32];
 static int
 finish_image(uint32_t reason)
 {
-    if (!atomic_load(&g_on) || t_guard || getpid() != g_pid) {
+    if (!atomic_load(&g_ready) || t_guard || getpid() != g_pid) {
         return 0;
     }
     t_guard++;
-    atomic_store(&g_on, 0);
+    int was_on = atomic_exchange(&g_on, 0);
     write_end(reason);
     pthread_mutex_lock(&g_reg_lock);
     flush_all();
@@ -1245,7 +1249,7 @@ finish_image(uint32_t reason)
         }
     }
     t_guard--;
-    return moved ? 2 : 1;
+    return 1 | moved << 1 | was_on << 2;
 }
 
 /* exec failed: put the capture back and trace on (the END record stays:
@@ -1254,10 +1258,10 @@ static void
 exec_failed(int state)
 {
     int e = errno;
-    if (state == 2 && link(g_path_aside, g_path) == 0) {
+    if ((state & 2) && link(g_path_aside, g_path) == 0) {
         unlink(g_path_aside);
     }
-    if (state) {
+    if (state & 4) {
         atomic_store(&g_on, 1);
     }
     errno = e;
@@ -1386,4 +1390,33 @@ _Exit(int status)
     finish_image(PMT_MC_END_EXIT);
     real.Exit_(status);
     __builtin_unreachable();
+}
+
+/* ---- control from the traced program ----------------------------------------
+ *
+ * pymemtrace_malloc_control(op): 1 resume tracing, 0 pause it (and write the
+ * buffers out, so the capture holds everything up to the pause), -1 only
+ * ask.  Returns whether tracing was on before the call, or -1 if this
+ * process has no capture (not started by `pymemtrace malloc`, or the capture
+ * could not be created).  Used by pymemtrace.malloc_trace.MallocTrace
+ * through the _malloccap extension (found with dlsym: no link dependency).
+ */
+EXPORT int
+pymemtrace_malloc_control(int op)
+{
+    if (!atomic_load(&g_ready) || getpid() != g_pid) {
+        return -1;
+    }
+    if (op < 0) {
+        return atomic_load(&g_on);
+    }
+    int was = atomic_exchange(&g_on, op ? 1 : 0);
+    if (!op && was) {
+        t_guard++;
+        pthread_mutex_lock(&g_reg_lock);
+        flush_all();
+        pthread_mutex_unlock(&g_reg_lock);
+        t_guard--;
+    }
+    return was;
 }
