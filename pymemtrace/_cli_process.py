@@ -126,7 +126,8 @@ def cmd_plot(argv: List[str]) -> int:
     _warn_partial(log, a.log)
     from pymemtrace import process_report
     name = a.name or os.path.splitext(os.path.basename(a.log))[0] or "process"
-    title = f"{os.path.basename(a.log)}: pid {log.records[0].pid}"
+    pids = sorted({r.pid for r in log.records})
+    title = f"{os.path.basename(a.log)}: pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids[:8]))}"
     try:
         os.makedirs(a.output_dir, exist_ok=True)
         dat, plt, png = process_report.write_gnuplot(log, a.output_dir, name, title)

@@ -157,7 +157,8 @@ def table(log: ProcessLog, out: TextIO) -> None:
         return
     t0 = recs[0].time
     many_pids = len({r.pid for r in recs}) > 1
-    head = ["Event", "Time(s)", "Timestamp"] + (["PID"] if many_pids else []) + [
+    tree = any("nprocs" in r.data for r in recs)
+    head = ["Event", "Time(s)", "Timestamp"] + (["PID"] if many_pids else []) + (["Procs"] if tree else []) + [
         "RSS", "dRSS", "VMS", "PFaults", "PageIns", "User(s)", "Sys(s)", "Label"]
     rows: List[List[str]] = []
     prev: Dict[int, float] = {}
@@ -175,11 +176,13 @@ def table(log: ProcessLog, out: TextIO) -> None:
         row = [r.kind, f"{r.time - t0:.3f}", str(r.data.get("timestamp", ""))]
         if many_pids:
             row.append(str(r.pid))
+        if tree:
+            row.append(str(r.data.get("nprocs", "")))
         row += [_fmt_int(rss), drss, _fmt_int(r.mem("vms")), _fmt_int(r.mem("pfaults")),
                 _fmt_int(r.mem("pageins")), _fmt_s(r.cpu("user")), _fmt_s(r.cpu("system")), label]
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    right = {"Time(s)", "PID", "RSS", "dRSS", "VMS", "PFaults", "PageIns", "User(s)", "Sys(s)"}
+    right = {"Time(s)", "PID", "Procs", "RSS", "dRSS", "VMS", "PFaults", "PageIns", "User(s)", "Sys(s)"}
 
     def fmt(cells: Sequence[str]) -> str:
         parts = []
@@ -217,19 +220,20 @@ def table(log: ProcessLog, out: TextIO) -> None:
 
 # ---- plots -------------------------------------------------------------------
 
-def _dat_rows(log: ProcessLog) -> Tuple[List[str], List[List[float]]]:
+def _dat_series(log: ProcessLog) -> Tuple[List[str], List[Tuple[int, List[List[float]]]]]:
+    """Columns and, per pid in order of appearance, rows of numbers."""
     samples = log.samples
     t0 = log.records[0].time if log.records else 0.0
     cols = ["time_s", "rss_mib", "vms_mib", "pfaults", "pageins", "user_s", "system_s"]
     extra = [k for k in ("pss", "uss") if any(not math.isnan(s.mem(k)) for s in samples)]
     cols += [f"{k}_mib" for k in extra]
-    rows = []
+    series: Dict[int, List[List[float]]] = {}
     for s in samples:
         row = [s.time - t0, s.mem("rss") / 2**20, s.mem("vms") / 2**20, s.mem("pfaults"),
                s.mem("pageins"), s.cpu("user"), s.cpu("system")]
         row += [s.mem(k) / 2**20 for k in extra]
-        rows.append(row)
-    return cols, rows
+        series.setdefault(s.pid, []).append(row)
+    return cols, list(series.items())
 
 
 def _gp_quote(text: str) -> str:
@@ -239,16 +243,25 @@ def _gp_quote(text: str) -> str:
 
 def write_gnuplot(log: ProcessLog, out_dir: str, name: str, title: str = "") -> Tuple[str, str, Optional[str]]:
     """Write NAME.dat and NAME.plt into out_dir and, if gnuplot is on PATH,
-    run it to make NAME.png.  Returns (dat, plt, png or None)."""
+    run it to make NAME.png.  Returns (dat, plt, png or None).
+
+    NAME.dat has one block per process (gnuplot's ``index``), columns as its
+    header says; NAME.plt draws RSS (and PSS/USS when logged) against time,
+    CPU time on the right axis, and each label as a marker on the time axis.
+    """
     os.makedirs(out_dir, exist_ok=True)
     dat = os.path.join(out_dir, name + ".dat")
     plt = os.path.join(out_dir, name + ".plt")
     png = os.path.join(out_dir, name + ".png")
-    cols, rows = _dat_rows(log)
+    cols, series = _dat_series(log)
     with open(dat, "w") as f:
         f.write("# pymemtrace process: " + " ".join(cols) + "\n")
-        for row in rows:
-            f.write(" ".join(f"{v:.6f}" if not math.isnan(v) else "NaN" for v in row) + "\n")
+        for k, (pid, rows) in enumerate(series):
+            if k:
+                f.write("\n\n")
+            f.write(f"# pid {pid}\n")
+            for row in rows:
+                f.write(" ".join(f"{v:.6f}" if not math.isnan(v) else "NaN" for v in row) + "\n")
     t0 = log.records[0].time if log.records else 0.0
     lines = [
         "# gnuplot script written by pymemtrace process plot",
@@ -270,16 +283,24 @@ def write_gnuplot(log: ProcessLog, out_dir: str, name: str, title: str = "") -> 
         lines.append(f"set arrow {k + 1} from {x:.6f}, graph 0 to {x:.6f}, graph 1 nohead lc rgb 'gray50' dt 2")
         lines.append(f"set label {k + 1} {_gp_quote(text)} at {x:.6f}, graph 0.98 rotate by 90 right "
                      "font ',8' tc rgb 'gray30' offset -0.6,0")
-    plots = [f"{_gp_quote(os.path.basename(dat))} using 1:2 with lines lw 2 title 'RSS'"]
-    for i, c in enumerate(cols[7:], 8):
-        plots.append(f"'' using 1:{i} with lines title {_gp_quote(c[:-4].upper())}")
-    plots.append("'' using 1:($6+$7) axes x1y2 with lines dt 3 title 'CPU user+system (right)'")
+    dat_name = _gp_quote(os.path.basename(dat))
+    plots = []
+    for k, (pid, _) in enumerate(series):
+        suffix = f" pid {pid}" if len(series) > 1 else ""
+        src = dat_name if not plots else "''"
+        plots.append(f"{src} index {k} using 1:2 with lines lw 2 title 'RSS{suffix}'")
+        for i, c in enumerate(cols[7:], 8):
+            plots.append(f"'' index {k} using 1:{i} with lines title {_gp_quote(c[:-4].upper() + suffix)}")
+        plots.append(f"'' index {k} using 1:($6+$7) axes x1y2 with lines dt 3 "
+                     f"title 'CPU user+system{suffix} (right)'")
+    if not plots:
+        plots.append("NaN notitle")
     lines.append("plot " + ", \\\n     ".join(plots))
     with open(plt, "w") as f:
         f.write("\n".join(lines) + "\n")
     made = None
     gnuplot = shutil.which("gnuplot")
-    if gnuplot and rows:
+    if gnuplot and series:
         r = subprocess.run([gnuplot, os.path.basename(plt)], cwd=out_dir,
                            capture_output=True, text=True, timeout=120)
         if r.returncode == 0 and os.path.exists(png):
@@ -297,19 +318,21 @@ def plot_matplotlib(log: ProcessLog, path: str, title: str = "") -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols, rows = _dat_rows(log)
+    cols, series = _dat_series(log)
     fig, ax = plt.subplots(figsize=(12, 7))
     try:
-        t = [r[0] for r in rows]
-        ax.plot(t, [r[1] for r in rows], lw=2, label="RSS")
-        for i, c in enumerate(cols[7:], 7):
-            ax.plot(t, [r[i] for r in rows], label=c[:-4].upper())
+        ax2 = ax.twinx()
+        for pid, rows in series:
+            suffix = f" pid {pid}" if len(series) > 1 else ""
+            t = [r[0] for r in rows]
+            ax.plot(t, [r[1] for r in rows], lw=2, label="RSS" + suffix)
+            for i, c in enumerate(cols[7:], 7):
+                ax.plot(t, [r[i] for r in rows], label=c[:-4].upper() + suffix)
+            ax2.plot(t, [r[5] + r[6] for r in rows], ls=":", label="CPU user+system" + suffix)
         ax.set_xlabel("Time (s)")
         ax.set_ylabel("Memory (MiB)")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax2 = ax.twinx()
-        ax2.plot(t, [r[5] + r[6] for r in rows], ls=":", color="gray", label="CPU user+system")
         ax2.set_ylabel("CPU time (s)")
         t0 = log.records[0].time if log.records else 0.0
         for lt, text in log.labels:

@@ -88,8 +88,10 @@ def test_seed_example_runs_verbatim_with_the_seed_log_shape(tmp_path):
 
 
 def test_records_are_dated_when_sampled_and_in_order(captured):
-    with process.log_process(interval=0.005):
+    with process.log_process(interval=0.005) as lp:
         time.sleep(0.3)
+    # the main thread slept: the delivery thread logged the batches
+    assert lp.stats["batches_thread"] >= 1
     recs = parsed(captured)
     assert recs[0][0] == "START" and recs[-1][0] == "STOP"
     assert len(recs) >= 10
@@ -302,6 +304,8 @@ def test_a_busy_main_thread_does_not_stall_sampling(captured):
     assert lp.stats["samples"] >= 50
     assert n == lp.stats["samples"] + 1       # + STOP
     assert lp.stats["dropped"] == 0
+    # the busy main thread logged the batches itself (pending calls)
+    assert lp.stats["batches_main"] >= 1
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

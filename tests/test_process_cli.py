@@ -278,8 +278,8 @@ def test_plot_writes_gnuplot_files_and_pngs(tmp_path):
     d = tmp_path / "plots"
     dat = (d / "seed.dat").read_text().splitlines()
     assert dat[0].startswith("# pymemtrace process: time_s rss_mib")
-    assert len(dat) == 5
-    assert float(dat[2].split()[1]) == pytest.approx(199512064 / 2**20, abs=1e-5)
+    assert dat[1] == "# pid 10193" and len(dat) == 6
+    assert float(dat[3].split()[1]) == pytest.approx(199512064 / 2**20, abs=1e-5)
     plt = (d / "seed.plt").read_text()
     # the label is a marker on the time axis, quoted for gnuplot
     assert "set arrow 1 from 0.504281, graph 0" in plt
@@ -303,3 +303,27 @@ def test_plot_unwritable_directory(tmp_path):
 def test_help_has_an_example():
     r = run(["--help"])
     assert r.returncode == 0 and "pymemtrace process --pid 1234" in r.stdout
+
+
+def test_plot_and_table_of_several_processes(tmp_path):
+    # two processes logging into one file (e.g. workers sharing a log)
+    other = SEED_LOG.replace('"pid": 10193', '"pid": 20001').replace("14:1", "14:2")
+    p = tmp_path / "two.log"
+    p.write_text(SEED_LOG + other)
+    r = run(["table", str(p)])
+    assert r.returncode == 0 and "PID" in r.stdout.splitlines()[0]
+    r = run(["plot", str(p), "-o", str(tmp_path)])
+    assert r.returncode == 0, r.stderr
+    dat = (tmp_path / "two.dat").read_text()
+    assert "# pid 10193" in dat and "# pid 20001" in dat and "\n\n\n# pid 20001" in dat
+    plt = (tmp_path / "two.plt").read_text()
+    assert "index 0 using 1:2 with lines lw 2 title 'RSS pid 10193'" in plt
+    assert "index 1 using 1:2 with lines lw 2 title 'RSS pid 20001'" in plt
+
+
+def test_table_shows_process_counts_with_children(tmp_path):
+    out = tmp_path / "tree.jsonl"
+    r = run(["--children", "-i", "0.05", "-o", str(out), "--", sys.executable, "-c", "import time; time.sleep(0.2)"])
+    assert r.returncode == 0
+    r = run(["table", str(out)])
+    assert r.stdout.splitlines()[0].split()[3] == "Procs"
