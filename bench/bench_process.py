@@ -142,6 +142,25 @@ def run_psutil() -> "tuple[float, float]":
         fl.close()
 
 
+def thread_named(name: str) -> int:
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() == name:
+                    return int(tid)
+        except OSError:
+            pass
+    return 0
+
+
+def oncpu_ns(tid: int) -> int:
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def sample_costs() -> dict:
     s = _process.Sampler(os.getpid(), 1.0, path=os.devnull)
     n = 20000
@@ -161,6 +180,20 @@ def sample_costs() -> dict:
     samples = s.stats()["samples"]
     s.close()
 
+    # CPU time of the sampler thread itself at 1 ms (schedstat: ns on CPU)
+    s = _process.Sampler(os.getpid(), INTERVAL, path=os.devnull)
+    s.start()
+    time.sleep(0.1)
+    tid = thread_named("pmt-sampler")
+    r0 = oncpu_ns(tid)
+    n0 = s.stats()["samples"]
+    time.sleep(1.0)
+    r1 = oncpu_ns(tid)
+    n1 = s.stats()["samples"]
+    s.stop()
+    s.close()
+    per_sample_1ms = (r1 - r0) / 1e3 / max(n1 - n0, 1) if tid else float("nan")
+
     import psutil
     p = psutil.Process()
     t0 = time.perf_counter()
@@ -171,6 +204,7 @@ def sample_costs() -> dict:
     return {"sample_us_call": round(call_us, 2),
             "sample_us_thread": round(cpu / max(samples, 1) * 1e6, 2),
             "thread_samples_per_s_at_100us": samples,
+            "sampler_thread_cpu_us_per_sample_at_1ms": round(per_sample_1ms, 2),
             "psutil_sample_us": round(ps_us, 2)}
 
 
