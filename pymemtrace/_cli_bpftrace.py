@@ -331,12 +331,25 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
         m = re.search(r"BPFTRACE_STRLEN=(\d+) bpftrace", script_path(name).read_text()[:4096])
         if m:
             env["BPFTRACE_STRLEN"] = m.group(1)
-        with open(fd, "wb", closefd=True) as out:
-            try:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
-            except OSError as err:
-                raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
-            err_text = _wait(proc)
+        if command:
+            # A command started by bpftrace -c shares bpftrace's stdout: let
+            # bpftrace write the file itself (-o) so that the command's own
+            # output still reaches the terminal.
+            os.close(fd)
+            argv = [argv[0], "-o", out_path] + argv[1:]
+            out = None
+        else:
+            # -p: bpftrace's stdout is the file, written line by line, so
+            # the file can be followed while tracing.
+            out = fd
+        try:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
+        except OSError as err:
+            raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
+        finally:
+            if out is not None:
+                os.close(out)
+        err_text = _wait(proc)
     errors = [line for line in err_text.splitlines() if line.strip() and not _NOISE.search(line)]
     if proc.returncode < 0:
         raise UserError(f"bpftrace was killed by signal {-proc.returncode}; what it wrote "

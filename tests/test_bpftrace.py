@@ -77,7 +77,7 @@ def test_cmd_mode_rewrites_pid_parameter(tmp_path, monkeypatch):
                         lambda command: (["/usr/bin/python3.11", "x.py"], "/usr/bin/python3.11"))
     argv, label, usdt = cb.build_invocation("py_malloc", "/usr/bin/bpftrace", None,
                                             ["/usr/bin/python3.11", "x.py"], str(tmp_path))
-    assert argv[:3] == ["/usr/bin/bpftrace", "-c", "/usr/bin/python3.11 x.py"]
+    assert argv[:3] == ["/usr/bin/bpftrace", "-c", "/usr/bin/python3.11 x.py"]  # -o added by run()
     assert argv[-2:] == ["0", "/usr/bin/python3.11"]
     text = pathlib.Path(argv[3]).read_text()
     assert "$1" not in text and "pid == cpid" in text

@@ -162,6 +162,14 @@ def test_py_object_sees_float_objects(tmp_path):
     assert 900 <= row["count"] <= 1000 and row["bytes"] == 24 * row["count"]
 
 
+def test_traced_command_output_goes_to_the_terminal_not_the_file(tmp_path):
+    out = tmp_path / "m.txt"
+    r = _run_cli("run", "py_malloc", "-o", str(out), "--", PYTHON, "-c", "print(424242)")
+    assert r.returncode == 0, r.stderr
+    assert "424242" in r.stdout
+    assert "424242" not in out.read_text() and br.parse_file(str(out)).complete
+
+
 def test_run_default_output_name_is_never_overwritten(tmp_path):
     cmd = [sys.executable, "-m", "pymemtrace", "bpftrace", "run", "py_malloc", "--",
            PYTHON, "-c", "pass"]
