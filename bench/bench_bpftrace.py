@@ -1,0 +1,119 @@
+"""bench: the slowdown of a Python workload under each bpftrace script.
+
+The workload (written to a temporary file) calls a small function N times
+and makes a 1 KiB bytearray every tenth call, then writes how long that
+loop took (time.perf_counter inside the traced process, so bpftrace's own
+start-up -- compiling and attaching, about a second -- is not counted).  It
+runs under /usr/bin/python3.11 (the interpreter with USDT probes) untraced
+and under ``pymemtrace bpftrace run SCRIPT -- ...`` for every script,
+interleaved, RUNS times; each ratio is the median traced time over the
+median untraced time of the same run.  The seed quotes x90 to x100 for the
+original DTrace scripts.
+
+Needs root, bpftrace and /usr/bin/python3.11 with USDT probes; otherwise the
+result says why it was skipped.
+Run: make bench   (or: .venv/bin/python bench/run_all.py bpftrace)
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from pymemtrace import _cli_bpftrace as cb
+
+PYTHON = "/usr/bin/python3.11"
+RUNS = 3
+N = 20_000
+SEED_RATIO = "x90 to x100"
+
+WORKLOAD = """\
+import sys, time
+
+def leaf(x):
+    return x + 1
+
+def alloc():
+    return bytearray(1024)
+
+def work(n):
+    t = 0
+    for i in range(n):
+        t += leaf(i)
+        if i % 10 == 0:
+            alloc()
+    return t
+
+t0 = time.perf_counter()
+work(int(sys.argv[1]))
+dt = time.perf_counter() - t0
+with open(sys.argv[2], "w") as f:
+    f.write(repr(dt))
+"""
+
+
+def _why_skip():
+    if os.geteuid() != 0:
+        return "needs root for bpftrace"
+    if shutil.which("bpftrace") is None:
+        return "needs bpftrace (apt-get install bpftrace)"
+    if not cb.has_python_usdt(PYTHON):
+        return f"needs {PYTHON} with USDT probes"
+    try:
+        cb.ensure_tracefs()
+    except Exception as err:       # noqa: BLE001 - the reason is reported
+        return f"needs tracefs: {err}"
+    return None
+
+
+def _time_once(tmp, script, n):
+    timing = os.path.join(tmp, "t.txt")
+    if os.path.exists(timing):
+        os.unlink(timing)
+    work = [PYTHON, os.path.join(tmp, "work.py"), str(n), timing]
+    if script is None:
+        subprocess.run(work, check=True, timeout=600)
+    else:
+        out = os.path.join(tmp, f"{script}.out")
+        r = subprocess.run([sys.executable, "-m", "pymemtrace", "bpftrace", "run", script,
+                            "-o", out, "--", *work], timeout=600, cwd=tmp,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{script}: exit {r.returncode}: {r.stderr.strip()[-800:]}")
+        os.unlink(out)
+    with open(timing) as f:
+        return float(f.read())
+
+
+def run() -> dict:
+    why = _why_skip()
+    if why:
+        return {"skipped": why, "seed_dtrace_ratio": SEED_RATIO}
+    scripts = cb.script_names()
+    times = {name: [] for name in [None] + scripts}
+    with tempfile.TemporaryDirectory(prefix="bench-bpftrace-") as tmp:
+        with open(os.path.join(tmp, "work.py"), "w") as f:
+            f.write(WORKLOAD)
+        for _ in range(RUNS):
+            for name in times:
+                times[name].append(_time_once(tmp, name, N))
+    base = statistics.median(times[None])
+    result = {
+        "workload": f"{N} calls of a 1-line function + {N // 10} bytearray(1024), "
+                    f"{PYTHON}, median of {RUNS}",
+        "untraced_ms": round(base * 1e3, 2),
+        "seed_dtrace_ratio": SEED_RATIO,
+        "command": ".venv/bin/python bench/run_all.py bpftrace",
+        "scripts": {},
+    }
+    for name in scripts:
+        med = statistics.median(times[name])
+        result["scripts"][name] = {"traced_ms": round(med * 1e3, 2),
+                                   "ratio": round(med / base, 1)}
+    return result
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(), indent=2))
