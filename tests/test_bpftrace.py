@@ -418,3 +418,21 @@ def test_has_python_usdt_is_false_for_non_elf(tmp_path):
     p.write_bytes(b"stapsdt\0python\0function__entry\0")
     assert not cb.has_python_usdt(str(p))
     assert not cb.has_python_usdt(str(tmp_path / "missing"))
+
+
+# ---- the demo --------------------------------------------------------------------------------
+
+def test_demo_falls_back_to_the_recorded_output(monkeypatch, capsys, tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("demo_bpftrace",
+                                                  HERE.parent / "examples" / "demo_bpftrace.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    monkeypatch.setattr(demo, "_why_not", lambda: "bpftrace needs root")
+    monkeypatch.chdir(tmp_path)
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    assert "Not tracing live: bpftrace needs root" in out
+    assert "create_string is first: True (8,389,000 bytes in 8 calls)" in out
+    for name in SCRIPTS:
+        assert name in out
