@@ -595,3 +595,44 @@ def test_other_python_version_is_traced_without_attribution(tmp_path):
     assert r["python_status"] == "mismatch"
     assert any("not the version the tracer was built for" in w for w in r["warnings"])
     assert any(b["size"] == 1_000_004 and b["file"] == "<no Python frame>" for b in r["largest"])
+
+
+@needs_preload
+def test_threads_freeing_each_others_blocks_while_forking(tmp_path):
+    """Producers allocate, consumers free, the main thread forks meanwhile:
+    the capture orders every free after its allocation across threads."""
+    src = """\
+    import os, queue, threading
+    q = queue.Queue(maxsize=256)
+    N, P = 3000, 4
+    def produce():
+        for i in range(N):
+            q.put(bytearray(600 + i % 300))  # PRODUCE
+    def consume():
+        while True:
+            b = q.get()
+            if b is None:
+                return
+            del b
+    ps = [threading.Thread(target=produce) for _ in range(P)]
+    cs = [threading.Thread(target=consume) for _ in range(P)]
+    for t in ps + cs: t.start()
+    for _ in range(5):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    for t in ps: t.join()
+    for _ in cs: q.put(None)
+    for t in cs: t.join()
+    print("done")
+    """
+    p, cap, script = trace(tmp_path, src)
+    assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["complete"] and r["seq_gaps"] == 0, r["warnings"]
+    s = [x for x in sites(r, script, "produce") if x["line"] == line_of(script, "PRODUCE")]
+    assert s[0]["malloc_count"] == 3000 * 4
+    assert s[0]["malloc_bytes"] == 4 * sum(601 + i % 300 for i in range(3000))
+    assert s[0]["live_count"] == 0      # every block freed, by another thread
+    assert len(list(tmp_path.glob("w.cap.*"))) == 5
