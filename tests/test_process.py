@@ -458,3 +458,19 @@ with process.log_process(interval=0.01):
     assert len(stops) == 1
     parent_pid = int(stops[0].split()[0])
     assert all(int(x.split()[0]) == parent_pid for x in out.stderr.splitlines() if "ProcessLogging" in x)
+
+
+def test_children_sums_the_descendants(captured):
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; x = bytearray(40 * 2**20); x[::4096] = b'y' * len(x[::4096]); time.sleep(0.5)"])
+    try:
+        time.sleep(0.2)
+        with process.log_process(interval=0.02, children=True):
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+    recs = parsed(captured)
+    assert all(d["nprocs"] == 2 for _, d, _ in recs)
+    me = psutil.Process().memory_info().rss
+    assert recs[-1][1]["memory_info"]["rss"] > me + 30 * 2**20
