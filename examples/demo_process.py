@@ -7,12 +7,14 @@ Run by ``make demo`` (in demo-output/), or directly:
 import logging
 import os
 import random
+import subprocess
 import sys
 import time
 
 from pymemtrace import process, process_report
 
 LOG = "demo_process.log"
+CMD_LOG = "demo_process_command.jsonl"
 PLOTS = "demo_process_plots"
 
 
@@ -74,7 +76,23 @@ def main() -> int:
         print(f"  wrote {os.path.abspath(mpl)}")
     except ImportError:
         print("  matplotlib not installed: no matplotlib PNG")
-    return 0
+
+    # Any process, from the command line: a child that grows in three steps.
+    child = ("import time\n"
+             "blocks = []\n"
+             "for i in range(3):\n"
+             "    blocks.append(bytearray(20 * 2**20)); time.sleep(0.25)\n")
+    cmd = [sys.executable, "-m", "pymemtrace", "process", "-i", "0.05", "-o", CMD_LOG,
+           "--", sys.executable, "-c", child]
+    print("\nAny process from the command line:\n  $ pymemtrace process -i 0.05 -o "
+          f"{CMD_LOG} -- python -c '<grow by 20 MiB three times>'")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    print("  " + r.stderr.strip().replace("\n", "\n  ") + f"  [exit code {r.returncode}]")
+    cmd_log = process_report.read_log(CMD_LOG)
+    rss = [s.mem("rss") for s in cmd_log.samples]
+    print(f"  {len(cmd_log.samples)} samples, RSS from {int(min(rss)):,d} to {int(max(rss)):,d} bytes; "
+          f"'pymemtrace process table {CMD_LOG}' tabulates it.")
+    return r.returncode
 
 
 if __name__ == "__main__":
