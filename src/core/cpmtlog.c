@@ -147,7 +147,7 @@ put_event(char *p, pmt_cpmt_memo *m, int64_t v)
     if (m == NULL || v < 0) {
         return put_int(p, v, -5);
     }
-    if (m->len > 0 && v == m->v + 1) {
+    if (m->len > 0 && m->v < INT64_MAX && v == m->v + 1) {
         int i = m->len - 1;
         while (i >= 0 && m->txt[i] == '9') {
             m->txt[i--] = '0';
