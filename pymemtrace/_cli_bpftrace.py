@@ -38,8 +38,10 @@ _BPFTRACE_ENV = {
     "BPFTRACE_MAP_KEYS_MAX": "32768",
     "BPFTRACE_PERF_RB_PAGES": "1024",
 }
-# Noise bpftrace prints on kernels that account BPF memory to cgroups.
-_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK|ulimit -l")
+# Noise bpftrace prints on kernels that account BPF memory to cgroups;
+# bpftrace 0.17 may also report that its -c child was already reaped.
+_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK|ulimit -l|"
+                    r"waitpid\(\d+\) returned unexpected error: 10")
 
 
 # ---- the scripts ------------------------------------------------------------------------------

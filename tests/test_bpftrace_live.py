@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +181,72 @@ def test_run_default_output_name_is_never_overwritten(tmp_path):
     assert len(outs) == 2
     for p in outs:
         assert br.parse_file(str(p)).complete
+
+
+THREADS = """\
+import threading
+
+def alloc_a():
+    keep = []
+    for _ in range(20):
+        keep.append(bytearray(111111))
+
+def alloc_b():
+    keep = []
+    for _ in range(30):
+        keep.append(bytearray(222222))
+
+threads = [threading.Thread(target=f) for f in (alloc_a, alloc_b) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_py_malloc_threads_are_attributed_to_their_own_functions(tmp_path):
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS)
+    out = tmp_path / "threads.txt"
+    r = _run_cli("run", "py_malloc", "-o", str(out), "--", PYTHON, str(script))
+    assert r.returncode == 0, r.stderr
+    rep = br.parse_file(str(out))
+    rows = {r["function"]: r for r in rep.by_line() if r["file"] == str(script)
+            and r["line"] in (6, 11)}
+    assert rows["alloc_a"]["count"] == 40 and rows["alloc_a"]["bytes"] == 40 * 111112
+    assert rows["alloc_b"]["count"] == 60 and rows["alloc_b"]["bytes"] == 60 * 222223
+
+
+def test_ctrl_c_saves_what_was_traced(tmp_path):
+    """SIGINT to the command's process group (what Ctrl-C does) ends tracing
+    with the maps printed and saved, while the traced process runs on."""
+    out = tmp_path / "sigint.txt"
+    n = 4
+    work = subprocess.Popen([PYTHON, str(WORKLOAD), str(n), "--wait", "--repeat", "1000000000"],
+                            stdin=subprocess.PIPE, text=True)
+    try:
+        tracer = subprocess.Popen([sys.executable, "-m", "pymemtrace", "bpftrace", "run",
+                                   "py_malloc", "-p", str(work.pid), "-o", str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not (out.exists() and f"tracing PID {work.pid}" in out.read_text()):
+            assert time.monotonic() < deadline, "bpftrace did not start within 120 s"
+            assert tracer.poll() is None, tracer.communicate()
+            time.sleep(0.1)
+        work.stdin.write("go\n")
+        work.stdin.flush()
+        time.sleep(1.0)     # let it allocate a while; nothing below depends on how long
+        os.killpg(tracer.pid, signal.SIGINT)
+        _, err = tracer.communicate(timeout=120)
+        assert tracer.returncode == 0, err
+        assert work.poll() is None          # the traced program was not disturbed
+    finally:
+        if work.poll() is None:
+            work.kill()
+        work.wait()
+    rep = br.parse_file(str(out))
+    assert rep.complete
+    row = _line_row(rep, "make_buffers", BUFFER_LINE)
+    assert row["count"] >= 1
+    assert row["bytes"] == row["count"] * (SIZE + 1)
