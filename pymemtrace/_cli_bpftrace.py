@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -344,14 +345,18 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
             # -p: bpftrace's stdout is the file, written line by line, so
             # the file can be followed while tracing.
             out = fd
-        try:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
-        except OSError as err:
-            raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
-        finally:
-            if out is not None:
-                os.close(out)
-        err_text = _wait(proc)
+        err_path = os.path.join(tmp, "stderr.txt")
+        with open(err_path, "w+b") as err_file:
+            try:
+                proc = subprocess.Popen(argv, stdout=out, stderr=err_file, env=env)
+            except OSError as err:
+                raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
+            finally:
+                if out is not None:
+                    os.close(out)
+            _wait(proc, pid)
+            err_file.seek(0)
+            err_text = err_file.read().decode("utf-8", "replace")
     errors = [line for line in err_text.splitlines() if line.strip() and not _NOISE.search(line)]
     if proc.returncode < 0:
         raise UserError(f"bpftrace was killed by signal {-proc.returncode}; what it wrote "
@@ -368,19 +373,41 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
     return 0, out_path
 
 
-def _wait(proc: subprocess.Popen) -> str:
-    """Wait for bpftrace, letting Ctrl-C reach it (it then prints its maps and ends)."""
+def _wait(proc: subprocess.Popen, pid: Optional[int]) -> None:
+    """Wait for bpftrace to end.
+
+    Ctrl-C reaches bpftrace too (same process group); it is forwarded anyway
+    in case only this process got it, and the wait goes on so that what
+    bpftrace prints at END is saved.  With -p, the script stops itself when
+    the process exits; if the process was already gone before the probes
+    were attached, bpftrace is told to stop here.
+    """
+    gone_since = None
     while True:
         try:
-            _, err = proc.communicate()
-            return err.decode("utf-8", "replace")
+            proc.wait(timeout=0.5)
+            return
+        except subprocess.TimeoutExpired:
+            if pid is None:
+                continue
+            if os.path.exists(f"/proc/{pid}"):
+                gone_since = None
+                continue
+            now = time.monotonic()
+            if gone_since is None:
+                gone_since = now
+            elif now - gone_since > 2.0:
+                _signal(proc, signal.SIGINT)
+                gone_since = now + 60.0     # then give it time to print its maps
         except KeyboardInterrupt:
-            # The terminal sent SIGINT to bpftrace too; make sure, then keep
-            # waiting so that what it prints at END is saved.
-            try:
-                proc.send_signal(signal.SIGINT)
-            except ProcessLookupError:
-                pass
+            _signal(proc, signal.SIGINT)
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
 
 
 # ---- the subcommands ------------------------------------------------------------------------------

@@ -436,3 +436,18 @@ def test_demo_falls_back_to_the_recorded_output(monkeypatch, capsys, tmp_path):
     assert "create_string is first: True (8,389,000 bytes in 8 calls)" in out
     for name in SCRIPTS:
         assert name in out
+
+
+def test_wait_stops_bpftrace_when_the_traced_pid_is_gone():
+    # If the process exits before the probes are attached, the script's own
+    # exit probe never fires: run() must stop bpftrace (SIGINT) itself.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stand_in = subprocess.Popen(["sleep", "300"])
+    try:
+        cb._wait(stand_in, dead.pid)
+        assert stand_in.returncode == -2          # ended by SIGINT, not by timeout
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+            stand_in.wait()
