@@ -367,6 +367,10 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
                         f"{first.strip() or 'no message'} [output so far in {out_path}]")
     for line in errors:
         print(f"bpftrace: {line}", file=sys.stderr)
+    preload = os.environ.get("LD_PRELOAD", "")
+    if command and preload and "uprobe:libc:" in script_path(name).read_text():
+        print(f"pymemtrace bpftrace: warning: LD_PRELOAD={preload} was passed to the command: "
+              "a preloaded malloc hides allocations from the libc probes", file=sys.stderr)
     if not quiet:
         print(f"pymemtrace bpftrace: wrote {out_path}; report with: "
               f"pymemtrace bpftrace report {out_path}", file=sys.stderr)
