@@ -17,7 +17,8 @@ Reported: the workload's own CPU time (time.process_time() inside the
 program, around the loop: the fair comparison, and the least disturbed by
 other work on a busy machine) and the whole process's wall time (start-up and
 the tracer's exit work included), as ratios to the untraced run of the same
-round, plus events/s and capture bytes per event for pymemtrace.
+round, plus capture bytes per event for pymemtrace and how fast the report (C reader
+and aggregator, through pymemtrace._cli_malloc.load) gets through a capture.
 Run: make bench   (or: .venv/bin/python bench/run_all.py malloc)
 """
 import os
@@ -103,6 +104,7 @@ def run_one(extra_env, n):
         inner = {k: [] for k in configs}
         wall = {k: [] for k in configs}
         events = cap_bytes = 0
+        report_s = []
         for _ in range(RUNS):
             for name, (cmd, env) in configs.items():
                 for f in tmp.glob("w.cap*"):
@@ -111,7 +113,9 @@ def run_one(extra_env, n):
                 inner[name].append(t_in)
                 wall[name].append(t_wall)
                 if name == "pymemtrace":
+                    t0 = time.perf_counter()
                     r = _cli_malloc.load(str(cap))
+                    report_s.append(time.perf_counter() - t0)
                     events, cap_bytes = r["events"], cap.stat().st_size
         med_in = {k: statistics.median(v) for k, v in inner.items()}
         med_wall = {k: statistics.median(v) for k, v in wall.items()}
@@ -122,6 +126,8 @@ def run_one(extra_env, n):
             "untraced_s": round(med_in["untraced"], 4),
             "events_per_run": events,
             "capture_bytes_per_event": round(cap_bytes / events, 1) if events else None,
+            "report_s": round(statistics.median(report_s), 4) if report_s else None,
+            "report_events_per_s": round(events / statistics.median(report_s)) if report_s else None,
             "command": ".venv/bin/python bench/run_all.py malloc",
         }
         for k in configs:

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1106,6 +1107,17 @@ pmt_mc_read(const char *path, pmt_mc_report *r)
         return -1;
     }
     size_t len = (size_t)st.st_size;
+    if (len > 0) {
+        /* map it: a capture can be bigger than we would like to copy (a capture
+         * still being written only grows; one truncated under us would fault) */
+        void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            close(fd);
+            int rc = pmt_mc_read_buffer(m, len, r);
+            munmap(m, len);
+            return rc;
+        }
+    }
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         close(fd);
