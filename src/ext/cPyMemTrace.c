@@ -1333,16 +1333,40 @@ PyInit_cPyMemTrace(void)
         Py_DECREF(m);
         return NULL;
     }
-    /* Flush whatever is still open when the interpreter exits. */
+    /* Flush whatever is still open when the interpreter exits, and before a
+     * fork (so the parent's rows are on disk and the child starts with an
+     * empty copy of the buffer, which it never writes anyway). */
     PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *os = PyImport_ImportModule("os");
     PyObject *flush = PyObject_GetAttrString(m, "_flush_all");
     PyObject *r = (atexit && flush) ? PyObject_CallMethod(atexit, "register", "O", flush) : NULL;
+    PyObject *r2 = NULL;
+    if (r != NULL && os != NULL) {
+        PyObject *reg = PyObject_GetAttrString(os, "register_at_fork");
+        if (reg == NULL) {
+            PyErr_Clear();      /* no fork on this platform */
+            r2 = Py_None;
+            Py_INCREF(r2);
+        }
+        else {
+            PyObject *kw = Py_BuildValue("{s:O}", "before", flush);
+            PyObject *noargs = PyTuple_New(0);
+            r2 = (kw && noargs) ? PyObject_Call(reg, noargs, kw) : NULL;
+            Py_XDECREF(kw);
+            Py_XDECREF(noargs);
+            Py_DECREF(reg);
+        }
+    }
     Py_XDECREF(atexit);
+    Py_XDECREF(os);
     Py_XDECREF(flush);
-    if (r == NULL) {
+    if (r == NULL || r2 == NULL) {
+        Py_XDECREF(r);
+        Py_XDECREF(r2);
         Py_DECREF(m);
         return NULL;
     }
     Py_DECREF(r);
+    Py_DECREF(r2);
     return m;
 }
