@@ -689,6 +689,31 @@ def test_exact_mode_gives_the_seed_attribution_too():
     assert len(steps) == 8 and all(r.what == "RETURN" for r in steps)
 
 
+def test_clock_never_goes_back_and_follows_the_wall():
+    t0 = time.monotonic()
+    with cPyMemTrace.Profile(0, filepath="m.log"):
+        for _ in range(3):
+            other_thread_work(3000)
+            time.sleep(0.02)
+    elapsed = time.monotonic() - t0
+    clocks = [r.clock for r in cpmt_log.read("m.log").records]
+    assert len(clocks) > 18000
+    assert all(a <= b for a, b in zip(clocks, clocks[1:]))
+    span = clocks[-1] - clocks[0]
+    assert 0.06 <= span <= elapsed + 0.001
+
+
+def test_trigger_accepts_integer_like_objects():
+    class Bytes:
+        def __index__(self):
+            return 8192
+
+    with cPyMemTrace.Profile(Bytes(), filepath="i.log") as p:
+        pass
+    assert p.d_rss_trigger == 8192
+    assert cPyMemTrace.Profile(-1).d_rss_trigger == os.sysconf("SC_PAGE_SIZE")
+
+
 def test_rss_in_rows_agrees_with_the_kernel():
     with cPyMemTrace.Profile(0, filepath="k.log"):
         create_string(10)

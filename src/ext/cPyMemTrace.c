@@ -363,6 +363,7 @@ typedef struct CpmtTracer {
     int64_t last_rss;           /* RSS of the last NEXT row */
     int64_t rss;                /* last RSS read */
     int64_t rss_reads;          /* how many times RSS was read */
+    int64_t last_clock;         /* Clock of the last row: rows never go back in time */
     pmt_cpmt_fmtcache fmt;
     pmt_gate gate;
     /* the previous event, for a PREV row */
@@ -487,6 +488,20 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
     }
 }
 
+/* The Clock of a row: the stamp in ns since the origin, never before the
+ * previous row's (a refined TSC rate may move a conversion by a fraction of
+ * a microsecond). */
+static inline int64_t
+row_clock(CpmtTracer *self, uint64_t ticks)
+{
+    int64_t c = clock_of(ticks);
+    if (c < self->last_clock) {
+        c = self->last_clock;
+    }
+    self->last_clock = c;
+    return c;
+}
+
 static void
 write_prev_row(CpmtTracer *self)
 {
@@ -494,7 +509,7 @@ write_prev_row(CpmtTracer *self)
     row.next = 0;
     row.event = self->prev_event;
     row.d_event = self->prev_event - self->last_event;
-    row.clock_ns = clock_of(self->prev_ticks);
+    row.clock_ns = row_clock(self, self->prev_ticks);
     row.what = self->prev_what;
     row.line = self->prev_line;
     row.rss = self->prev_rss;
@@ -551,7 +566,7 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         row.next = 1;
         row.event = ev;
         row.d_event = ev - self->last_event;
-        row.clock_ns = clock_of(now);
+        row.clock_ns = row_clock(self, now);
         row.what = what;
         row.line = line;
         row.rss = rss;
@@ -602,13 +617,18 @@ tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     long long trigger = -1;
     if (trigger_obj != NULL) {
-        if (!PyLong_Check(trigger_obj) || PyBool_Check(trigger_obj)) {
+        if (PyBool_Check(trigger_obj) || !PyIndex_Check(trigger_obj)) {
             PyErr_Format(PyExc_TypeError,
                          "%s(): d_rss_trigger must be an int (bytes; -1 for the page size), "
                          "not %.100s", tname, Py_TYPE(trigger_obj)->tp_name);
             return NULL;
         }
-        trigger = PyLong_AsLongLong(trigger_obj);
+        PyObject *as_int = PyNumber_Index(trigger_obj);
+        if (as_int == NULL) {
+            return NULL;
+        }
+        trigger = PyLong_AsLongLong(as_int);
+        Py_DECREF(as_int);
         if (trigger == -1 && PyErr_Occurred()) {
             PyErr_Clear();
             PyErr_Format(PyExc_ValueError, "%s(): d_rss_trigger is out of range", tname);
@@ -822,6 +842,7 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
                   pmt_tickclock_ticks_in(&tclock, gate_limit_ns), pmt_ticks(&tclock));
     self->event = 0;
     self->rss_reads = 0;
+    self->last_clock = 0;
     memset(&self->fmt, 0, sizeof self->fmt);
     self->last_event = 0;
     self->last_rss = 0;
