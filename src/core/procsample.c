@@ -5,9 +5,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
+
+/* Elapsed time is measured on the clock the kernel dates process starts by. */
+#ifdef CLOCK_BOOTTIME
+#define START_CLOCK CLOCK_BOOTTIME
+#else
+#define START_CLOCK CLOCK_MONOTONIC
+#endif
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -252,6 +261,12 @@ pmt_proc_open(pmt_proc *p, pid_t pid, int flags)
     p->flags = flags;
     p->stat_fd = p->statm_fd = p->status_fd = p->smaps_fd = -1;
     p->starttime = 0;
+#ifndef __linux__
+    /* /proc/PID/{stat,statm} are Linux's; other systems are not sampled yet */
+    (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
     if (pid <= 0) {
         errno = ESRCH;
         return -1;
@@ -313,7 +328,7 @@ pmt_proc_sample(pmt_proc *p, pmt_procsample *s)
         return -1;
     }
     p->starttime = start;
-    s->elapsed = now_clock(CLOCK_BOOTTIME) - (double)start / (double)clock_hz();
+    s->elapsed = now_clock(START_CLOCK) - (double)start / (double)clock_hz();
     if (s->elapsed < 0) {
         s->elapsed = 0;
     }
@@ -419,7 +434,12 @@ pmt_descendants(pid_t root, int32_t *out, int max, int32_t *scan_pid,
     int nscan = 0;
     char dbuf[8192] __attribute__((aligned(8)));
     for (;;) {
+#ifdef SYS_getdents64
         long n = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
+#else
+        long n = -1;
+        errno = ENOSYS;
+#endif
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

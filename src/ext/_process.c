@@ -155,11 +155,19 @@ typedef struct {
     pthread_cond_t batch_cond;
 } Sampler;
 
+/* The sampler's schedule runs on CLOCK_MONOTONIC where condition variables
+ * can wait on it (Linux), else on CLOCK_REALTIME. */
+#ifdef __linux__
+#define SCHED_CLOCK CLOCK_MONOTONIC
+#else
+#define SCHED_CLOCK CLOCK_REALTIME
+#endif
+
 static double
 mono_now(void)
 {
     struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    (void)clock_gettime(SCHED_CLOCK, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -941,7 +949,9 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     pthread_condattr_t ca;
     (void)pthread_condattr_init(&ca);
-    (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+#ifdef __linux__
+    (void)pthread_condattr_setclock(&ca, SCHED_CLOCK);
+#endif
     (void)pthread_cond_init(&self->wake_sampler, &ca);
     (void)pthread_condattr_destroy(&ca);
     (void)pthread_cond_init(&self->wake_deliverer, NULL);
