@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'pymemtrace SUBCOMMAND --help' for each tool's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"pymemtrace {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="pymemtrace_tool", metavar="SUBCOMMAND")
     for name in _TOOLS:
         try:
             mod = importlib.import_module(f"pymemtrace._cli_{name}")
@@ -55,8 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(func(args) or 0)
     except UserError as err:
-        print(f"pymemtrace {args.command}: error: {err}", file=sys.stderr)
+        print(f"pymemtrace {args.pymemtrace_tool}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pymemtrace {args.command}: interrupted", file=sys.stderr)
+        print(f"pymemtrace {args.pymemtrace_tool}: interrupted", file=sys.stderr)
         return 130

@@ -31,3 +31,14 @@ def test_command_help_and_version():
     out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "pymemtrace"), "--help"],
                          capture_output=True, text=True, check=True)
     assert "SUBCOMMAND" in out.stdout
+
+
+def test_user_error_names_the_subcommand(tmp_path):
+    # a tool's own positional named 'command' must not replace the subcommand's name
+    bad = tmp_path / "not-a-capture"
+    bad.write_text("hello\n")
+    r = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "report", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith("pymemtrace malloc: error: "), r.stderr
+    assert "Traceback" not in r.stderr

@@ -154,8 +154,14 @@ pmt_rss_peak(void)
         return -1;
     }
 #ifdef __APPLE__
-    return (int64_t)ru.ru_maxrss;          /* bytes on macOS */
+    int64_t peak = (int64_t)ru.ru_maxrss;          /* bytes on macOS */
 #else
-    return (int64_t)ru.ru_maxrss * 1024;   /* kilobytes on Linux */
+    int64_t peak = (int64_t)ru.ru_maxrss * 1024;   /* kilobytes on Linux */
 #endif
+    /* The kernel's high-water mark and the statm reading come from counters
+     * that are synchronised lazily, so the mark can lag a fresh statm reading
+     * by a few pages.  A peak below the current RSS is never true: take the
+     * larger of the two. */
+    int64_t now = pmt_rss_current();
+    return now > peak ? now : peak;
 }

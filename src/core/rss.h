@@ -17,7 +17,9 @@ extern "C" {
 /* Current RSS of this process in bytes, or -1 with errno set. */
 int64_t pmt_rss_current(void);
 
-/* Peak RSS of this process in bytes (the kernel's high-water mark), or -1. */
+/* Peak RSS of this process in bytes: the kernel's high-water mark, never less
+ * than the current RSS (the two are counted lazily and may disagree by a few
+ * pages).  -1 with errno set on error. */
 int64_t pmt_rss_peak(void);
 
 /* The system page size in bytes (cached). */
