@@ -117,6 +117,22 @@ def check_privileges() -> None:
                     "'sudo pymemtrace bpftrace run ...'")
 
 
+def raise_memlock() -> None:
+    """Best effort: lift RLIMIT_MEMLOCK for bpftrace (kernels before 5.11 charge
+    BPF maps to it; newer ones to the memory cgroup, where it does not matter)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            if soft != hard:
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def _tracefs_mounted() -> bool:
     return any(os.path.exists(os.path.join(d, "trace")) for d in (TRACEFS, DEBUGFS_TRACING))
 
@@ -325,6 +341,7 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
     bpftrace = find_bpftrace()
     check_privileges()
     ensure_tracefs()
+    raise_memlock()
     with tempfile.TemporaryDirectory(prefix="pymemtrace-bpftrace-") as tmp:
         argv, label, _ = build_invocation(name, bpftrace, pid, command, tmp)
         out_path, fd = _open_output(output, name, label)
