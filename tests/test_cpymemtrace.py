@@ -791,3 +791,5 @@ def test_decorators():
         cPyMemTrace.profile("x")
     with pytest.raises(AttributeError):
         cPyMemTrace.no_such_thing
+    assert {"profile", "trace", "Profile", "Trace", "rss"} <= set(dir(cPyMemTrace))
+    from pymemtrace.cPyMemTrace import profile, trace    # noqa: F401

@@ -1276,6 +1276,32 @@ cpmt_getattr(PyObject *Py_UNUSED(m), PyObject *name)
     return NULL;
 }
 
+/* dir(cPyMemTrace) lists the decorators that __getattr__ provides. */
+static PyObject *
+cpmt_dir(PyObject *m, PyObject *Py_UNUSED(a))
+{
+    PyObject *d = PyModule_GetDict(m);     /* borrowed */
+    PyObject *names = d ? PyDict_Keys(d) : NULL;
+    if (names == NULL) {
+        return NULL;
+    }
+    static const char *const extra[] = {"profile", "trace"};
+    for (size_t i = 0; i < 2; i++) {
+        PyObject *n = PyUnicode_FromString(extra[i]);
+        if (n == NULL || PyList_Append(names, n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(names);
+            return NULL;
+        }
+        Py_DECREF(n);
+    }
+    if (PyList_Sort(names) < 0) {
+        Py_DECREF(names);
+        return NULL;
+    }
+    return names;
+}
+
 static PyMethodDef cpmt_methods[] = {
     {"rss", cpmt_rss, METH_NOARGS, "rss() -> int\n\nCurrent resident set size in bytes."},
     {"rss_peak", cpmt_rss_peak, METH_NOARGS,
@@ -1312,6 +1338,7 @@ static PyMethodDef cpmt_methods[] = {
      "_bench_floor(mode): attach a reference profile function to this thread: 'noop' does\n"
      "nothing, 'pread' reads RSS once per event; None detaches.  For the benchmarks."},
     {"__getattr__", cpmt_getattr, METH_O, NULL},
+    {"__dir__", cpmt_dir, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
