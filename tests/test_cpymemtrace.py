@@ -556,6 +556,31 @@ def test_exception_in_block_propagates_and_log_is_complete(exc):
     assert "create_string" in funcs
 
 
+class _ExitsOnDel:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def __del__(self):
+        cPyMemTrace.profile_write_message_to_log("from __del__")
+        self.ctx.__exit__(None, None, None)
+
+
+def test_destructor_run_by_the_profiler_may_exit_it():
+    """The profiler drops its references last: a destructor it triggers may even end it."""
+    p = cPyMemTrace.Profile(0, filepath="d.log")
+    p.__enter__()
+    obj = _ExitsOnDel(p)
+    method = obj.__sizeof__         # a C method bound to obj: the profiler keeps it
+    del obj
+    method()
+    del method
+    len([])                         # the profiler lets go of the method: __del__ runs
+    assert sys.getprofile() is None
+    text = pathlib.Path("d.log").read_text()
+    assert "from __del__" in text
+    assert cpmt_log.read("d.log").complete
+
+
 def test_log_complete_when_thread_abandons_its_profile():
     def worker():
         cPyMemTrace.Profile(0, filepath="abandoned.log").__enter__()

@@ -474,17 +474,43 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
     }
 }
 
+/* References the callback gives up are dropped only when it is done with
+ * its state: a destructor can run Python code (even one that exits this
+ * tracer). */
+typedef struct {
+    PyObject *obj[4];
+    int n;
+} Drops;
+
+static inline void
+drop_later(Drops *d, PyObject *o)
+{
+    if (o != NULL) {
+        d->obj[d->n++] = o;
+    }
+}
+
+static inline void
+drop_now(Drops *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        Py_DECREF(d->obj[i]);
+    }
+}
+
 /* Keep alive what the formatter's name cache points into. */
 static inline void
-keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
+keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
 {
     if (code != self->fmt_code) {
         Py_XINCREF(code);
-        Py_XSETREF(self->fmt_code, code);
+        drop_later(d, (PyObject *)self->fmt_code);
+        self->fmt_code = code;
     }
     if (cfunc != NULL && cfunc != self->fmt_cfunc) {
         Py_INCREF(cfunc);
-        Py_XSETREF(self->fmt_cfunc, cfunc);
+        drop_later(d, self->fmt_cfunc);
+        self->fmt_cfunc = cfunc;
     }
 }
 
@@ -503,7 +529,7 @@ row_clock(CpmtTracer *self, uint64_t ticks)
 }
 
 static void
-write_prev_row(CpmtTracer *self)
+write_prev_row(CpmtTracer *self, Drops *drops)
 {
     pmt_cpmt_row row;
     row.next = 0;
@@ -517,7 +543,7 @@ write_prev_row(CpmtTracer *self)
     int c_event = self->prev_what == PyTrace_C_CALL || self->prev_what == PyTrace_C_RETURN
                   || self->prev_what == PyTrace_C_EXCEPTION;
     names_of(self->prev_code, self->prev_what, self->prev_cfunc, &row);
-    keep_names(self, self->prev_code, c_event ? self->prev_cfunc : NULL);
+    keep_names(self, self->prev_code, c_event ? self->prev_cfunc : NULL, drops);
     pmt_cpmt_write_row(self->w, &row, &self->fmt);
 }
 
@@ -558,9 +584,10 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     int line = frame != NULL ? PyFrame_GetLineNumber(frame) : 0;
     PyCodeObject *code = frame != NULL ? PyFrame_GetCode(frame) : NULL;
     int logged = 0;
+    Drops drops = {{NULL, NULL, NULL, NULL}, 0};
     if (ev == 0 || d >= self->trigger || -d >= self->trigger) {
         if (self->have_prev && !self->prev_logged) {
-            write_prev_row(self);
+            write_prev_row(self, &drops);
         }
         pmt_cpmt_row row;
         row.next = 1;
@@ -572,7 +599,7 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         row.rss = rss;
         row.d_rss = d;
         names_of(code, what, c_event ? arg : NULL, &row);
-        keep_names(self, code, c_event ? arg : NULL);
+        keep_names(self, code, c_event ? arg : NULL, &drops);
         pmt_cpmt_write_row(self->w, &row, &self->fmt);
         self->last_event = ev;
         self->last_rss = rss;
@@ -588,16 +615,23 @@ tracer_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     self->prev_event = ev;
     self->prev_ticks = now;
     self->prev_rss = rss;
+    PyObject *gone_cfunc = NULL, *gone_code = NULL;
     if (c_event && arg != self->prev_cfunc) {
         Py_XINCREF(arg);
-        Py_XSETREF(self->prev_cfunc, arg);
+        gone_cfunc = self->prev_cfunc;
+        self->prev_cfunc = arg;
     }
     if (code == self->prev_code) {
-        Py_XDECREF(code);
+        gone_code = (PyObject *)code;   /* the reference PyFrame_GetCode gave */
     }
     else {
-        Py_XSETREF(self->prev_code, code);  /* may run a destructor: last */
+        gone_code = (PyObject *)self->prev_code;
+        self->prev_code = code;
     }
+    /* Last: these may run destructors. */
+    drop_now(&drops);
+    Py_XDECREF(gone_cfunc);
+    Py_XDECREF(gone_code);
     return 0;
 }
 
