@@ -36,14 +36,31 @@ kernel_uses_tsc(void)
 #endif
 }
 
-/* One (ticks, ns) pair, the ticks taken around the clock read. */
+/* One (ticks, ns) pair, the ticks taken around the clock read.  If the
+ * thread was preempted between the two stamps the pair is uncertain by half
+ * the gap, so the tightest of a few tries is kept (the first one usually is:
+ * it returns at once when the gap is under about a microsecond). */
 static void
 pair(const pmt_tickclock *c, uint64_t *t, int64_t *ns)
 {
-    uint64_t a = pmt_ticks(c);
-    *ns = pmt_tick_monotonic_ns();
-    uint64_t b = pmt_ticks(c);
-    *t = a + (b - a) / 2;
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 8; i++) {
+        uint64_t a = pmt_ticks(c);
+        int64_t n = pmt_tick_monotonic_ns();
+        uint64_t b = pmt_ticks(c);
+        if (b >= a && b - a < best) {
+            best = b - a;
+            *t = a + (b - a) / 2;
+            *ns = n;
+            if (best < 2048) {
+                break;
+            }
+        }
+    }
+    if (best == UINT64_MAX) {   /* ticks went backwards every time: take the last */
+        *t = pmt_ticks(c);
+        *ns = pmt_tick_monotonic_ns();
+    }
 }
 
 void
