@@ -357,6 +357,30 @@ def test_run_tracefs_missing_and_not_root(monkeypatch):
         cb.ensure_tracefs()
 
 
+def test_run_mounts_tracefs_when_root(monkeypatch):
+    mounted = []
+    monkeypatch.setattr(cb, "_tracefs_mounted", lambda: bool(mounted))
+    monkeypatch.setattr(cb.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cb.os.path, "isdir", lambda p: True)
+
+    def fake_run(argv, **kw):
+        mounted.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    monkeypatch.setattr(cb.subprocess, "run", fake_run)
+    cb.ensure_tracefs()
+    assert mounted == [["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"]]
+
+
+def test_run_says_when_mounting_tracefs_fails(monkeypatch):
+    monkeypatch.setattr(cb, "_tracefs_mounted", lambda: False)
+    monkeypatch.setattr(cb.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cb.os.path, "isdir", lambda p: True)
+    monkeypatch.setattr(cb.subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(
+        argv, 32, "", "mount: permission denied\n"))
+    with pytest.raises(cli.UserError, match="mount -t tracefs .* failed: mount: permission denied"):
+        cb.ensure_tracefs()
+
+
 @pytest.fixture
 def checks_pass(monkeypatch):
     """Pretend bpftrace, privileges and tracefs are fine, to reach the target checks."""
