@@ -27,10 +27,11 @@ rather than rejected; an incomplete last line is ignored, never misread.
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["ReportError", "Site", "Report", "parse", "parse_file", "format_report",
+__all__ = ["ReportError", "Site", "Report", "parse", "parse_lines", "parse_file", "format_report",
            "NO_FRAME"]
 
 #: The function name used for allocations made while no Python frame ran.
@@ -204,20 +205,30 @@ def parse(text: str) -> Report:
     Raises :class:`ReportError` when the text holds neither marker lines nor
     call-flow lines of a pymemtrace script.
     """
+    return parse_lines(io.StringIO(text, newline="\n"))
+
+
+def _whole_lines(lines: Iterable[str], rep: Report) -> Iterable[str]:
+    """The lines that end with a newline, without it.  A last line without
+    one may be cut anywhere, even inside a number, so it is not trusted."""
+    for line in lines:
+        if line.endswith("\n"):
+            yield line[:-1]
+        elif line:
+            rep.warnings.append("the last line is incomplete (output cut short); it was ignored")
+
+
+def parse_lines(lines: Iterable[str]) -> Report:
+    """Parse the output line by line (each line with its newline, as a file
+    yields them), so that outputs of any size are read in constant memory."""
     rep = Report()
-    lines = text.split("\n")
-    if lines and lines[-1] != "":
-        # No newline at the end: the last line may be cut anywhere, even
-        # inside a number, so it is not trusted.
-        rep.warnings.append("the last line is incomplete (output cut short); it was ignored")
-    lines = lines[:-1]
     in_maps = False
     began = False
     bad_map_lines = 0
     # RSS growth by the function running when it happened (py_flowinfo_rss).
     stacks: Dict[str, List[Tuple[str, str, int]]] = {}
     growth: Dict[Tuple[str, str, int], List[int]] = {}
-    for raw in lines:
+    for raw in _whole_lines(lines, rep):
         line = raw.rstrip("\r")
         m = _MARKER.match(line)
         if m:
@@ -304,17 +315,18 @@ def parse_file(path: str) -> Report:
     """Read and parse one output file; errors name the file."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            head = f.read(4096)
+            if not head:
+                raise ReportError(f"{path} is empty")
+            if b"\0" in head:
+                raise ReportError(f"{path} is not text output of a pymemtrace bpftrace script")
+            f.seek(0)
+            try:
+                return parse_lines(raw.decode("utf-8", errors="replace") for raw in f)
+            except ReportError as err:
+                raise ReportError(f"{path}: {err}") from None
     except OSError as err:
         raise ReportError(f"cannot read {path}: {err.strerror or err}") from None
-    if not data:
-        raise ReportError(f"{path} is empty")
-    if b"\0" in data[:4096]:
-        raise ReportError(f"{path} is not text output of a pymemtrace bpftrace script")
-    try:
-        return parse(data.decode("utf-8", errors="replace"))
-    except ReportError as err:
-        raise ReportError(f"{path}: {err}") from None
 
 
 def _place(r: dict) -> str:
