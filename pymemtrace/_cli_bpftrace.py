@@ -308,6 +308,21 @@ def _open_output(path: Optional[str], name: str, label: str):
         raise UserError(f"-o: cannot write {path}: {err.strerror}") from None
 
 
+def _check_symbols(name: str, text: str, usdt: str) -> None:
+    """Scripts with uprobes on the Python file ($2) need its symbols exported."""
+    wanted = sorted(set(re.findall(r"^uprobe:\$2:(\w+)", text, re.M)))
+    if not wanted:
+        return
+    try:
+        with open(usdt, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            missing = [sym for sym in wanted if m.find(sym.encode() + b"\0") < 0]
+    except (OSError, ValueError):
+        return
+    if missing:
+        raise UserError(f"{name} needs {', '.join(missing)} exported by {usdt}, which does not "
+                        "export them")
+
+
 def build_invocation(name: str, bpftrace: str, pid: Optional[int], command: List[str],
                      workdir: str) -> Tuple[List[str], str, str]:
     """(bpftrace argv, label for the output name, USDT file) for one run.
@@ -317,11 +332,16 @@ def build_invocation(name: str, bpftrace: str, pid: Optional[int], command: List
     attached, and the script's $1 becomes bpftrace's ``cpid``.
     """
     text = script_path(name).read_text()
+    if "curtask->" in text and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        raise UserError(f"{name} reads the kernel's task structures and needs kernel BTF "
+                        "(/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)")
     if pid is not None:
         _, usdt = target_pid(pid)
+        _check_symbols(name, text, usdt)
         path = script_path(name)
         return [bpftrace, str(path), str(pid), usdt], str(pid), usdt
     argv, usdt = target_command(command)
+    _check_symbols(name, text, usdt)
     path = os.path.join(workdir, f"{name}.bt")
     with open(path, "w") as f:
         f.write(re.sub(r"\$1\b", "cpid", text))

@@ -475,3 +475,12 @@ def test_wait_stops_bpftrace_when_the_traced_pid_is_gone():
         if stand_in.poll() is None:
             stand_in.kill()
             stand_in.wait()
+
+
+def test_py_object_needs_the_allocator_symbols(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_bytes(b"\x7fELF stapsdt\0python\0function__entry\0 PyObject_Free\0")
+    with pytest.raises(cli.UserError, match="py_object needs PyObject_Calloc, PyObject_Malloc, "
+                                            "PyObject_Realloc exported by"):
+        cb._check_symbols("py_object", (cb.scripts_dir() / "py_object.bt").read_text(), str(fake))
+    cb._check_symbols("py_malloc", (cb.scripts_dir() / "py_malloc.bt").read_text(), str(fake))
