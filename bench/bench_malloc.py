@@ -17,12 +17,15 @@ Reported: the workload's own CPU time (time.process_time() inside the
 program, around the loop: the fair comparison, and the least disturbed by
 other work on a busy machine) and the whole process's wall time (start-up and
 the tracer's exit work included), as ratios to the untraced run of the same
-round, plus capture bytes per event for pymemtrace and how fast the report (C reader
+round, plus capture bytes per event for pymemtrace, the tracer's own instructions
+per event counted by callgrind (when valgrind is installed: immune to the
+machine's timing noise), and how fast the report (C reader
 and aggregator, through pymemtrace._cli_malloc.load) gets through a capture.
 Run: make bench   (or: .venv/bin/python bench/run_all.py malloc)
 """
 import os
 import pathlib
+import re
 import shutil
 import statistics
 import subprocess
@@ -68,6 +71,45 @@ def _one(cmd, env, cwd):
     if p.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {p.stderr[-2000:]}")
     return float(p.stdout.strip().splitlines()[-1]), wall
+
+
+def _instructions(cmd, env, cwd):
+    """User-space instructions executed by cmd, counted by callgrind (deterministic)."""
+    p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                        "--trace-children=no", *cmd], env=env, cwd=cwd, capture_output=True,
+                       text=True)
+    m = re.search(r"Collected : (\d+)", p.stderr)
+    if p.returncode != 0 or not m:
+        sig = re.search(r"terminating with default action of signal \d+ \((\w+)\)", p.stderr)
+        why = sig.group(1) if sig else f"exit {p.returncode}"
+        if why == "SIGTRAP":
+            why += " (a uprobe, e.g. a running bpftrace, is attached to this code)"
+        raise RuntimeError(f"callgrind failed: {why}")
+    return int(m.group(1))
+
+
+def _instructions_per_event(script, base_env, traced_env, cwd, cap):
+    """The tracer's own work per event, free of the machine's timing noise:
+    (traced - untraced instructions) at n iterations minus the same at 0,
+    over the events the n iterations add."""
+    if shutil.which("valgrind") is None:
+        return "needs valgrind"
+    n = 20_000
+    py = os.path.realpath(sys.executable)
+    counts = {}
+    try:
+        for label, env in (("untraced", base_env), ("traced", traced_env)):
+            for k in (0, n):
+                for f in pathlib.Path(cwd).glob("w.cap*"):
+                    f.unlink()
+                counts[label, k] = _instructions([py, str(script), str(k)], env, cwd)
+                if label == "traced":
+                    counts["events", k] = _cli_malloc.load(str(cap))["events"]
+    except RuntimeError as err:
+        return str(err)
+    extra = ((counts["traced", n] - counts["untraced", n])
+             - (counts["traced", 0] - counts["untraced", 0]))
+    return round(extra / (counts["events", n] - counts["events", 0]))
 
 
 def run():
@@ -135,9 +177,8 @@ def run_one(extra_env, n):
                 continue
             out[f"{k}_ratio"] = round(med_in[k] / med_in["untraced"], 2)
             out[f"{k}_wall_ratio"] = round(med_wall[k] / med_wall["untraced"], 2)
-        if "pymemtrace" in med_in and events:
-            extra = med_in["pymemtrace"] - med_in["untraced"]
-            out["pymemtrace_ns_per_event"] = round(extra / events * 1e9, 1)
+        out["pymemtrace_instructions_per_event"] = _instructions_per_event(
+            script, base_env, ours(False)[1], tmp, cap)
         if "memray" not in configs:
             out["memray"] = "not installed"
         return out
