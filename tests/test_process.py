@@ -229,9 +229,13 @@ def test_nonexistent_pid():
 
 
 def test_other_process_exiting_mid_run(captured):
-    p = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(30 * 2**20); time.sleep(0.3)"])
+    p = subprocess.Popen([sys.executable, "-c", "import sys; x = bytearray(30 * 2**20); sys.stdin.read()"],
+                         stdin=subprocess.PIPE)
     try:
         with process.log_process(interval=0.02, pid=p.pid) as lp:
+            while lp._sampler.stats()["samples"] < 5:
+                time.sleep(0.02)
+            p.stdin.close()
             p.wait()
             time.sleep(0.1)
     finally:
@@ -462,9 +466,10 @@ with process.log_process(interval=0.01):
 
 def test_children_sums_the_descendants(captured):
     child = subprocess.Popen([sys.executable, "-c",
-                              "import time; x = bytearray(40 * 2**20); x[::4096] = b'y' * len(x[::4096]); time.sleep(0.5)"])
+                              "import time; x = bytearray(40 * 2**20); x[::4096] = b'y' * len(x[::4096]); "
+                              "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.2)
+        assert child.stdout.readline().strip() == "ready"
         with process.log_process(interval=0.02, children=True):
             time.sleep(0.1)
     finally:

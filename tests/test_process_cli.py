@@ -77,15 +77,41 @@ def test_children_are_summed(tmp_path):
     assert max(d["memory_info"]["rss"] for d in samples) < 60 * 2**20
 
 
+def monitored_until_stdin_closes(args, out_lines):
+    """Run the monitor on a target that lives until its stdin is closed,
+    which happens once out_lines(monitor) >= 5 (lines written so far)."""
+    target = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        mon = subprocess.Popen(PMT + ["--pid", str(target.pid)] + args,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while out_lines(mon) < 5 and time.monotonic() < deadline and mon.poll() is None:
+            time.sleep(0.02)
+        target.stdin.close()
+        target.wait()
+        stdout, stderr = mon.communicate(timeout=30)
+    finally:
+        target.kill()
+        target.wait()
+    return subprocess.CompletedProcess(mon.args, mon.returncode, stdout, stderr), target.pid
+
+
+def count_lines(path):
+    try:
+        return len(pathlib.Path(path).read_text().splitlines())
+    except OSError:
+        return 0
+
+
 def test_pid_until_it_exits(tmp_path):
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
     out = tmp_path / "p.jsonl"
-    r = run(["--pid", str(p.pid), "-i", "0.02", "-o", str(out)])
-    p.wait()
+    # -i 0.02 with a 0.1 s flush: lines appear in the file as the run goes
+    r, pid = monitored_until_stdin_closes(["-i", "0.02", "-o", str(out)], lambda mon: count_lines(out))
     assert r.returncode == 0, r.stderr
     data = jsonl(out)
     assert data[0]["event"] == "start"
-    assert data[-1] == {**data[-1], "event": "stop", "reason": "process exited", "pid": p.pid}
+    assert data[-1] == {**data[-1], "event": "stop", "reason": "process exited", "pid": pid}
     assert len(data) >= 5
     assert "process exited" in r.stderr
 
@@ -96,7 +122,9 @@ def test_ctrl_c_stops_cleanly_with_the_log_complete(tmp_path):
     try:
         mon = subprocess.Popen(PMT + ["--pid", str(target.pid), "-i", "0.01", "-o", str(out)],
                                stderr=subprocess.PIPE, text=True)
-        time.sleep(0.8)
+        deadline = time.monotonic() + 30
+        while count_lines(out) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
         mon.send_signal(signal.SIGINT)
         _, err = mon.communicate(timeout=30)
     finally:
@@ -120,7 +148,9 @@ def test_ctrl_c_in_command_mode_waits_for_the_command(tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
     assert mon.stdout.readline().strip() == "ready"
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while count_lines(out) < 3 and time.monotonic() < deadline:     # the monitor is sampling
+        time.sleep(0.02)
     os.killpg(mon.pid, signal.SIGINT)       # as a terminal's Ctrl-C does
     _, err = mon.communicate(timeout=30)
     assert mon.returncode == 7, err
@@ -129,10 +159,15 @@ def test_ctrl_c_in_command_mode_waits_for_the_command(tmp_path):
 
 
 def test_stdout_output(tmp_path):
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
-    r = run(["--pid", str(p.pid), "-i", "0.05", "-o", "-"])
-    p.wait()
-    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    first = []
+
+    def read_some(mon):
+        first.append(mon.stdout.readline())     # flushed every 0.1 s
+        return len(first)
+
+    r, _ = monitored_until_stdin_closes(["-i", "0.05", "-o", "-"], read_some)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in "".join(first).splitlines() + r.stdout.splitlines()]
     assert lines[0]["event"] == "start" and lines[-1]["event"] == "stop"
 
 
