@@ -636,3 +636,74 @@ def test_threads_freeing_each_others_blocks_while_forking(tmp_path):
     assert s[0]["malloc_bytes"] == 4 * sum(601 + i % 300 for i in range(3000))
     assert s[0]["live_count"] == 0      # every block freed, by another thread
     assert len(list(tmp_path.glob("w.cap.*"))) == 5
+
+
+C_PROGRAM = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *early;
+
+/* runs before main (and maybe before the tracer's own constructor) */
+__attribute__((constructor)) static void early_alloc(void) { early = malloc(4321); }
+
+__attribute__((noinline)) void *allocate_distinct(size_t n) { return malloc(n); }
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++) {
+        void *p = allocate_distinct(123457);
+        memset(p, 1, 16);
+        free(p);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    void *kept = allocate_distinct(77777);   /* a leak, by a C function */
+    (void)kept;
+    pid_t pid = fork();
+    if (pid == 0) { free(allocate_distinct(99991)); _exit(0); }
+    int st;
+    waitpid(pid, &st, 0);
+    free(early);
+    return 42;
+}
+"""
+
+
+@needs_preload
+def test_a_c_program_threads_and_native_symbols(tmp_path):
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    src = tmp_path / "prog.c"
+    src.write_text(C_PROGRAM)
+    exe = tmp_path / "prog"
+    subprocess.run([cc, "-O1", "-o", str(exe), str(src), "-lpthread"], check=True)
+    cap = tmp_path / "c.cap"
+    p = cli("-o", str(cap), "--native", "--", str(exe))
+    assert p.returncode == 42, p.stderr
+    r = _cli_malloc.load(str(cap))
+    assert r["python_status"] == "none" and r["complete"]
+    nat = {n["symbol"].split("+")[0]: n for n in r["by_native_site"] if n["symbol"]}
+    d = nat["allocate_distinct"]
+    assert d["module"] == str(exe)
+    assert d["malloc_count"] == 4 * 1000 + 1
+    assert d["malloc_bytes"] == 4 * 1000 * 123457 + 77777
+    assert (d["live_bytes"], d["live_count"]) == (77777, 1)
+    leaks = [n for n in r["native_leaks"] if n["symbol"].startswith("allocate_distinct")]
+    assert leaks and leaks[0]["bytes"] == 77777
+    child = list(tmp_path.glob("c.cap.*"))
+    assert len(child) == 1
+    rc = _cli_malloc.load(str(child[0]))
+    assert any(b["size"] == 99991 and b["freed"] for b in rc["largest"])
