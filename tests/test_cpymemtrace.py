@@ -467,6 +467,10 @@ def test_bad_arguments_name_the_argument(cls):
         cls(filepath=42)
     with pytest.raises(ValueError, match="filepath must not be empty"):
         cls(filepath="")
+    with pytest.raises(ValueError, match="filepath must not contain a null byte"):
+        cls(filepath="a\0b")
+    with pytest.raises(ValueError, match="filepath must not contain a null byte"):
+        cls(filepath=b"a\0b")
     assert sys.getprofile() is None
 
 

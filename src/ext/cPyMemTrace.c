@@ -699,6 +699,17 @@ tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             PyErr_Format(PyExc_ValueError, "%s(): filepath must not be empty", tname);
             return NULL;
         }
+        Py_ssize_t nul = PyUnicode_Check(fspath)
+            ? PyUnicode_FindChar(fspath, 0, 0, PyUnicode_GET_LENGTH(fspath), 1)
+            : (memchr(PyBytes_AS_STRING(fspath), 0, (size_t)PyBytes_GET_SIZE(fspath)) ? 0 : -1);
+        if (nul != -1) {
+            Py_DECREF(fspath);
+            if (nul == -2) {
+                return NULL;
+            }
+            PyErr_Format(PyExc_ValueError, "%s(): filepath must not contain a null byte", tname);
+            return NULL;
+        }
     }
     CpmtTracer *self = (CpmtTracer *)type->tp_alloc(type, 0);
     if (self == NULL) {
