@@ -8,6 +8,8 @@
  * Configuration is read from the environment once, at load:
  *   PYMEMTRACE_MALLOC_OUT     capture path (unset or empty: trace nothing)
  *   PYMEMTRACE_MALLOC_NATIVE  "1": also record each caller's return address
+ *   PYMEMTRACE_MALLOC_START   "paused": start paused; the program switches
+ *                             tracing with pymemtrace_malloc_control()
  *
  * Hot path: a thread-local re-entrancy guard (the tracer's own allocations,
  * and anything the real allocator does inside, are not traced), the real
@@ -28,9 +30,11 @@
  *
  * Processes: the first process opens the capture path itself (O_EXCL); any
  * other process that inherits the environment (a forked child, or a program
- * started by exec) writes PATH.<pid> instead, never into another's file.  A
- * forked child opens its file lazily (first full buffer or exit), so a child
- * that execs at once leaves no file of its own beside the exec'd program's.
+ * it starts) writes PATH.<pid> instead, never into another's file.  A forked
+ * child opens its file lazily (first full buffer or exit), so a child that
+ * execs at once leaves no file of its own beside the exec'd program's.  exec
+ * in the same process hands PATH to the next program (see "exec and _exit"
+ * below); exec and _exit write the buffers out first, as exit does.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
