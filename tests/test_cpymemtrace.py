@@ -269,6 +269,25 @@ def test_default_name_never_overwrites(tmp_path):
         assert cpmt_log.read(p.log_path).complete
 
 
+def test_threads_starting_together_get_distinct_default_logs():
+    barrier = threading.Barrier(4)
+    paths = []
+
+    def worker():
+        barrier.wait()
+        with cPyMemTrace.Profile() as p:
+            create_string(10)
+        paths.append(p.log_path)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(paths)) == 4
+    assert all(cpmt_log.read(p).complete for p in paths)
+
+
 def test_profile_object_is_single_use():
     p = cPyMemTrace.Profile(filepath="x.log")
     with p:
