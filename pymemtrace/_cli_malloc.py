@@ -207,6 +207,7 @@ def load(path: str) -> Dict[str, Any]:
     ]
     leaks.sort(key=lambda s: (-s["bytes"], -s["count"]))
     raw["by_python_site"] = sites
+    raw["by_python_function"] = _by_function(sites)
     raw["leaks"] = leaks
     raw["largest"] = largest
     if raw["native"]:
@@ -218,6 +219,22 @@ def load(path: str) -> Dict[str, Any]:
             key=lambda s: (-s["bytes"], -s["count"]))
     raw["warnings"] = _warnings(raw)
     return raw
+
+
+def _by_function(sites: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The per-line sites summed per (file, function): one row per site, not per event."""
+    acc: Dict[tuple, Dict[str, Any]] = {}
+    for s in sites:
+        key = (s["file"], s["function"])
+        row = acc.get(key)
+        if row is None:
+            row = acc[key] = {"file": s["file"], "function": s["function"], "bytes": 0,
+                              "count": 0, "malloc_bytes": 0, "mmap_bytes": 0,
+                              "live_bytes": 0, "live_count": 0, "lines": 0}
+        for k in ("bytes", "count", "malloc_bytes", "mmap_bytes", "live_bytes", "live_count"):
+            row[k] += s[k]
+        row["lines"] += 1
+    return sorted(acc.values(), key=lambda r: (-r["bytes"], -r["count"]))
 
 
 def _native_name(n: Dict[str, Any]) -> str:
@@ -287,6 +304,13 @@ def format_report(r: Dict[str, Any], path: str, top: int = 20) -> str:
     for s in r["by_python_site"][:top]:
         lines.append(f"  {s['bytes']:>14,} {s['count']:>9,} {s['malloc_bytes']:>14,} "
                      f"{s['mmap_bytes']:>12,}  {_site_name(s)}")
+    lines.append("")
+    lines.append(f"Top {top} Python functions by bytes allocated (all their lines):")
+    lines.append(f"  {'bytes':>14} {'count':>9} {'live at exit':>14}  function")
+    for f in r["by_python_function"][:top]:
+        name = ("<no Python frame>" if f["file"] == "<no Python frame>"
+                else f"{f['file']} {f['function']}")
+        lines.append(f"  {f['bytes']:>14,} {f['count']:>9,} {f['live_bytes']:>14,}  {name}")
     if r.get("by_native_site") is not None:
         lines.append("")
         lines.append(f"Top {top} native callers by bytes allocated:")

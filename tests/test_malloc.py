@@ -122,8 +122,12 @@ def test_json_report_shape(tmp_path):
     for s in d["by_python_site"] + d["leaks"]:
         assert {"file", "line", "function", "bytes", "count"} <= set(s)
     assert any(s["function"] == "leak" and s["bytes"] == 424_243 for s in d["leaks"])
+    fn = {(f["file"], f["function"]): f for f in d["by_python_function"]}
+    big = fn[(str(script), "py_big")]
+    assert (big["malloc_bytes"], big["lines"]) == (15_000_002, 2)
     text = cli("report", str(cap), check=True).stdout
     assert f"{script}:{line_of(script, 'PY-BIG')} py_big" in text
+    assert f"{script} py_big" in text and "Top 20 Python functions" in text
     assert "Leak candidates" in text and "Largest single allocations" in text
 
 
