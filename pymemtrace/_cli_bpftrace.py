@@ -538,7 +538,9 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="bpftrace_command", metavar="ACTION")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    pl = sub.add_parser("list", help="list the scripts and what each prints")
+    pl = sub.add_parser("list", help="list the scripts and what each prints",
+                        epilog="Example:\n  pymemtrace bpftrace list",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.set_defaults(func=_cmd_list)
 
     pr = sub.add_parser(
