@@ -269,7 +269,7 @@ def target_command(command: List[str]) -> Tuple[List[str], str]:
         if not arg or re.search(r"\s", arg):
             raise UserError(f"bpftrace -c cannot pass the argument {arg!r} (it splits the "
                             "command on spaces); put the command in a script or use -p PID")
-    argv[0] = real
+    argv[0] = exe   # as given: a venv's python finds its pyvenv.cfg from this path
     return argv, usdt
 
 
@@ -308,6 +308,10 @@ def _open_output(path: Optional[str], name: str, label: str):
         raise UserError(f"-o: cannot write {path}: {err.strerror}") from None
 
 
+_EXIT_PROBE = re.compile(r"^tracepoint:sched:sched_process_exit\n/[^\n]*/\n\{\n\s*exit\(\);\n\}\n",
+                         re.M)
+
+
 def _check_symbols(name: str, text: str, usdt: str) -> None:
     """Scripts with uprobes on the Python file ($2) need its symbols exported."""
     wanted = sorted(set(re.findall(r"^uprobe:\$2:(\w+)", text, re.M)))
@@ -343,6 +347,10 @@ def build_invocation(name: str, bpftrace: str, pid: Optional[int], command: List
     argv, usdt = target_command(command)
     _check_symbols(name, text, usdt)
     path = os.path.join(workdir, f"{name}.bt")
+    # bpftrace -c ends by itself when the command exits; the script's own
+    # exit() on sched_process_exit would race with that and, now and then,
+    # make bpftrace skip END (its markers and clear()s): drop it.
+    text = _EXIT_PROBE.sub("", text)
     with open(path, "w") as f:
         f.write(re.sub(r"\$1\b", "cpid", text))
     label = next((a for a in argv[1:] if not a.startswith("-")), argv[0])

@@ -199,6 +199,25 @@ def _split_key(key: str) -> Optional[Tuple[str, str, int, int]]:
         return None
 
 
+def _map_line(line: str) -> Optional[Site]:
+    """A Site from one ``@map[FILE, FUNCTION, FIRSTLINE, LINE]: ...`` line, else None."""
+    total = None
+    m = _STATS.match(line)
+    if m is None:
+        m = _COUNT.match(line)
+    else:
+        total = int(m.group("total"))
+    if m is None:
+        return None
+    key = _split_key(m.group("key"))
+    if key is None:
+        return None
+    file, func, first, ln = key
+    if not file and not func:
+        file, func = "", NO_FRAME
+    return Site(m.group("map"), file, func, first, ln, int(m.group("count")), total or 0)
+
+
 def parse(text: str) -> Report:
     """Parse the text a script printed.
 
@@ -225,6 +244,7 @@ def parse_lines(lines: Iterable[str]) -> Report:
     in_maps = False
     began = False
     bad_map_lines = 0
+    auto_sites: List[Site] = []     # map lines outside the markers: bpftrace's own print at exit
     # RSS growth by the function running when it happened (py_flowinfo_rss).
     stacks: Dict[str, List[Tuple[str, str, int]]] = {}
     growth: Dict[Tuple[str, str, int], List[int]] = {}
@@ -241,25 +261,16 @@ def parse_lines(lines: Iterable[str]) -> Report:
                 if began:
                     rep.complete = True
             continue
-        if in_maps:
-            m = _STATS.match(line)
-            total = None
-            if m is None:
-                m = _COUNT.match(line)
+        if line.startswith("@"):
+            site = _map_line(line)
+            if site is None:
+                bad_map_lines += in_maps
+            elif in_maps:
+                rep.sites.append(site)
             else:
-                total = int(m.group("total"))
-            if m:
-                key = _split_key(m.group("key"))
-                if key is None:
-                    bad_map_lines += 1
-                    continue
-                file, func, first, ln = key
-                if not file and not func:
-                    file, func = "", NO_FRAME
-                rep.sites.append(Site(m.group("map"), file, func, first, ln,
-                                      int(m.group("count")), total or 0))
-            elif line.startswith("@"):
-                bad_map_lines += 1
+                auto_sites.append(site)
+            continue
+        if in_maps:
             continue
         r = _RSS_EVENT.match(line)
         if r:
@@ -291,17 +302,24 @@ def parse_lines(lines: Iterable[str]) -> Report:
             rep.script = m.group("script")
     for (file, func, first), (nbytes, n) in growth.items():
         rep.sites.append(Site("rss", file, func, first, first, n, nbytes))
-    if not began and not rep.calls and rep.script is not None:
+    if auto_sites and not began:
+        # bpftrace exited without running END (it then prints every map
+        # itself): the aggregates are whole, only the markers are missing.
+        rep.sites.extend(auto_sites)
+        rep.complete = True
+        rep.warnings.append("no end markers (bpftrace ended without running END); the maps "
+                            "it printed at exit were used")
+    if not began and not rep.calls and not rep.sites and rep.script is not None:
         raise ReportError(f"{rep.script} started but its maps were never printed: bpftrace "
                           "was killed (it prints them when the traced process exits, on "
                           "Ctrl-C or SIGTERM, never after SIGKILL)")
-    if not began and not rep.calls:
+    if not began and not rep.calls and not rep.sites:
         raise ReportError("no output of a pymemtrace bpftrace script found (expected lines "
                           "'=== pymemtrace NAME begin ===' ... 'end ===' or call-flow lines)")
     if began and not rep.complete:
         rep.warnings.append("the output is truncated (no end marker): the report covers only "
                             "what was written before it stopped")
-    elif not began:
+    elif not began and not rep.sites:
         rep.warnings.append("no aggregated maps (tracing did not end normally): "
                             "the report counts the calls in the flow lines")
     if bad_map_lines:

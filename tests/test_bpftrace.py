@@ -81,6 +81,9 @@ def test_cmd_mode_rewrites_pid_parameter(tmp_path, monkeypatch):
     assert argv[-2:] == ["0", "/usr/bin/python3.11"]
     text = pathlib.Path(argv[3]).read_text()
     assert "$1" not in text and "pid == cpid" in text
+    # bpftrace -c ends with the command; the script's own exit probe is dropped.
+    assert "sched_process_exit" not in text and "exit()" not in text
+    assert "sched_process_exit" in (cb.scripts_dir() / "py_malloc.bt").read_text()
     assert label == "x_py"
 
 
@@ -484,3 +487,20 @@ def test_py_object_needs_the_allocator_symbols(tmp_path):
                                             "PyObject_Realloc exported by"):
         cb._check_symbols("py_object", (cb.scripts_dir() / "py_object.bt").read_text(), str(fake))
     cb._check_symbols("py_malloc", (cb.scripts_dir() / "py_malloc.bt").read_text(), str(fake))
+
+
+def test_maps_printed_by_bpftrace_itself_when_end_did_not_run():
+    rep = br.parse_file(str(FIX / "py_flow_malloc_free_no_end.txt"))
+    assert rep.complete and any("no end markers" in w for w in rep.warnings)
+    assert rep.maps() == ["alloc", "free"]       # @depth, @indent, @size... are not sites
+    row = next(r for r in rep.by_line() if r["function"] == "make_buffers"
+               and r["line"] == BUFFER_LINE)
+    assert row["count"] == 11 and row["bytes"] == 11 * (SIZE + 1)
+
+
+def test_map_lines_outside_markers_are_ignored_when_markers_exist():
+    text = ("=== pymemtrace py_malloc begin ===\n"
+            "@alloc[/a.py, f, 1, 2]: count 1, average 10, total 10\n"
+            "=== pymemtrace py_malloc end ===\n"
+            "@alloc[/a.py, f, 1, 2]: count 1, average 10, total 10\n")
+    assert br.parse(text).totals() == (10, 1)

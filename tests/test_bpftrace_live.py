@@ -261,3 +261,25 @@ def test_ctrl_c_saves_what_was_traced(tmp_path):
     row = _line_row(rep, "make_buffers", BUFFER_LINE)
     assert row["count"] >= 1
     assert row["bytes"] == row["count"] * (SIZE + 1)
+
+
+@needs_libc_malloc
+def test_command_in_a_venv_keeps_its_venv(tmp_path):
+    # The command runs as given (not as the symlink's target), so a venv's
+    # python still finds its pyvenv.cfg.
+    venv = tmp_path / "venv"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    script = tmp_path / "v.py"
+    script.write_text("import sys\n"
+                      "def f():\n"
+                      "    return bytearray(123457)\n"
+                      "f()\n"
+                      f"open({str(tmp_path / 'prefix.txt')!r}, 'w').write(sys.prefix)\n")
+    out = tmp_path / "v.txt"
+    r = _run_cli("run", "py_malloc", "-o", str(out), "--", str(venv / "bin" / "python"),
+                 str(script))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "prefix.txt").read_text() == str(venv)
+    rows = [x for x in br.parse_file(str(out)).by_line() if x["file"] == str(script)
+            and x["function"] == "f" and x["line"] == 3]
+    assert rows and rows[0]["count"] == 1 and rows[0]["bytes"] == SIZE + 1
