@@ -117,6 +117,11 @@ def run(command: Sequence[str], output: Optional[str], native: bool,
         raise UserError("no command given: pymemtrace malloc [-o FILE] -- CMD [ARGS...]")
     exe = _resolve_command(command[0])
     if exe is None:
+        if os.sep in command[0] and os.path.exists(command[0]):
+            what = "is a directory" if os.path.isdir(command[0]) else "is not executable"
+            print(f"pymemtrace malloc: error: cannot run {command[0]}: it {what}",
+                  file=sys.stderr)
+            return 126
         print(f"pymemtrace malloc: error: command not found: {command[0]}", file=sys.stderr)
         return 127
     if not LIBRARY.exists():

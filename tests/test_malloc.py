@@ -201,6 +201,14 @@ def test_command_not_found(tmp_path):
     assert not (tmp_path / "x.cap").exists()
 
 
+def test_command_not_executable(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("print('hi')\n")
+    p = cli("-o", str(tmp_path / "x.cap"), "--", str(script))
+    assert p.returncode == 126
+    assert f"cannot run {script}: it is not executable" in p.stderr
+
+
 def test_unwritable_capture_fails_before_running(tmp_path):
     marker = tmp_path / "ran"
     p = cli("-o", str(tmp_path / "no" / "such" / "dir" / "x.cap"), "--",
