@@ -38,7 +38,13 @@ The JSON object has the keys:
 Sampling and logging are decoupled: the sampler thread keeps its schedule
 even while Python code holds the GIL, and a second C thread hands the samples
 to :mod:`logging` in batches (at most *latency* seconds old, 0.1 s by
-default), one log record per sample, in order.  With ``output=PATH`` the
+default), one log record per sample, in order.  When samples come faster
+than *latency* (interval < latency) a batch is logged by the main thread at
+its next opportunity (``Py_AddPendingCall``), which costs a CPU-bound
+program only the logging calls; the delivery thread logs it itself if the
+main thread does not within 20 ms (it sleeps or waits in C), and always
+when interval >= latency, so that a slow handler's I/O stays off the main
+thread.  With ``output=PATH`` the
 records are written by C as JSON lines straight to a file and the GIL is
 never taken at all; that is also what ``pymemtrace process`` writes.
 
@@ -205,8 +211,12 @@ class log_process:
         with self._lock:
             if self._sampler is not None:
                 raise RuntimeError("log_process is already running; use a new one (or the decorator)")
+            # Batches of many samples are logged by the main thread (no GIL
+            # hand-over per handler I/O); one sample at a time (interval >=
+            # latency) by the delivery thread, so a slow handler's I/O never
+            # runs in the main thread.
             kwargs = dict(children=self.children, status=self.status, smaps=self.smaps,
-                          latency=self.latency)
+                          latency=self.latency, via_main=self.interval < self.latency)
             if self.output is not None:
                 kwargs["path"] = self.output
             else:

@@ -479,3 +479,14 @@ def test_children_sums_the_descendants(captured):
     assert all(d["nprocs"] == 2 for _, d, _ in recs)
     me = psutil.Process().memory_info().rss
     assert recs[-1][1]["memory_info"]["rss"] > me + 30 * 2**20
+
+
+def test_slow_sampling_never_logs_from_the_main_thread(captured):
+    # one sample per batch: the delivery thread logs it, so a slow handler's
+    # I/O never runs inside the main thread's code
+    with process.log_process(interval=0.12) as lp:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            pass
+    assert lp.stats["batches_main"] == 0 and lp.stats["batches_thread"] >= 2
+    assert len(parsed(captured)) == lp.stats["samples"] + 1
