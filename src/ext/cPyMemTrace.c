@@ -210,7 +210,7 @@ static void
 decide_free_accounting(void)
 {
     const char *name = _PyMem_GetCurrentAllocatorName();
-    /* NULL: someone hooked the allocators (tracemalloc): look at the flags. */
+    /* NULL: someone hooked the allocators (tracemalloc?): look at the flags. */
     int debug;
     if (name != NULL) {
         debug = strstr(name, "debug") != NULL;
@@ -236,6 +236,23 @@ decide_free_accounting(void)
         pym_direct = env != NULL && strncmp(env, "malloc", 6) == 0;
     }
     raw_free_usable = !debug;
+    if (name == NULL && raw_free_usable) {
+        /* Hooks we cannot name.  tracemalloc's hand out malloc's own pointers;
+         * anyone else's might not, so then a free is not sized (it just
+         * makes the next event read RSS). */
+        int tracing = 0;
+        PyObject *tm = PyImport_ImportModule("_tracemalloc");
+        PyObject *r = tm ? PyObject_CallMethod(tm, "is_tracing", NULL) : NULL;
+        if (r != NULL) {
+            tracing = PyObject_IsTrue(r) == 1;
+        }
+        else {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(tm);
+        raw_free_usable = tracing;
+    }
 }
 
 /* Make sure each wrapper is in its domain's chain: install it if it never
