@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -69,12 +70,24 @@ def script_path(name: str) -> Path:
 
 
 def script_summary(path: Path) -> str:
-    """The one-line description from the script's header comment."""
-    for line in path.read_text().splitlines()[:5]:
-        m = re.match(r"^\s*\*\s*\S+\.bt\s+-\s+(.*)$", line)
-        if m:
-            return m.group(1).strip()
-    return ""
+    """The description from the script's header comment: its first sentence."""
+    words: List[str] = []
+    for line in path.read_text().splitlines()[1:40]:
+        m = re.match(r"^\s*\*\s?(.*)$", line)
+        if m is None or not m.group(1).strip():
+            if words:
+                break
+            continue
+        text = m.group(1).strip()
+        if not words:
+            head = re.match(r"^\S+\.bt\s+-\s+(.*)$", text)
+            if head is None:
+                continue
+            text = head.group(1)
+        words.extend(text.split())
+    summary = " ".join(words)
+    end = summary.find(". ")
+    return summary if end < 0 else summary[:end + 1]
 
 
 # ---- what bpftrace needs ------------------------------------------------------------------------
@@ -464,7 +477,9 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     d = scripts_dir()
     for name in script_names():
-        print(f"{name:<22} {script_summary(d / f'{name}.bt')}")
+        text = textwrap.fill(script_summary(d / f"{name}.bt"), width=98,
+                             initial_indent=f"{name:<22} ", subsequent_indent=" " * 23)
+        print(text)
     print(f"\n(scripts in {d})")
     return 0
 
