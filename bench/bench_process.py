@@ -32,13 +32,13 @@ import time
 
 from pymemtrace import _process, process
 
-REPEATS = int(os.environ.get("PMT_BENCH_REPEATS", "11"))
+REPEATS = int(os.environ.get("PMT_BENCH_REPEATS", "15"))
 INTERVAL = 0.001
 FORMAT = ('%(asctime)s - %(filename)s#%(lineno)d - %(process)5d'
           ' - (%(threadName)-10s) - %(levelname)-8s - %(message)s')
 
 
-def workload(n: int = 2_000_000) -> int:
+def workload(n: int = 1_500_000) -> int:
     """CPU-bound pure Python: no I/O, no sleeping, a little allocation."""
     total = 0
     d = {}
@@ -201,7 +201,26 @@ def sample_costs() -> dict:
         p.memory_info()
         p.cpu_times()
     ps_us = (time.perf_counter() - t0) / (n // 4) * 1e6
+    # what the main thread pays per record when it logs a batch: our record
+    # making plus a FileHandler with the seed's format (the user's cost)
+    fl = FileLogging("emit")
+    lp = process.log_process(interval=INTERVAL, logger=fl.logger)
+    s = _process.Sampler(os.getpid(), 1.0, path=os.devnull)
+    created, text = s.sample()
+    s.close()
+    batch = [(created, _process.KIND_SAMPLE, text)] * 100
+    per = []
+    for _ in range(9):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            lp._emit(batch, "ProcMon")
+        per.append((time.perf_counter() - t0) / 1000 * 1e6)
+    fl.close()
+    emit_us = statistics.median(per)
+
     return {"sample_us_call": round(call_us, 2),
+            "log_record_us_main_thread": round(emit_us, 2),
+            "main_thread_cost_at_1khz_percent": round(emit_us * 1000 / 1e6 * 100, 2),
             "sample_us_thread": round(cpu / max(samples, 1) * 1e6, 2),
             "thread_samples_per_s_at_100us": samples,
             "sampler_thread_cpu_us_per_sample_at_1ms": round(per_sample_1ms, 2),
