@@ -529,18 +529,49 @@ def test_unwritable_directory_raises_at_enter(tmp_path):
     assert sys.getprofile() is None
 
 
-def test_default_log_in_unwritable_cwd_raises(tmp_path, monkeypatch):
-    if os.geteuid() == 0:
-        pytest.skip("needs a non-root user: root can write into any directory")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    monkeypatch.chdir(ro)
-    with pytest.raises(PermissionError) as info:
-        with cPyMemTrace.Profile():
-            pass
-    assert str(ro) in info.value.filename
+_UNWRITABLE_CWD_CHECK = """
+import os, sys
+from pymemtrace import cPyMemTrace   # before dropping privileges: /root is closed to nobody
+os.setgid(65534)
+os.setuid(65534)
+os.chdir(sys.argv[1])
+try:
+    with cPyMemTrace.Profile():
+        pass
+except PermissionError as err:
+    assert sys.argv[1] in err.filename, err.filename
     assert sys.getprofile() is None
+    print("PermissionError", err.filename)
+else:
+    print("no error")
+"""
+
+
+def test_default_log_in_unwritable_cwd_raises(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        monkeypatch.chdir(ro)
+        with pytest.raises(PermissionError) as info:
+            with cPyMemTrace.Profile():
+                pass
+        assert str(ro) in info.value.filename
+        assert sys.getprofile() is None
+        return
+    # root can write anywhere: check it as user 'nobody' in a child process,
+    # in a directory under /tmp that nobody can enter but not write.
+    import subprocess
+    import tempfile
+    ro = tempfile.mkdtemp(prefix="pymemtrace-ro-", dir="/tmp")
+    try:
+        os.chmod(ro, 0o555)
+        r = subprocess.run([sys.executable, "-c", _UNWRITABLE_CWD_CHECK, ro],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("PermissionError " + ro), r.stdout
+    finally:
+        os.rmdir(ro)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
