@@ -201,6 +201,7 @@ class log_process:
         self.latency = float(latency)
         self._sampler: Optional[_process.Sampler] = None
         self._owner = 0
+        self._stopping = False
         self._lock = threading.Lock()
         #: Counters of the last run: samples taken, dropped (ring full),
         #: missed (ticks skipped while the machine was too busy).
@@ -234,11 +235,22 @@ class log_process:
     def stop(self) -> None:
         """Stop sampling and log (or write) the STOP record.  Idempotent."""
         with self._lock:
-            sampler, self._sampler = self._sampler, None
-        if sampler is None:
-            return
+            sampler = self._sampler
+            if sampler is None or self._stopping:
+                return      # stopped, or being stopped (maybe by this thread)
+            self._stopping = True
+        try:
+            # raises RuntimeError (and keeps running) if called by a handler
+            # while it logs this sampler's own records
+            sampler.stop()
+        except BaseException:
+            with self._lock:
+                self._stopping = False
+            raise
+        with self._lock:
+            self._sampler = None
+            self._stopping = False
         _running.discard(self)
-        sampler.stop()
         self.stats = sampler.stats()
         if self._owner != os.getpid():
             # a forked child leaving its parent's context: the log is the parent's

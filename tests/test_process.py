@@ -490,3 +490,29 @@ def test_slow_sampling_never_logs_from_the_main_thread(captured):
             pass
     assert lp.stats["batches_main"] == 0 and lp.stats["batches_thread"] >= 2
     assert len(parsed(captured)) == lp.stats["samples"] + 1
+
+
+@pytest.mark.parametrize("interval", [0.005, 0.2])     # main thread / delivery thread
+def test_stop_from_inside_a_handler_is_refused_not_deadlocked(interval):
+    log = logging.getLogger(f"pymemtrace.test.stopper{interval}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    lp = process.log_process(interval=interval, logger=log)
+    errors = []
+
+    class Stopper(logging.Handler):
+        def emit(self, record):
+            if "JSON-STOP" in record.getMessage():
+                return
+            try:
+                lp.stop()
+            except RuntimeError as err:
+                errors.append(str(err))
+
+    log.addHandler(Stopper())
+    with lp:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.5 and not errors:
+            pass
+    assert errors and "from inside the logging of its own records" in errors[0]
+    assert lp.stats["samples"] >= 1

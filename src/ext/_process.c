@@ -153,6 +153,8 @@ typedef struct {
     uint64_t batches_main;      /* batches logged by the main thread */
     uint64_t batches_thread;    /* ... by the delivery thread */
     pthread_cond_t batch_cond;
+    int delivering;             /* a batch is in the callback, ... */
+    pthread_t delivering_thread;    /* ... called from this thread */
 } Sampler;
 
 /* The sampler's schedule runs on CLOCK_MONOTONIC where condition variables
@@ -416,8 +418,13 @@ deliver_ready_batch(Sampler *self, int by_main)
     }
     slot *batch = self->spare;
     size_t n = self->nbatch;
+    self->delivering = 1;
+    self->delivering_thread = pthread_self();
     (void)pthread_mutex_unlock(&self->mu);
     call_back(self, batch, n);
+    (void)pthread_mutex_lock(&self->mu);
+    self->delivering = 0;
+    (void)pthread_mutex_unlock(&self->mu);
     for (size_t i = 0; i < n; i++) {
         slot_clear(&batch[i]);
     }
@@ -749,6 +756,17 @@ Sampler_stop(Sampler *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->started || self->stopped) {
         Py_RETURN_NONE;
+    }
+    if (self->owner == getpid()) {
+        (void)pthread_mutex_lock(&self->mu);
+        int inside = self->delivering && pthread_equal(self->delivering_thread, pthread_self());
+        (void)pthread_mutex_unlock(&self->mu);
+        if (inside) {
+            /* joining would wait for the very batch this thread is logging */
+            PyErr_SetString(PyExc_RuntimeError,
+                            "cannot stop a process sampler from inside the logging of its own records");
+            return NULL;
+        }
     }
     self->stopped = 1;
     if (self->owner != getpid()) {
