@@ -241,6 +241,41 @@ test_elfsym(void)
     pmt_elfsym_cache_free(c);
 }
 
+/* Random records after a valid header: the reader must never crash or
+ * read out of bounds (run under ASan by make sanitize). */
+static void
+test_fuzz(void)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    int ok = 0;
+    for (int round = 0; round < 3000; round++) {
+        header(round % 2 ? PMT_MC_RECORD_NATIVE : PMT_MC_RECORD_BASE);
+        size_t n = 64 + (size_t)(x % 1500);
+        for (size_t i = 0; i < n && len < sizeof(buf); i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            uint8_t b = (uint8_t)x;
+            /* mostly plausible kinds and small numbers, some garbage */
+            if (i % 32 == 0) {
+                static const uint8_t kinds[] = {1, 2, 3, 4, 5, 16, 17, 18, 32, 33, 34, 35, 99};
+                b = kinds[(x >> 8) % sizeof(kinds)];
+            }
+            else if (i % 32 < 8 && (x >> 20) % 4) {
+                b = (uint8_t)((x >> 24) % 8);
+            }
+            buf[len++] = b;
+        }
+        pmt_mc_report r;
+        if (pmt_mc_read_buffer(buf, len, &r) == 0) {
+            ok++;
+            CHECK(r.n_py_sites < 100000);
+        }
+        pmt_mc_report_free(&r);
+    }
+    CHECK(ok > 0);
+}
+
 int
 main(void)
 {
@@ -249,5 +284,6 @@ main(void)
     test_truncated_and_bad();
     test_native_sites();
     test_elfsym();
+    test_fuzz();
     CTEST_MAIN_END();
 }
