@@ -567,7 +567,8 @@ def test_malloc_trace_block_in_process(tmp_path):
 
 def test_malloc_trace_without_the_tracer_is_a_clear_error():
     from pymemtrace.malloc_trace import MallocTrace, is_traced
-    assert not is_traced()
+    if is_traced():
+        pytest.skip("needs a process not started by 'pymemtrace malloc' (this one is)")
     with pytest.raises(RuntimeError, match="pymemtrace malloc --paused"):
         with MallocTrace():
             pass
