@@ -15,7 +15,6 @@ result says why it was skipped.
 Run: make bench   (or: .venv/bin/python bench/run_all.py bpftrace)
 """
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,17 +68,7 @@ with open(sys.argv[2], "w") as f:
 
 
 def _why_skip():
-    if os.geteuid() != 0:
-        return "needs root for bpftrace"
-    if shutil.which("bpftrace") is None:
-        return "needs bpftrace (apt-get install bpftrace)"
-    if not cb.has_python_usdt(PYTHON):
-        return f"needs {PYTHON} with USDT probes"
-    try:
-        cb.ensure_tracefs()
-    except Exception as err:       # noqa: BLE001 - the reason is reported
-        return f"needs tracefs: {err}"
-    return None
+    return cb.live_unavailable_reason(PYTHON)
 
 
 def _time_once(tmp, script, n, kind):

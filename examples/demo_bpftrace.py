@@ -9,7 +9,6 @@ of an output recorded from the same command (examples/recorded/).
 """
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -22,17 +21,7 @@ RECORDED = HERE / "recorded" / "py_malloc_ex_bpftrace.txt"
 
 
 def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "bpftrace needs root"
-    if shutil.which("bpftrace") is None:
-        return "bpftrace is not installed (apt-get install bpftrace)"
-    if not cb.has_python_usdt(PYTHON):
-        return f"{PYTHON} with USDT probes is not available"
-    try:
-        cb.ensure_tracefs()
-    except Exception as err:        # noqa: BLE001 - reported to the user
-        return str(err)
-    return ""
+    return cb.live_unavailable_reason(PYTHON) or ""
 
 
 def main() -> int:

@@ -179,6 +179,25 @@ def has_python_usdt(path: str) -> bool:
         return False
 
 
+def live_unavailable_reason(python: str = KNOWN_USDT_PYTHON) -> Optional[str]:
+    """Why the scripts cannot run live here against *python* ("needs ..."), or None if they can.
+
+    Used by the live tests, the bench and the demo to skip with a reason.  As
+    root it mounts tracefs when it is missing.
+    """
+    if os.geteuid() != 0:
+        return "needs root for bpftrace"
+    if shutil.which("bpftrace") is None:
+        return "needs bpftrace (apt-get install bpftrace)"
+    if not has_python_usdt(python):
+        return f"needs {python} with USDT probes"
+    try:
+        ensure_tracefs()
+    except Exception as err:           # noqa: BLE001 - any reason is a reason to skip
+        return f"needs tracefs: {err}"
+    return None
+
+
 def _libpythons_of_pid(pid: int) -> List[str]:
     libs = []
     try:

@@ -6,7 +6,6 @@ They need root, bpftrace and tracefs, and skip saying so otherwise.
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,17 +27,7 @@ FLOAT_LINE = next(i for i, line in enumerate(WORKLOAD.read_text().splitlines(), 
 
 
 def _why_not_live():
-    if os.geteuid() != 0:
-        return "needs root for bpftrace"
-    if shutil.which("bpftrace") is None:
-        return "needs bpftrace (apt-get install bpftrace)"
-    if not cb.has_python_usdt(PYTHON):
-        return f"needs {PYTHON} with USDT probes"
-    try:
-        cb.ensure_tracefs()
-    except Exception as err:           # noqa: BLE001 - any reason is a reason to skip
-        return f"needs tracefs: {err}"
-    return None
+    return cb.live_unavailable_reason(PYTHON)
 
 
 _WHY = _why_not_live()
