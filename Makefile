@@ -8,7 +8,7 @@ CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
 CORE_SRC := $(wildcard src/core/*.c)
 CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all venv install demo test ctest pytest bench sanitize clean system-deps
+.PHONY: all venv install demo test ctest pytest bench sanitize valgrind clean system-deps
 
 all: install
 
@@ -65,6 +65,12 @@ sanitize: venv
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	    ../.venv-san/bin/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
+
+# The C unit tests under valgrind (memcheck): any error or definite leak fails.
+valgrind: $(CTESTS)
+	@command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 2; }
+	@for t in $(CTESTS); do echo "== valgrind $$t"; \
+	    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
 
 clean:
 	rm -rf build .venv .venv-san
