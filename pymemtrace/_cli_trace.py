@@ -156,7 +156,13 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             if log_path is None:   # the tracer could not open its log
                 raise UserError(f"cannot write the log: {err}")
-            raise
+            if err.filename != log_path:
+                raise              # the script's own error
+            # the tracer failed to write its log (e.g. disk full): it has
+            # detached; what it wrote before the failure is kept
+            print(f"pymemtrace trace: error: writing the log {log_path} failed: "
+                  f"{err.strerror}; the log holds what was written before", file=sys.stderr)
+            rc = 1
     except SystemExit as exc:
         code = exc.code
         if code is None:
@@ -181,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if log_path is None:
         log_path = getattr(tracer, "log_path", None)
     out = sys.stderr if rc else sys.stdout
-    if log_path:
+    if log_path and os.path.isfile(log_path):   # not a device such as /dev/full
         print(f"\npymemtrace trace: log written to {log_path}", file=out)
         try:
             summarise(cpmt_log.read(log_path), args.top, out)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import typing
 
 __all__ = ["Record", "CpmtLog", "read", "parse_lines", "HEADER_FIELDS"]
@@ -44,8 +45,9 @@ _ROW = re.compile(
     r"(?P<function>\S+)\s+(?P<rss>-?\d+)\s+(?P<d_rss>[+-]?\d+)\s*$"
 )
 _HEADER = re.compile(r"^\s*Event\s+dEvent\s+Clock\s+What\s+File\s+#line\s+Function\s+RSS\s+dRSS\s*$")
-# The last line a profiler writes when it detaches cleanly (see cPyMemTrace.c).
-_CLEAN_END = re.compile(r"^#?\s*(?:END|Clean end|Finished)\b", re.IGNORECASE)
+# The last line a context writes when it exits (src/core/cpmtlog.c), also when
+# the block raised: "# END events=N clock=S rss=B rss_peak=B exit=ok|Name".
+_CLEAN_END = re.compile(r"^# END events=\d+ ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +159,7 @@ def parse_lines(lines: typing.Iterable[str], path: typing.Optional[str] = None,
     if not seen_header:
         raise ValueError(f"{path or 'text'}: not a cPyMemTrace log (no header row "
                          f"'{' '.join(HEADER_FIELDS)}')")
-    if log.notes and log.notes[-1][0] == len(lines) and _CLEAN_END.match(log.notes[-1][1].strip()):
+    if log.notes and log.notes[-1][0] == len(lines) and _CLEAN_END.match(log.notes[-1][1]):
         log.complete = True
     return log
 
@@ -169,6 +171,8 @@ def read(path: typing.Union[str, os.PathLike]) -> CpmtLog:
     is not a cPyMemTrace log.
     """
     with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{os.fspath(path)}: not a cPyMemTrace log (not a regular file)")
         data = f.read()
     text = data.decode("utf-8", errors="replace")
     ends_with_newline = text.endswith("\n") or not text

@@ -48,6 +48,7 @@ def test_runs_script_and_summarises(tmp_path, mode, letter):
     assert path.exists()
     assert re.fullmatch(rf"\d{{8}}_\d{{6}}_\d+_{letter}_\d+_PY[\w.+]+\.log", path.name), path.name
     log = cpmt_log.read(path)
+    assert log.complete and not log.truncated
     # each 16 MiB step is on the RETURN of the function that made it, as in the seed
     big = [r for r in log.largest(10) if r.d_rss >= 15 * 1024 * 1024]
     assert len(big) == 3, big
@@ -107,3 +108,13 @@ def test_report_on_seed_log_and_garbage(tmp_path):
     bad.write_text("garbage\n")
     r = _run(["report", str(bad)], tmp_path)
     assert r.returncode == 2 and "not a cPyMemTrace log" in r.stderr
+
+
+@pytest.mark.skipif(not pathlib.Path("/dev/full").exists(), reason="needs /dev/full")
+def test_disk_full_is_one_clear_line(tmp_path):
+    (tmp_path / "work.py").write_text(SCRIPT)
+    r = _run(["-o", "/dev/full", "work.py"], tmp_path)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "writing the log /dev/full failed: No space left on device" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "script args: []" in r.stdout      # the script itself ran undisturbed

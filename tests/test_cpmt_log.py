@@ -82,3 +82,22 @@ def test_not_a_log(tmp_path):
         cpmt_log.read(p)
     with pytest.raises(FileNotFoundError):
         cpmt_log.read(tmp_path / "missing.log")
+
+
+def test_complete_only_with_the_end_line(tmp_path):
+    head = (FIX / "seed-profile.log").read_text()
+    assert not cpmt_log.read(FIX / "seed-profile.log").complete   # the seed shows no END line
+    p = tmp_path / "a.log"
+    p.write_text(head + "# DETACH event=30 clock=0.071300 depth=2 log=inner.log\n"
+                        "# RESUME event=30 clock=0.071400\n"
+                        "# END events=66 clock=0.084600 rss=9035776 rss_peak=17326080 exit=ok\n")
+    log = cpmt_log.read(p)
+    assert log.complete
+    assert [t.split()[1] for _, t in log.notes] == ["DETACH", "RESUME", "END"]
+    p.write_text(head + "# END of something else\n")
+    assert not cpmt_log.read(p).complete
+
+
+def test_refuses_devices_rather_than_reading_forever():
+    with pytest.raises(ValueError, match="not a regular file"):
+        cpmt_log.read("/dev/zero")
