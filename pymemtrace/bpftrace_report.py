@@ -59,6 +59,14 @@ _PRIMARY = (
 _EVENTS_NOUN = {"alloc": "calls", "object": "calls", "rss": "increases"}
 
 
+
+def _site_rows(acc: Dict[Tuple[str, str, int], List[int]]) -> List[dict]:
+    """[{function, file, line, bytes, count}] from acc, largest bytes (then count) first."""
+    rows = [{"function": f, "file": fi, "line": ln, "bytes": b, "count": c}
+            for (fi, f, ln), (b, c) in acc.items()]
+    rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"], r["function"], r["line"]))
+    return rows
+
 class ReportError(ValueError):
     """The text is not output of a pymemtrace bpftrace script."""
 
@@ -126,14 +134,8 @@ class Report:
             for key, n in self.calls.items():
                 acc[key] = [0, n]
         else:
-            for s in self._sites(map_name):
-                a = acc.setdefault((s.file, s.function, s.first_line), [0, 0])
-                a[0] += s.bytes
-                a[1] += s.count
-        rows = [{"function": f, "file": fi, "line": ln, "bytes": b, "count": c}
-                for (fi, f, ln), (b, c) in acc.items()]
-        rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"], r["function"], r["line"]))
-        return rows
+            self._sum_sites(map_name, acc, lambda s: s.first_line)
+        return _site_rows(acc)
 
     def by_file(self, map_name: Optional[str] = None) -> List[dict]:
         """[{file, bytes, count}] sorted by bytes, then count."""
@@ -151,14 +153,16 @@ class Report:
         if map_name is None:
             map_name = self.primary()[0]
         acc: Dict[Tuple[str, str, int], List[int]] = {}
+        self._sum_sites(map_name, acc, lambda s: s.line)
+        return _site_rows(acc)
+
+    def _sum_sites(self, map_name: str, acc: Dict[Tuple[str, str, int], List[int]],
+                   line_of) -> None:
+        """Add the map's sites into acc[(file, function, line_of(site))] = [bytes, count]."""
         for s in self._sites(map_name):
-            a = acc.setdefault((s.file, s.function, s.line), [0, 0])
+            a = acc.setdefault((s.file, s.function, line_of(s)), [0, 0])
             a[0] += s.bytes
             a[1] += s.count
-        rows = [{"function": f, "file": fi, "line": ln, "bytes": b, "count": c}
-                for (fi, f, ln), (b, c) in acc.items()]
-        rows.sort(key=lambda r: (-r["bytes"], -r["count"], r["file"], r["function"], r["line"]))
-        return rows
 
     def totals(self, map_name: Optional[str] = None) -> Tuple[int, int]:
         """(bytes, count) summed over the headline map (or the call counts)."""
