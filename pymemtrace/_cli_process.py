@@ -291,16 +291,13 @@ def run(args: argparse.Namespace) -> int:
     fd, out_name = _open_output(args.output, os.path.basename(rest[0]) or "cmd")
     try:
         popen = subprocess.Popen(rest)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError) as err:
         os.close(fd)
         if args.output is None:
             os.unlink(out_name)
-        _note(f"error: command not found: {rest[0]}")
-        return 127
-    except PermissionError:
-        os.close(fd)
-        if args.output is None:
-            os.unlink(out_name)
+        if isinstance(err, FileNotFoundError):
+            _note(f"error: command not found: {rest[0]}")
+            return 127
         _note(f"error: cannot execute: {rest[0]}")
         return 126
     try:

@@ -58,6 +58,15 @@ def test_command_not_found(tmp_path):
     assert "command not found: no-such-command-pymemtrace" in r.stderr and "Traceback" not in r.stderr
 
 
+
+def test_command_not_executable(tmp_path):
+    plain = tmp_path / "not-executable"
+    plain.write_text("echo hi\n")
+    plain.chmod(0o644)
+    r = run(["-o", str(tmp_path / "x.jsonl"), "--", str(plain)])
+    assert r.returncode == 126
+    assert f"cannot execute: {plain}" in r.stderr and "Traceback" not in r.stderr
+
 def test_children_are_summed(tmp_path):
     out = tmp_path / "tree.jsonl"
     child = "import time; x = bytearray(60 * 2**20); x[::4096] = b'y' * len(x[::4096]); time.sleep(0.6)"
