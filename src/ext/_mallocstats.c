@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compat.h"
 #include "mallocstats.h"
 
 /* The interpreter's writers.  Both are exported by libpython (3.8 to 3.13);
@@ -31,18 +32,6 @@
 extern int _PyObject_DebugMallocStats(FILE *out);
 extern void _PyObject_DebugTypeStats(FILE *out);
 
-#if PY_VERSION_HEX < 0x03090000
-#define Py_TPFLAGS_HAVE_VECTORCALL _Py_TPFLAGS_HAVE_VECTORCALL
-#endif
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *
-compat_new_ref(PyObject *o)
-{
-    Py_INCREF(o);
-    return o;
-}
-#define Py_NewRef(o) compat_new_ref((PyObject *)(o))
-#endif
 
 #define INITIAL_TEXT_CAP (32 * 1024)
 

@@ -33,14 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "logwriter.h"
 #include "procsample.h"
 
-#if PY_VERSION_HEX >= 0x030D0000
-#define IS_FINALIZING() Py_IsFinalizing()
-#else
-#define IS_FINALIZING() _Py_IsFinalizing()
-#endif
 
 #define SLOT_TEXT 560           /* a record without a long label fits */
 #define MAX_LABELS 4096         /* labels waiting for a sample */
@@ -509,7 +505,7 @@ deliverer_main(void *arg)
         }
         if (self->batch_state == BATCH_READY) {
             (void)pthread_mutex_unlock(&self->mu);
-            if (!IS_FINALIZING()) {
+            if (!PMT_IS_FINALIZING()) {
                 PyGILState_STATE g = PyGILState_Ensure();
                 deliver_ready_batch(self, 0);
                 PyGILState_Release(g);
