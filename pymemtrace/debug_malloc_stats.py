@@ -1,7 +1,7 @@
 """Snapshots and diffs of CPython's small-object allocator (``sys._debugmallocstats``).
 
 :func:`get_debugmallocstats` returns the text ``sys._debugmallocstats()``
-writes to stderr, as a str.  :class:`SysDebugMallocStats` is one snapshot,
+writes to stderr, as bytes (as the original pymemtrace returns it).  :class:`SysDebugMallocStats` is one snapshot,
 parsed.  :class:`DiffSysDebugMallocStats` is a context manager that takes a
 snapshot on entry and on exit; its :meth:`~DiffSysDebugMallocStats.diff`
 shows only what changed, with signed deltas, in the layout of
@@ -29,16 +29,30 @@ The allocator is shared by the whole process: allocations made by other
 threads while the block runs are in the diff too.  ``as name`` binds after
 the first snapshot: at module level, binding a *new* global name can resize
 the module's dict (inside a function it allocates nothing).
+
+The original pymemtrace's names work too (see
+:mod:`pymemtrace.debug_malloc_original`): ``SysDebugMallocStats(bytes)``,
+its ``malloc_stats``, ``type_stats``, ``object_types()``, ``type_stat()``,
+``arenas``, ``pools_blocks``; ``DebugMallocStat``, ``DebugTypeStat``,
+``DebugMallocArenas``, ``DebugMallocPoolsBlocks``, ``diff_debugmallocstats``.
 """
 from __future__ import annotations
 
 import typing
 
 from pymemtrace import _mallocstats
+from pymemtrace.debug_malloc_original import (
+    POOL_SIZE, POOL_OVERHEAD, DebugMallocStat, DebugTypeStat, DebugMallocArenas,
+    DebugMallocPoolsBlocks, diff_debug_malloc_stat, diff_debug_type_stat, diff_debugmallocstats,
+    OriginalSnapshotAPI, as_text)
 
 __all__ = [
     "get_debugmallocstats", "allocator", "SysDebugMallocStats", "DiffSysDebugMallocStats",
     "PymallocUnavailableError", "SizeClass", "FreeList", "Value",
+    # the original pymemtrace's names
+    "POOL_SIZE", "POOL_OVERHEAD", "DebugMallocStat", "DebugTypeStat", "DebugMallocArenas",
+    "DebugMallocPoolsBlocks", "diff_debug_malloc_stat", "diff_debug_type_stat",
+    "diff_debugmallocstats",
 ]
 
 
@@ -74,12 +88,12 @@ class PymallocUnavailableError(RuntimeError):
     """The interpreter's object allocator is not pymalloc: no size classes to diff."""
 
 
-def get_debugmallocstats() -> str:
-    """The text ``sys._debugmallocstats()`` writes to stderr, returned as a str.
+def get_debugmallocstats() -> bytes:
+    """The text ``sys._debugmallocstats()`` writes to stderr, returned as bytes.
 
     Written into memory by the interpreter's own writer: stderr is untouched.
     """
-    return _mallocstats.get_debugmallocstats()
+    return _mallocstats.get_debugmallocstats().encode("ascii", "replace")
 
 
 def allocator() -> str:
@@ -102,19 +116,24 @@ def _no_pymalloc_message() -> str:
             "free lists.  Run without PYTHONMALLOC set, or use trace_malloc instead.")
 
 
-class SysDebugMallocStats(_mallocstats.Snapshot):
+class SysDebugMallocStats(OriginalSnapshotAPI, _mallocstats.Snapshot):
     """One snapshot of the small-object allocator, parsed.
 
     ``SysDebugMallocStats()`` takes a snapshot now;
-    ``SysDebugMallocStats(text)`` parses text that ``sys._debugmallocstats()``
-    wrote (CPython 3.8 to 3.13 layouts); ``SysDebugMallocStats(take=False)``
-    is empty until :meth:`take` is called.
+    ``SysDebugMallocStats(text)`` parses text (str or bytes) that
+    ``sys._debugmallocstats()`` wrote (CPython 3.8 to 3.13 layouts); empty
+    bytes take a snapshot now, as in the original pymemtrace;
+    ``SysDebugMallocStats(take=False)`` is empty until :meth:`take` is called.
+    ``repr()`` of a pymalloc snapshot is the text itself.
 
     Attributes: ``text``, ``pymalloc``, ``mimalloc``, ``small_block_threshold``,
     ``num_size_classes``, ``size_classes`` (list of :class:`SizeClass`),
     ``values`` (list of :class:`Value`), ``free_lists`` (list of
     :class:`FreeList`), ``unparsed_lines``, and the named values below.
     """
+
+    def __init__(self, text=None, *, take: bool = True) -> None:
+        super().__init__(as_text(text, "text"), take=take)
 
     @property
     def size_classes(self) -> typing.List[SizeClass]:
@@ -238,9 +257,7 @@ class SysDebugMallocStats(_mallocstats.Snapshot):
         if not self.taken:
             return f"<{type(self).__name__} (not taken)>"
         if self.pymalloc:
-            return (f"<{type(self).__name__} {len(self._classes)} size classes, "
-                    f"{self.bytes_in_allocated_blocks:,d} bytes in allocated blocks, "
-                    f"{self.arenas_allocated_current} arenas>")
+            return self.text
         return f"<{type(self).__name__} {'mimalloc' if self.mimalloc else 'no pymalloc'}>"
 
 

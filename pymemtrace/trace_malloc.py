@@ -42,15 +42,22 @@ The process is left as found: if :mod:`tracemalloc` was not tracing on entry
 it is started for the block and stopped on exit; if it was already tracing
 (an outer :class:`TraceMalloc`, or the user's own ``tracemalloc.start()``),
 it is left running with its traceback limit unchanged.
+
+Names of the original pymemtrace (0.6) work beside ours: ``net_statistics``
+is a list that can also be called (``tm.net_statistics()`` returns the same
+list), ``TraceMalloc.TRACE_ON`` switches every TraceMalloc (and
+:func:`trace_malloc_log`) off, ``TraceMalloc.ALLOWED_GRANULARITY``,
+``tracemalloc_snapshot_start`` and ``tracemalloc_snapshot_finish``.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 import tracemalloc
 import typing
 
-__all__ = ["TraceMalloc", "trace_malloc_log", "ALLOWED_GRANULARITIES"]
+__all__ = ["TraceMalloc", "trace_malloc_log", "ALLOWED_GRANULARITIES", "StatisticList"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +66,24 @@ ALLOWED_GRANULARITIES = ("filename", "lineno", "traceback")
 
 # Frames to use when this wrapper starts tracemalloc for 'traceback' granularity.
 _TRACEBACK_FRAMES = 16
+
+
+#: What ``diff`` is when tracing was switched off (``TraceMalloc.TRACE_ON``
+#: False), as the original pymemtrace returns it.
+DIFF_WHEN_OFF = -sys.maxsize - 1
+
+
+class StatisticList(list):
+    """A list of ``tracemalloc.StatisticDiff`` that can also be called.
+
+    Read it as an attribute (``for stat in tm.net_statistics``) or call it as
+    the original pymemtrace does (``tm.net_statistics()``): the call returns
+    the list itself.
+    """
+    __slots__ = ()
+
+    def __call__(self) -> "StatisticList":
+        return self
 
 
 def _machinery_filters() -> typing.List[tracemalloc.Filter]:
@@ -87,7 +112,16 @@ class TraceMalloc:
 
     Reading the results before the block has finished raises RuntimeError.
     Exceptions raised in the block propagate after the finish snapshot.
+
+    ``TraceMalloc.TRACE_ON = False`` (a class attribute, read on entry) makes
+    every block untraced: tracemalloc is not touched, ``statistics`` and
+    ``net_statistics`` are empty and ``diff`` is ``DIFF_WHEN_OFF``.
     """
+
+    #: Set to False to switch every TraceMalloc off (read as each block starts).
+    TRACE_ON = True
+    #: The original pymemtrace's name for :data:`ALLOWED_GRANULARITIES`.
+    ALLOWED_GRANULARITY = ALLOWED_GRANULARITIES
 
     def __init__(self, statistics_granularity: str = "lineno") -> None:
         if not isinstance(statistics_granularity, str):
@@ -108,8 +142,9 @@ class TraceMalloc:
         self._memory_start: typing.Optional[int] = None
         self._memory_finish: typing.Optional[int] = None
         self._statistics: typing.List[tracemalloc.StatisticDiff] = []
-        self._net_statistics: typing.List[tracemalloc.StatisticDiff] = []
+        self._net_statistics = StatisticList()
         self._diff: typing.Optional[int] = None
+        self._traced = True
 
     # ---- the context manager -------------------------------------------------
     def __enter__(self) -> "TraceMalloc":
@@ -118,9 +153,15 @@ class TraceMalloc:
         self._state = "active"
         self._snapshot_finish = None
         self._statistics = []
-        self._net_statistics = []
+        self._net_statistics = StatisticList()
         self._diff = None
         self._memory_finish = None
+        self._traced = bool(type(self).TRACE_ON)
+        if not self._traced:
+            self._started_tracing = False
+            self._snapshot_start = None
+            self._memory_start = None
+            return self
         self._started_tracing = not tracemalloc.is_tracing()
         if self._started_tracing:
             tracemalloc.start(_TRACEBACK_FRAMES if self.statistics_granularity == "traceback" else 1)
@@ -131,6 +172,10 @@ class TraceMalloc:
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
         if self._state != "active":
             raise RuntimeError("TraceMalloc.__exit__() called without __enter__()")
+        if not self._traced:
+            self._state = "finished"
+            self._diff = DIFF_WHEN_OFF
+            return False
         try:
             self._memory_finish = tracemalloc.get_tracemalloc_memory()
             self._snapshot_finish = tracemalloc.take_snapshot()
@@ -143,8 +188,8 @@ class TraceMalloc:
         key = self.statistics_granularity
         self._statistics = finish.compare_to(start, key)
         filters = _machinery_filters()
-        self._net_statistics = finish.filter_traces(filters).compare_to(
-            start.filter_traces(filters), key)
+        self._net_statistics = StatisticList(finish.filter_traces(filters).compare_to(
+            start.filter_traces(filters), key))
         self._diff = sum(stat.size_diff for stat in self._net_statistics)
         return False
 
@@ -168,9 +213,12 @@ class TraceMalloc:
         return self._memory_finish
 
     @property
-    def tracemalloc_memory_usage(self) -> int:
-        """Growth of tracemalloc's own memory during the block (bytes)."""
+    def tracemalloc_memory_usage(self) -> typing.Optional[int]:
+        """Growth of tracemalloc's own memory during the block (bytes); None
+        if the block was not traced (``TRACE_ON`` False)."""
         self._require("tracemalloc_memory_usage")
+        if not self._traced:
+            return None
         return self._memory_finish - self._memory_start
 
     @property
@@ -186,8 +234,9 @@ class TraceMalloc:
         return self._statistics
 
     @property
-    def net_statistics(self) -> typing.List[tracemalloc.StatisticDiff]:
-        """The comparison without tracemalloc's and pymemtrace's own lines."""
+    def net_statistics(self) -> StatisticList:
+        """The comparison without tracemalloc's and pymemtrace's own lines
+        (a list; calling it, as the original pymemtrace does, returns it)."""
         self._require("net_statistics")
         return self._net_statistics
 
@@ -203,7 +252,13 @@ class TraceMalloc:
         self._require("snapshot_finish")
         return self._snapshot_finish
 
+    # The original pymemtrace's names for the two snapshots.
+    tracemalloc_snapshot_start = snapshot_start
+    tracemalloc_snapshot_finish = snapshot_finish
+
     def __repr__(self) -> str:
+        if self._state == "finished" and not self._traced:
+            return f"<TraceMalloc {self.statistics_granularity!r} off (TRACE_ON is False)>"
         if self._state == "finished":
             return (f"<TraceMalloc {self.statistics_granularity!r} diff={self._diff:,d} "
                     f"tracemalloc_memory_usage={self.tracemalloc_memory_usage:,d}>")
@@ -230,7 +285,8 @@ def trace_malloc_log(log_level: typing.Union[int, str]) -> typing.Callable:
 
     Logs ``TraceMalloc memory delta: 8,389,548 for "fn()"`` at *log_level* on
     the ``pymemtrace.trace_malloc`` logger after every call, including calls
-    that raise (the exception then propagates).
+    that raise (the exception then propagates).  With
+    ``TraceMalloc.TRACE_ON`` False the call runs untraced and nothing is logged.
     """
     level = _check_log_level(log_level)
 
@@ -240,6 +296,8 @@ def trace_malloc_log(log_level: typing.Union[int, str]) -> typing.Callable:
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            if not TraceMalloc.TRACE_ON:
+                return fn(*args, **kwargs)
             tm = TraceMalloc("filename")
             try:
                 with tm:

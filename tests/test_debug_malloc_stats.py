@@ -74,7 +74,8 @@ def test_get_debugmallocstats_is_what_sys_writes_and_leaves_fd2_alone():
         import sys
         from pymemtrace import debug_malloc_stats
         text = debug_malloc_stats.get_debugmallocstats()
-        sys.stdout.write(text)
+        assert isinstance(text, bytes)
+        sys.stdout.write(text.decode("ascii"))
         sys.stdout.flush()
         sys._debugmallocstats()
     """)
@@ -251,8 +252,10 @@ def test_exit_without_enter_is_an_error():
 
 
 def test_bad_snapshot_arguments():
-    with pytest.raises(TypeError, match="text must be a str"):
-        dms.SysDebugMallocStats(b"Small block threshold")
+    with pytest.raises(TypeError, match="text must be str or bytes"):
+        dms.SysDebugMallocStats(42)
+    with pytest.raises(ValueError, match="ASCII"):
+        dms.SysDebugMallocStats("Small block threshold \xe9".encode("latin-1"))
     empty = dms.SysDebugMallocStats(take=False)
     assert not empty.taken and "not taken" in repr(empty)
     with pytest.raises(RuntimeError, match="take"):
