@@ -52,6 +52,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -177,6 +179,8 @@ static _Atomic uint64_t g_dropped;      /* events that could not be written */
 static uint32_t g_rs = PMT_MC_RECORD_BASE;  /* record size */
 static int g_native;
 static int g_fd = -1;
+static dev_t g_dev;                     /* the capture file open at g_fd */
+static ino_t g_ino;
 static int g_open_pending;              /* forked child: open on first flush */
 static int g_write_err;
 static pid_t g_pid;
@@ -305,6 +309,87 @@ write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+/* ---- the capture's descriptor ---------------------------------------------
+ *
+ * The traced program owns the low descriptors: a shell's `exec 3>file`, a
+ * daemon's closerange(3, ...) followed by open(), a child that lists what it
+ * inherited.  The capture's descriptor is therefore moved as high as the
+ * soft RLIMIT_NOFILE allows (at most FD_CEILING: a huge descriptor table
+ * costs the kernel memory and every fork a copy), is close-on-exec, and is
+ * checked to still be the capture file (st_dev/st_ino recorded at open)
+ * before every buffer is written.  If the program closed it or put another
+ * file there, the capture is reopened by its path (and checked to be the
+ * same file); if that fails, writing stops: the program's files are never
+ * written, and the capture ends without its END record (the reader reports
+ * it cut short).
+ */
+#define FD_CEILING 4096
+
+static int
+place_high(int fd)
+{
+    struct rlimit rl;
+    long top = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        top = (long)rl.rlim_cur;
+    }
+    if (top > FD_CEILING) {
+        top = FD_CEILING;
+    }
+    /* F_DUPFD gives the lowest free descriptor >= its argument: try the top
+     * one, then further down while those are taken. */
+    for (long step = 1; top - step > fd; step *= 2) {
+        int h = fcntl(fd, F_DUPFD_CLOEXEC, (int)(top - step));
+        if (h >= 0) {
+            close(fd);
+            return h;
+        }
+        if (errno != EMFILE && errno != EINVAL) {
+            break;
+        }
+    }
+    return fd;      /* no room above it: stay where open() put it */
+}
+
+/* Is g_fd still the capture file?  One fstat per buffer written. */
+static int
+fd_is_capture(void)
+{
+    struct stat st;
+    return g_fd >= 0 && fstat(g_fd, &st) == 0 && st.st_dev == g_dev && st.st_ino == g_ino;
+}
+
+/* The program closed g_fd or put another file there: forget the number
+ * (never close it: it is the program's now) and reopen the capture by its
+ * path, appending.  Called with g_write_lock held. */
+static int
+reopen_capture(void)
+{
+    g_fd = -1;
+    int fd = open(g_path_used, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != g_dev || st.st_ino != g_ino) {
+        close(fd);      /* another file under that name now */
+        errno = ESTALE;
+        return -1;
+    }
+    g_fd = place_high(fd);
+    return 0;
+}
+
+/* Close the capture if g_fd is still it. */
+static void
+close_capture(void)
+{
+    if (fd_is_capture()) {
+        close(g_fd);
+    }
+    g_fd = -1;
+}
+
 /* Open the capture.  Called with g_write_lock held (or before threads). */
 static int
 open_capture(void)
@@ -356,13 +441,17 @@ open_capture(void)
     m->a = g_py_hex;
     m->code = g_py_status;
     m->line = -1;
-    if (write_all(fd, &h, sizeof(h)) < 0 || write_all(fd, meta, g_rs) < 0) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || write_all(fd, &h, sizeof(h)) < 0 ||
+        write_all(fd, meta, g_rs) < 0) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
-    g_fd = fd;
+    g_dev = st.st_dev;
+    g_ino = st.st_ino;
+    g_fd = place_high(fd);
     g_open_pending = 0;
     return 0;
 }
@@ -380,6 +469,11 @@ flush_locked(tbuf *tb)
             g_write_err = errno ? errno : EIO;
             say("cannot create a capture for a forked child near ", g_path, g_write_err);
         }
+    }
+    if (g_fd >= 0 && !g_write_err && UNLIKELY(!fd_is_capture()) && reopen_capture() < 0) {
+        g_write_err = errno ? errno : EBADF;
+        say("the program closed or replaced the capture's descriptor and the capture "
+            "cannot be reopened; it stops here: ", g_path_used, g_write_err);
     }
     if (g_fd < 0 || g_write_err || write_all(g_fd, tb->data, tb->len) < 0) {
         if (!g_write_err && g_fd >= 0) {
@@ -1102,10 +1196,7 @@ after_fork_child(void)
     pthread_mutex_init(&g_code_lock, NULL);
     pthread_mutex_init(&g_reg_lock, NULL);
     g_pid = getpid();
-    if (g_fd >= 0) {
-        close(g_fd);        /* the parent's capture: never written by a child */
-        g_fd = -1;
-    }
+    close_capture();        /* the parent's capture: never written by a child */
     g_open_pending = 1;
     g_write_err = 0;
     atomic_store(&g_dropped, 0);
@@ -1166,8 +1257,7 @@ pmt_preload_init(void)
     }
     if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
         say("pthread_atfork failed; not tracing", "", 0);
-        close(g_fd);
-        g_fd = -1;
+        close_capture();
         t_guard--;
         return;
     }
@@ -1191,10 +1281,7 @@ pmt_preload_fini(void)
     flush_all();
     pthread_mutex_unlock(&g_reg_lock);
     pthread_mutex_lock(&g_write_lock);
-    if (g_fd >= 0) {
-        close(g_fd);
-        g_fd = -1;
-    }
+    close_capture();
     g_write_err = EBADF;    /* late events are dropped, not written */
     pthread_mutex_unlock(&g_write_lock);
     t_guard--;
