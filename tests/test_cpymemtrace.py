@@ -38,7 +38,11 @@ def _fix_mmap_threshold():
     return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1
 
 
-FIXED_MMAP = _fix_mmap_threshold()
+# mimalloc (PYTHONMALLOC=mimalloc on 3.13) maps and keeps its own segments: a 1 MiB string
+# neither comes from glibc nor gives its pages back when freed.
+GLIBC_LARGE_BLOCKS = not (os.environ.get("PYTHONMALLOC", "").startswith("mimalloc")
+                          and not sys.flags.ignore_environment)
+FIXED_MMAP = GLIBC_LARGE_BLOCKS and _fix_mmap_threshold()
 SANITIZED = bool(os.environ.get("PYMEMTRACE_SANITIZE"))   # set by `make sanitize`
 needs_fixed_mmap = pytest.mark.skipif(
     not FIXED_MMAP, reason="needs glibc's mallopt so that each 1 MiB block moves RSS")
@@ -120,7 +124,10 @@ def test_seed_example_default_trigger():
     steps = steps_on_create_string(log)
     assert len(steps) == 8
     assert all(r.what == "RETURN" and r.file == "test_cpymemtrace.py" for r in steps)
-    assert all(MIB <= r.d_rss <= MIB + 64 * 1024 for r in steps)
+    # The first call also pages in the interpreter code it runs for the first time: with a
+    # shared libpython (Debian's python3) that is file-backed RSS too, up to ~200 KiB.
+    assert MIB <= steps[0].d_rss <= MIB + 512 * 1024
+    assert all(MIB <= r.d_rss <= MIB + 64 * 1024 for r in steps[1:])
     # NEXT 0, NEXT 1, PREV 4, NEXT 5, PREV 8, NEXT 9, ... as in the seed's table
     assert [(r.kind, r.event) for r in rows[:6]] == \
         [("NEXT", 0), ("NEXT", 1), ("PREV", 4), ("NEXT", 5), ("PREV", 8), ("NEXT", 9)]
@@ -132,7 +139,7 @@ def test_seed_example_default_trigger():
             assert a.kind == "NEXT" and b.event > a.event + 1
     # glibc gives each freed 1 MiB block back: each -1 MiB appears right after a pop
     # (ASan's allocator, under `make sanitize`, keeps freed memory in quarantine)
-    if not SANITIZED:
+    if not SANITIZED and GLIBC_LARGE_BLOCKS:
         drops = [r for r in log.next_records if r.d_rss <= -MIB]
         assert len(drops) == 8
         assert all(r.function in ("pop", "len") for r in drops)

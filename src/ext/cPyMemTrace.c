@@ -24,14 +24,12 @@
 #include <malloc.h>
 #endif
 
+#include "compat.h"
 #include "cpmtlog.h"
 #include "logwriter.h"
 #include "rss.h"
 #include "rssgate.h"
 #include "tickclock.h"
-
-/* The thread-state fields (c_profilefunc, c_profileobj, ...) and
- * _PyEval_SetProfile/_PyEval_SetTrace used below are those of CPython 3.11. */
 
 /* ======================================================================
  * Allocator wrappers: feed the gate counters, then call through.
@@ -45,8 +43,11 @@ static long hook_users;
  * raw domain hands out are malloc's own (no debug hooks below us). */
 static int raw_free_usable;
 /* The mem/obj domains send large blocks to the raw domain (pymalloc); if they
- * call malloc directly (PYTHONMALLOC=malloc) they are counted like raw. */
+ * call malloc directly (PYTHONMALLOC=malloc) they are counted like raw.  With
+ * mimalloc (3.13) they map their own memory: what they allocate is counted,
+ * what they free cannot be sized (the event and time bounds see it). */
 static int pym_direct;
+static int pym_free_unsized;
 
 static inline uint64_t
 freed_size(void *p)
@@ -124,7 +125,7 @@ hook_raw_free(void *ctx, void *p)
             pmt_gate_add_blocks(1);                                             \
         }                                                                       \
         if (pym_direct) {                                                       \
-            pmt_gate_add_bytes(n + (p ? freed_size(p) : 0));                    \
+            pmt_gate_add_bytes(n + (p && !pym_free_unsized ? freed_size(p) : 0));   \
         }                                                                       \
         return ORIG.realloc(ORIG.ctx, p, n);                                    \
     }                                                                           \
@@ -134,7 +135,7 @@ hook_raw_free(void *ctx, void *p)
         (void)ctx;                                                              \
         if (p != NULL) {                                                        \
             pmt_gate_add_blocks(-1);                                            \
-            if (pym_direct) {                                                   \
+            if (pym_direct && !pym_free_unsized) {                              \
                 pmt_gate_add_bytes(freed_size(p));                              \
             }                                                                   \
         }                                                                       \
@@ -209,12 +210,13 @@ arena_hook_in_chain(void)
 static void
 decide_free_accounting(void)
 {
-    const char *name = _PyMem_GetCurrentAllocatorName();
+    const char *name = pmt_cpmt_allocator_name();
     /* NULL: someone hooked the allocators (tracemalloc?): look at the flags. */
     int debug;
     if (name != NULL) {
         debug = strstr(name, "debug") != NULL;
-        pym_direct = strncmp(name, "malloc", 6) == 0;
+        pym_free_unsized = strncmp(name, "mimalloc", 8) == 0;
+        pym_direct = strncmp(name, "malloc", 6) == 0 || pym_free_unsized;
     }
     else {
         const char *env = getenv("PYTHONMALLOC");
@@ -779,9 +781,9 @@ tracer_dealloc(CpmtTracer *self)
 }
 
 static int
-set_hook(CpmtTracer *self, PyThreadState *ts, Py_tracefunc func, PyObject *obj)
+set_hook(CpmtTracer *self, Py_tracefunc func, PyObject *obj)
 {
-    return self->kind == 'P' ? _PyEval_SetProfile(ts, func, obj) : _PyEval_SetTrace(ts, func, obj);
+    return pmt_cpmt_set_hook(self->kind == 'P', func, obj);
 }
 
 static const char *
@@ -867,8 +869,8 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     PyThreadState *ts = PyThreadState_Get();
-    Py_tracefunc pf = self->kind == 'P' ? ts->c_profilefunc : ts->c_tracefunc;
-    PyObject *po = self->kind == 'P' ? ts->c_profileobj : ts->c_traceobj;
+    Py_tracefunc pf = PMT_CPMT_TS_FUNC(ts, self->kind == 'P');
+    PyObject *po = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
     CpmtTracer *outer = NULL;
     if (pf == tracer_callback && po != NULL && Py_IS_TYPE(po, Py_TYPE(self))
             && ((CpmtTracer *)po)->state == ST_ACTIVE) {
@@ -915,7 +917,7 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
         pmt_cpmt_write_detach(outer->w, outer->event, clock_now(), self->depth, path_cstr(self));
     }
     self->state = ST_ACTIVE;
-    if (set_hook(self, ts, tracer_callback, (PyObject *)self) < 0) {
+    if (set_hook(self, tracer_callback, (PyObject *)self) < 0) {
         self->state = ST_NEW;
         if (outer != NULL) {
             pmt_cpmt_write_resume(outer->w, outer->event, clock_now());
@@ -952,9 +954,9 @@ tracer_finish(CpmtTracer *self, const char *why)
     }
     self->state = ST_DONE;
     if (ts == self->tstate) {
-        PyObject *cur = self->kind == 'P' ? ts->c_profileobj : ts->c_traceobj;
+        PyObject *cur = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
         if (cur == (PyObject *)self) {
-            if (set_hook(self, ts, pf, po) < 0) {
+            if (set_hook(self, pf, po) < 0) {
                 /* An audit hook refused: detach at least (state DONE: no-op). */
                 PyErr_WriteUnraisable((PyObject *)self);
             }
@@ -1108,8 +1110,8 @@ static CpmtTracer *
 current(char kind)
 {
     PyThreadState *ts = PyThreadState_Get();
-    Py_tracefunc f = kind == 'P' ? ts->c_profilefunc : ts->c_tracefunc;
-    PyObject *o = kind == 'P' ? ts->c_profileobj : ts->c_traceobj;
+    Py_tracefunc f = PMT_CPMT_TS_FUNC(ts, kind == 'P');
+    PyObject *o = PMT_CPMT_TS_OBJ(ts, kind == 'P');
     if (f == tracer_callback && o != NULL && IS_TRACER(o)
             && ((CpmtTracer *)o)->state == ST_ACTIVE) {
         return (CpmtTracer *)o;
@@ -1314,7 +1316,7 @@ cpmt_bench_floor(PyObject *Py_UNUSED(m), PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "_bench_floor(mode): mode is 'noop', 'pread' or None");
         return NULL;
     }
-    if (_PyEval_SetProfile(PyThreadState_Get(), f, NULL) < 0) {
+    if (pmt_cpmt_set_hook(1, f, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

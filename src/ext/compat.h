@@ -38,6 +38,70 @@ pmt_compat_new_ref(PyObject *o)
 
 /* ---- cPyMemTrace --------------------------------------------------------- */
 
+/* The C profile / trace function of a thread state and its object.  These
+ * PyThreadState fields (Include/cpython/pystate.h) have the same names and
+ * meaning in 3.9 to 3.13; there is no public getter for the C function. */
+#define PMT_CPMT_TS_FUNC(ts, prof) ((prof) ? (ts)->c_profilefunc : (ts)->c_tracefunc)
+#define PMT_CPMT_TS_OBJ(ts, prof) ((prof) ? (ts)->c_profileobj : (ts)->c_traceobj)
+
+/* Make func/obj the calling thread's profile (prof != 0) or trace function.
+ * Returns 0, or -1 with an exception set (an audit hook refused
+ * sys.setprofile / sys.settrace). */
+static inline int
+pmt_cpmt_set_hook(int prof, Py_tracefunc func, PyObject *obj)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX < 0x030D0000
+    /* 3.9 to 3.12: the thread-state setters are exported and raise. */
+    return prof ? _PyEval_SetProfile(ts, func, obj) : _PyEval_SetTrace(ts, func, obj);
+#else
+    /* 3.13: only the public setters, which report a refusal as unraisable;
+     * whether the thread took the function tells. */
+    if (prof) {
+        PyEval_SetProfile(func, obj);
+    }
+    else {
+        PyEval_SetTrace(func, obj);
+    }
+    if (PMT_CPMT_TS_FUNC(ts, prof) != func || PMT_CPMT_TS_OBJ(ts, prof) != obj) {
+        PyErr_Format(PyExc_RuntimeError, "cPyMemTrace: sys.%s was refused (an audit hook?)",
+                     prof ? "setprofile" : "settrace");
+        return -1;
+    }
+    return 0;
+#endif
+}
+
+/* The name of the interpreter's allocators as PYTHONMALLOC spells it
+ * ("pymalloc", "malloc", "pymalloc_debug", ...), or NULL if hooks that are
+ * not the interpreter's own are installed (tracemalloc, a profiler) or the
+ * debug hooks are (3.13: the caller then looks at PYTHONMALLOC, -X dev and
+ * Py_DEBUG). */
+#if PY_VERSION_HEX < 0x030D0000
+#define pmt_cpmt_allocator_name() _PyMem_GetCurrentAllocatorName()
+#else
+static inline const char *
+pmt_cpmt_allocator_name(void)
+{
+    /* 3.13 made the name internal.  The interpreter's own non-debug
+     * allocators are the only ones with no context in every domain; the raw
+     * domain is malloc's then, and the mem and obj domains are too exactly
+     * when all three share one function ("malloc"). */
+    PyMemAllocatorEx raw, mem, obj;
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw);
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+    if (raw.ctx != NULL || mem.ctx != NULL || obj.ctx != NULL) {
+        return NULL;
+    }
+    if (mem.malloc == raw.malloc && obj.malloc == raw.malloc) {
+        return "malloc";
+    }
+    /* pymalloc serves both domains with one set of functions, mimalloc not. */
+    return mem.malloc == obj.malloc ? "pymalloc" : "mimalloc";
+}
+#endif
+
 /* ---- process ------------------------------------------------------------- */
 
 /* ---- mallocstats --------------------------------------------------------- */
