@@ -1,0 +1,417 @@
+/* lifecycle.c: the malloc tracer's life in the traced process.
+ *
+ * Load (read the configuration, create the capture), exit (an END record,
+ * every buffer written), fork (the child writes its own capture, opened
+ * lazily), exec and _exit (which skip destructors: the buffers are written
+ * first; see "exec and _exit" below for who keeps PATH), and
+ * pymemtrace_malloc_control(), the switch the traced program uses.
+ */
+#define _GNU_SOURCE 1     /* RTLD_NEXT, dl_iterate_phdr, execvpe, reallocarray */
+#include <errno.h>
+#include <link.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+_Atomic int g_ready;
+_Atomic int g_on;
+int g_native;
+uint32_t g_rs = PMT_MC_RECORD_BASE;
+pid_t g_pid;
+TLS int t_guard;
+
+/* ---- modules (for --native), fork, exit ---------------------------------- */
+
+static int
+module_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    tbuf *tb = arg;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) {
+            continue;
+        }
+        uint64_t s = info->dlpi_addr + ph->p_vaddr;
+        if (s < lo) {
+            lo = s;
+        }
+        if (s + ph->p_memsz > hi) {
+            hi = s + ph->p_memsz;
+        }
+    }
+    if (hi == 0) {
+        return 0;
+    }
+    char payload[16 + PATH_MAX];
+    uint64_t bias = info->dlpi_addr;
+    memcpy(payload, &bias, 8);
+    memcpy(payload + 8, &hi, 8);
+    const char *name = info->dlpi_name;
+    size_t n;
+    if (name == NULL || name[0] == '\0') {
+        ssize_t l = readlink("/proc/self/exe", payload + 16, PATH_MAX - 1);
+        n = l > 0 ? (size_t)l : 0;
+    }
+    else {
+        n = strlen(name);
+        if (n > PATH_MAX - 1) {
+            n = PATH_MAX - 1;
+        }
+        memcpy(payload + 16, name, n);
+    }
+    payload[16 + n] = '\0';
+    size_t plen = 16 + n + 1;
+    if (plen > PAYLOAD_MAX) {
+        plen = PAYLOAD_MAX;
+        payload[plen - 1] = '\0';
+    }
+    put_def(tb, PMT_MC_MODULE, lo, 0, 0, payload, plen);
+    return 0;
+}
+
+static void
+write_end(uint32_t reason)
+{
+    tbuf *tb = get_tbuf();
+    if (!tb) {
+        return;
+    }
+    tb_lock(tb);
+    if (g_native) {
+        dl_iterate_phdr(module_cb, tb);
+    }
+    unsigned char *p = reserve(tb, g_rs);
+    memset(p, 0, g_rs);
+    pmt_mc_record *r = (pmt_mc_record *)p;
+    r->seq_kind = PMT_MC_END;
+    uint64_t events = 0;
+    for (tbuf *b = g_bufs; b; b = b->next) {
+        events += b->events;    /* other threads may still add: a lower bound */
+    }
+    r->a = events;
+    r->b = atomic_load(&g_dropped);
+    r->code = reason;
+    r->line = -1;
+    tb_unlock(tb);
+}
+
+static void
+before_fork(void)
+{
+    if (!atomic_load(&g_ready)) {
+        return;
+    }
+    t_guard++;
+    pthread_mutex_lock(&g_reg_lock);
+    for (tbuf *tb = g_bufs; tb; tb = tb->next) {
+        tb_lock(tb);
+        flush_locked(tb);
+    }
+    pthread_mutex_lock(&g_code_lock);
+    pthread_mutex_lock(&g_write_lock);
+}
+
+static void
+after_fork_parent(void)
+{
+    if (!atomic_load(&g_ready)) {
+        return;
+    }
+    pthread_mutex_unlock(&g_write_lock);
+    pthread_mutex_unlock(&g_code_lock);
+    for (tbuf *tb = g_bufs; tb; tb = tb->next) {
+        tb_unlock(tb);
+    }
+    pthread_mutex_unlock(&g_reg_lock);
+    t_guard--;
+}
+
+static void
+after_fork_child(void)
+{
+    if (!atomic_load(&g_ready)) {
+        return;
+    }
+    /* Only this thread exists now: nothing can contend. */
+    pthread_mutex_init(&g_write_lock, NULL);
+    pthread_mutex_init(&g_reg_lock, NULL);
+    g_pid = getpid();
+    close_capture();        /* the parent's capture: never written by a child */
+    g_open_pending = 1;
+    g_write_err = 0;
+    atomic_store(&g_dropped, 0);
+    py_forget_codes();      /* code ids are defined again in the child's capture */
+    for (tbuf *tb = g_bufs; tb; tb = tb->next) {
+        tb->len = 0;
+        tb->events = 0;
+        memset(tb->codes, 0, sizeof(tb->codes));
+        memset(tb->lines, 0, sizeof(tb->lines));
+        if (tb != t_buf) {
+            atomic_store(&tb->in_use, 0);
+        }
+        tb_unlock(tb);
+    }
+    t_guard--;
+}
+
+__attribute__((constructor)) static void
+pmt_preload_init(void)
+{
+    resolve_real();
+    t_guard++;
+    const char *out = getenv("PYMEMTRACE_MALLOC_OUT");
+    if (out == NULL || out[0] == '\0') {
+        t_guard--;
+        return;
+    }
+    size_t n = strlen(out);
+    if (n >= sizeof(g_path)) {
+        say("capture path too long: ", out, 0);
+        t_guard--;
+        return;
+    }
+    memcpy(g_path, out, n + 1);
+    const char *nat = getenv("PYMEMTRACE_MALLOC_NATIVE");
+    g_native = nat != NULL && strcmp(nat, "1") == 0;
+    g_rs = g_native ? PMT_MC_RECORD_NATIVE : PMT_MC_RECORD_BASE;
+    g_pid = getpid();
+    if (!real.malloc || !real.free || !real.mmap || !real.munmap) {
+        say("cannot find the real allocator; not tracing", "", 0);
+        t_guard--;
+        return;
+    }
+    resolve_python();
+    if (pthread_key_create(&g_key, thread_exit) != 0) {
+        say("pthread_key_create failed; not tracing", "", 0);
+        t_guard--;
+        return;
+    }
+    if (open_capture() < 0) {
+        say("cannot create the capture ", g_path, errno);
+        t_guard--;
+        return;
+    }
+    if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
+        say("pthread_atfork failed; not tracing", "", 0);
+        close_capture();
+        t_guard--;
+        return;
+    }
+    const char *start = getenv("PYMEMTRACE_MALLOC_START");
+    atomic_store(&g_ready, 1);
+    atomic_store(&g_on, !(start != NULL && strcmp(start, "paused") == 0));
+    t_guard--;
+}
+
+__attribute__((destructor)) static void
+pmt_preload_fini(void)
+{
+    if (!atomic_load(&g_ready)) {
+        return;
+    }
+    t_guard++;
+    atomic_store(&g_on, 0);
+    atomic_store(&g_ready, 0);
+    write_end(PMT_MC_END_EXIT);
+    pthread_mutex_lock(&g_reg_lock);
+    flush_all();
+    pthread_mutex_unlock(&g_reg_lock);
+    pthread_mutex_lock(&g_write_lock);
+    close_capture();
+    g_write_err = EBADF;    /* late events are dropped, not written */
+    pthread_mutex_unlock(&g_write_lock);
+    t_guard--;
+}
+
+/* ---- exec and _exit -----------------------------------------------------------
+ *
+ * exec replaces this image without running destructors, and _exit skips
+ * them: both would lose the buffered tail.  Before either, the buffers are
+ * written out with an END record.  Before an exec the image that created the
+ * capture path also moves its capture aside (to PATH.<pid>.<k>, never
+ * overwriting anything) so that the program it becomes, which keeps the pid,
+ * writes PATH: the capture at PATH is the last program the traced process
+ * ran (a shell or launcher script that execs Python leaves Python's capture
+ * at PATH).  If the exec fails, everything is put back and tracing goes on.
+ * A vfork child (it shares our memory; getpid() differs) does nothing here.
+ */
+
+static char g_path_aside[PATH_MAX + 32];
+
+static int
+finish_image(uint32_t reason)
+{
+    if (!atomic_load(&g_ready) || t_guard || getpid() != g_pid) {
+        return 0;
+    }
+    t_guard++;
+    int was_on = atomic_exchange(&g_on, 0);
+    write_end(reason);
+    pthread_mutex_lock(&g_reg_lock);
+    flush_all();
+    pthread_mutex_unlock(&g_reg_lock);
+    int moved = 0;
+    if (reason == PMT_MC_END_EXEC && g_owns_main) {
+        size_t plen = strlen(g_path);
+        for (unsigned k = 1; k < 100 && !moved; k++) {
+            memcpy(g_path_aside, g_path, plen);
+            size_t n = plen;
+            g_path_aside[n++] = '.';
+            put_u(g_path_aside, &n, (unsigned long)g_pid);
+            g_path_aside[n++] = '.';
+            put_u(g_path_aside, &n, k);
+            g_path_aside[n] = '\0';
+            if (link(g_path, g_path_aside) == 0) {
+                if (unlink(g_path) == 0) {
+                    moved = 1;
+                }
+                else {
+                    unlink(g_path_aside);
+                    break;
+                }
+            }
+            else if (errno != EEXIST) {
+                break;
+            }
+        }
+    }
+    t_guard--;
+    return 1 | moved << 1 | was_on << 2;
+}
+
+/* exec failed: put the capture back and trace on (the END record stays:
+ * the reader treats records after it as more of the same capture). */
+static void
+exec_failed(int state)
+{
+    int e = errno;
+    if ((state & 2) && link(g_path_aside, g_path) == 0) {
+        unlink(g_path_aside);
+    }
+    if (state & 4) {
+        atomic_store(&g_on, 1);
+    }
+    errno = e;
+}
+
+/* The vector forms: write everything out, exec, trace on if it failed. */
+#define EXEC_ENTRY(name, params, args) \
+    EXPORT int \
+    name params \
+    { \
+        if (UNLIKELY(!real.name)) { \
+            resolve_real(); \
+        } \
+        int st = finish_image(PMT_MC_END_EXEC); \
+        int r = real.name args; \
+        exec_failed(st); \
+        return r; \
+    }
+
+EXEC_ENTRY(execve, (const char *path, char *const argv[], char *const envp[]),
+           (path, argv, envp))
+EXEC_ENTRY(execv, (const char *path, char *const argv[]), (path, argv))
+EXEC_ENTRY(execvp, (const char *file, char *const argv[]), (file, argv))
+EXEC_ENTRY(execvpe, (const char *file, char *const argv[], char *const envp[]),
+           (file, argv, envp))
+EXEC_ENTRY(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
+
+/* execl, execlp, execle: gather the arguments and use the vector forms. */
+#define GATHER_ARGS(first, ap, argv) \
+    size_t argc_ = 1; \
+    va_start(ap, first); \
+    while (va_arg(ap, char *) != NULL) { \
+        argc_++; \
+    } \
+    va_end(ap); \
+    char *argv[argc_ + 1]; \
+    argv[0] = (char *)(first); \
+    va_start(ap, first); \
+    for (size_t i_ = 1; i_ <= argc_; i_++) { \
+        argv[i_] = va_arg(ap, char *); \
+    }
+
+EXPORT int
+execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    va_end(ap);
+    return execv(path, argv);
+}
+
+EXPORT int
+execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    va_end(ap);
+    return execvp(file, argv);
+}
+
+EXPORT int
+execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    GATHER_ARGS(arg, ap, argv);
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    return execve(path, argv, envp);
+}
+
+EXPORT void
+_exit(int status)
+{
+    if (UNLIKELY(!real.exit_)) {
+        resolve_real();
+    }
+    finish_image(PMT_MC_END_EXIT);
+    real.exit_(status);
+    __builtin_unreachable();
+}
+
+EXPORT void
+_Exit(int status)
+{
+    if (UNLIKELY(!real.Exit_)) {
+        resolve_real();
+    }
+    finish_image(PMT_MC_END_EXIT);
+    real.Exit_(status);
+    __builtin_unreachable();
+}
+
+/* ---- control from the traced program ----------------------------------------
+ *
+ * pymemtrace_malloc_control(op): 1 resume tracing, 0 pause it (and write the
+ * buffers out, so the capture holds everything up to the pause), -1 only
+ * ask.  Returns whether tracing was on before the call, or -1 if this
+ * process has no capture (not started by `pymemtrace malloc`, or the capture
+ * could not be created).  Used by pymemtrace.malloc_trace.MallocTrace
+ * through the _malloccap extension (found with dlsym: no link dependency).
+ */
+EXPORT int
+pymemtrace_malloc_control(int op)
+{
+    if (!atomic_load(&g_ready) || getpid() != g_pid) {
+        return -1;
+    }
+    if (op < 0) {
+        return atomic_load(&g_on);
+    }
+    int was = atomic_exchange(&g_on, op ? 1 : 0);
+    if (!op && was) {
+        t_guard++;
+        pthread_mutex_lock(&g_reg_lock);
+        flush_all();
+        pthread_mutex_unlock(&g_reg_lock);
+        t_guard--;
+    }
+    return was;
+}
+
