@@ -1,0 +1,77 @@
+/* _cpmt_bench.c: reference profile functions for bench/bench_cpymemtrace.py,
+ * built by meson next to the package but never installed (benchmark-only).
+ *
+ * floor("noop") attaches a C profile function that does nothing (the cost of
+ * the hook itself); floor("pread") one that reads RSS once per event (the cost
+ * of a tracer that reads at every event); floor(None) detaches. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#include <string.h>
+
+#include "compat.h"
+#include "rss.h"
+
+static int
+floor_noop(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)what;
+    (void)arg;
+    return 0;
+}
+
+static volatile int64_t floor_sink;
+
+static int
+floor_pread(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)what;
+    (void)arg;
+    floor_sink = pmt_rss_current();
+    return 0;
+}
+
+static PyObject *
+bench_floor(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    const char *mode = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    Py_tracefunc f = NULL;
+    if (mode != NULL && strcmp(mode, "noop") == 0) {
+        f = floor_noop;
+    }
+    else if (mode != NULL && strcmp(mode, "pread") == 0) {
+        f = floor_pread;
+    }
+    else if (arg != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "floor(mode): mode is 'noop', 'pread' or None");
+        return NULL;
+    }
+    if (pmt_cpmt_set_hook(1, f, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bench_methods[] = {
+    {"floor", bench_floor, METH_O,
+     "floor(mode): attach a reference profile function to this thread: 'noop' does\n"
+     "nothing, 'pread' reads RSS once per event; None detaches."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef bench_module = {
+    PyModuleDef_HEAD_INIT, "_cpmt_bench",
+    "Reference profile functions for bench/bench_cpymemtrace.py (not installed).",
+    -1, bench_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__cpmt_bench(void)
+{
+    return PyModule_Create(&bench_module);
+}

@@ -1,0 +1,134 @@
+/* cpmt.h: what the files of the cPyMemTrace extension share (internal).
+ *
+ *   module.c      the module: its functions, settings, init, exit/fork flush
+ *   tracer.c      the Profile / Trace type: arguments, enter, exit, attributes
+ *   tracerlog.c   a tracer's log file: open, discard, finish (END line)
+ *   callback.c    the per-event function (gate, RSS read, NEXT/PREV rows)
+ *   allochooks.c  wrappers around the interpreter's allocators that feed the
+ *                 gate counters (src/core/rssgate.h)
+ *   registry.c    the active tracers of every thread (flushed at exit/fork)
+ *
+ * The log's text is src/core/cpmtlog.c, the writer src/core/logwriter.c.
+ * Every CPython-version difference is in src/ext/compat.h.
+ */
+#ifndef PMT_CPMT_H
+#define PMT_CPMT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#include <stdint.h>
+
+#include "compat.h"
+#include "cpmtlog.h"
+#include "logwriter.h"
+#include "rssgate.h"
+#include "tickclock.h"
+
+/* ---- module settings and clock (module.c; single-phase init) ---- */
+extern pmt_tickclock cpmt_tclock;       /* event stamps (tickclock.h) */
+extern int64_t cpmt_origin_ns;          /* the Clock column's zero */
+extern uint64_t cpmt_anchor_every;      /* ticks between clock anchors in exact mode */
+extern char cpmt_py_version[32];        /* "3.11.7" */
+extern int cpmt_exact_rss;              /* read RSS at every event */
+extern uint64_t cpmt_gate_limit_bytes;
+extern int64_t cpmt_gate_limit_blocks;
+extern uint32_t cpmt_gate_limit_events;
+extern int64_t cpmt_gate_limit_ns;
+
+static inline int64_t
+cpmt_clock_now(void)
+{
+    return pmt_monotonic_ns() - cpmt_origin_ns;
+}
+
+static inline int64_t
+cpmt_clock_of(uint64_t ticks)
+{
+    return pmt_tickclock_ns(&cpmt_tclock, ticks) - cpmt_origin_ns;
+}
+
+/* ---- the Profile / Trace object (tracer.c) ---- */
+enum { ST_NEW = 0, ST_ACTIVE = 1, ST_DONE = 2 };
+
+typedef struct CpmtTracer {
+    PyObject_HEAD
+    char kind;                  /* 'P' (profile) or 'T' (trace) */
+    int state;
+    int depth;
+    int exact;
+    int failed;                 /* the writer failed: stop logging */
+    int64_t trigger;
+    PyObject *message;          /* str or NULL */
+    PyObject *filepath;         /* str or bytes (os.fspath) or NULL */
+    PyObject *path;             /* str: the log's path once opened */
+    PyObject *path_bytes;       /* bytes: the same, file-system encoded */
+    pmt_logwriter *w;
+    PyThreadState *tstate;
+    Py_tracefunc prev_func;     /* what this one displaced on its thread */
+    PyObject *prev_obj;
+    /* event state */
+    int64_t event;              /* number of the next event */
+    int64_t last_event;         /* EVENT of the last NEXT row */
+    int64_t last_rss;           /* RSS of the last NEXT row */
+    int64_t rss;                /* last RSS read */
+    int64_t rss_reads;          /* how many times RSS was read */
+    int64_t last_clock;         /* Clock of the last row: rows never go back in time */
+    pmt_cpmt_fmtcache fmt;
+    pmt_gate gate;
+    /* the previous event, for a PREV row */
+    int have_prev;
+    int prev_logged;
+    int prev_what;
+    int prev_line;
+    int64_t prev_event;
+    uint64_t prev_ticks;
+    int64_t prev_rss;
+    PyCodeObject *prev_code;    /* strong */
+    PyObject *prev_cfunc;       /* strong: the C function of a C_* event */
+    PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
+    PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
+    struct CpmtTracer *reg_next;
+    struct CpmtTracer *reg_prev;
+} CpmtTracer;
+
+extern PyTypeObject CpmtProfileType;
+extern PyTypeObject CpmtTraceType;
+
+#define IS_TRACER(o) (Py_IS_TYPE((o), &CpmtProfileType) || Py_IS_TYPE((o), &CpmtTraceType))
+
+/* The active tracer of this kind ('P' or 'T') on the calling thread, or NULL. */
+CpmtTracer *cpmt_current(char kind);
+
+/* ---- its log (tracerlog.c) ---- */
+/* Open the log: filepath, or a new default-named file in the cwd.  Sets
+ * path / path_bytes.  Returns 0, or -1 with OSError set. */
+int cpmt_open_log(CpmtTracer *self);
+void cpmt_discard_log(CpmtTracer *self);
+const char *cpmt_path_cstr(CpmtTracer *self);
+/* Take the tracer off its thread, give the thread back what it displaced,
+ * write the END line and close.  Returns 0, or -1 with errno set if the log
+ * could not be written completely. */
+int cpmt_finish(CpmtTracer *self, const char *why);
+void cpmt_clear_refs(CpmtTracer *self);
+int cpmt_set_hook(CpmtTracer *self, Py_tracefunc func, PyObject *obj);
+
+/* ---- the per-event function (callback.c) ---- */
+int cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+/* ---- allocator wrappers (allochooks.c) ---- */
+/* The first user decides how frees are sized and installs the wrappers;
+ * the last one takes them out if they are still on top. */
+void cpmt_hooks_acquire(void);
+void cpmt_hooks_release(void);
+/* Put back a wrapper someone took out of its chain (cheap when on top). */
+void cpmt_hooks_ensure(void);
+
+/* ---- active tracers of every thread (registry.c) ---- */
+void cpmt_registry_add(CpmtTracer *t);
+void cpmt_registry_remove(CpmtTracer *t);
+/* Flush the log of every active tracer. */
+void cpmt_registry_flush(void);
+
+#endif /* PMT_CPMT_H */

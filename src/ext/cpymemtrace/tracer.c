@@ -1,0 +1,335 @@
+/* tracer.c: the Profile and Trace types: context managers that attach the
+ * per-event function (callback.c) to the calling thread as its profile
+ * (Profile) or trace (Trace) function, stacked when nested, each with its
+ * own log (tracerlog.c). */
+#include "cpmt.h"
+
+#include <string.h>
+
+#include "rss.h"
+
+
+static PyObject *
+tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"d_rss_trigger", "message", "filepath", NULL};
+    PyObject *trigger_obj = NULL, *message = Py_None, *filepath = Py_None;
+    const char *tname = type == &CpmtProfileType ? "Profile" : "Trace";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO", kwlist, &trigger_obj, &message,
+                                     &filepath)) {
+        return NULL;
+    }
+    long long trigger = -1;
+    if (trigger_obj != NULL) {
+        if (PyBool_Check(trigger_obj) || !PyIndex_Check(trigger_obj)) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s(): d_rss_trigger must be an int (bytes; -1 for the page size), "
+                         "not %.100s", tname, Py_TYPE(trigger_obj)->tp_name);
+            return NULL;
+        }
+        PyObject *as_int = PyNumber_Index(trigger_obj);
+        if (as_int == NULL) {
+            return NULL;
+        }
+        trigger = PyLong_AsLongLong(as_int);
+        Py_DECREF(as_int);
+        if (trigger == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s(): d_rss_trigger is out of range", tname);
+            return NULL;
+        }
+        if (trigger < -1) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s(): d_rss_trigger must be -1 (the page size), 0 (every event) "
+                         "or a positive number of bytes, not %lld", tname, trigger);
+            return NULL;
+        }
+    }
+    if (message != Py_None && !PyUnicode_Check(message)) {
+        PyErr_Format(PyExc_TypeError, "%s(): message must be a str or None, not %.100s",
+                     tname, Py_TYPE(message)->tp_name);
+        return NULL;
+    }
+    PyObject *fspath = NULL;
+    if (filepath != Py_None) {
+        if (!PyUnicode_Check(filepath) && !PyBytes_Check(filepath)
+                && !PyObject_HasAttrString((PyObject *)Py_TYPE(filepath), "__fspath__")) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s(): filepath must be a str, bytes, os.PathLike or None, not %.100s",
+                         tname, Py_TYPE(filepath)->tp_name);
+            return NULL;
+        }
+        fspath = PyOS_FSPath(filepath);
+        if (fspath == NULL) {
+            return NULL;
+        }
+        if ((PyUnicode_Check(fspath) && PyUnicode_GET_LENGTH(fspath) == 0)
+                || (PyBytes_Check(fspath) && PyBytes_GET_SIZE(fspath) == 0)) {
+            Py_DECREF(fspath);
+            PyErr_Format(PyExc_ValueError, "%s(): filepath must not be empty", tname);
+            return NULL;
+        }
+        Py_ssize_t nul = PyUnicode_Check(fspath)
+            ? PyUnicode_FindChar(fspath, 0, 0, PyUnicode_GET_LENGTH(fspath), 1)
+            : (memchr(PyBytes_AS_STRING(fspath), 0, (size_t)PyBytes_GET_SIZE(fspath)) ? 0 : -1);
+        if (nul != -1) {
+            Py_DECREF(fspath);
+            if (nul == -2) {
+                return NULL;
+            }
+            PyErr_Format(PyExc_ValueError, "%s(): filepath must not contain a null byte", tname);
+            return NULL;
+        }
+    }
+    CpmtTracer *self = (CpmtTracer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_XDECREF(fspath);
+        return NULL;
+    }
+    self->kind = type == &CpmtProfileType ? 'P' : 'T';
+    self->state = ST_NEW;
+    self->trigger = trigger == -1 ? (int64_t)pmt_page_size() : (int64_t)trigger;
+    if (message != Py_None) {
+        Py_INCREF(message);
+        self->message = message;
+    }
+    self->filepath = fspath;
+    return (PyObject *)self;
+}
+
+
+static void
+tracer_dealloc(CpmtTracer *self)
+{
+    if (self->state == ST_ACTIVE) {
+        /* Abandoned while attached (its thread ended): keep what it logged. */
+        cpmt_registry_remove(self);
+        if (!self->exact) {
+            cpmt_hooks_release();
+        }
+        self->state = ST_DONE;
+    }
+    if (self->w != NULL) {
+        (void)pmt_lw_close(self->w);
+        PyMem_RawFree(self->w);
+        self->w = NULL;
+    }
+    cpmt_clear_refs(self);
+    Py_CLEAR(self->prev_obj);
+    Py_CLEAR(self->message);
+    Py_CLEAR(self->filepath);
+    Py_CLEAR(self->path);
+    Py_CLEAR(self->path_bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->state != ST_NEW) {
+        PyErr_Format(PyExc_RuntimeError, "this cPyMemTrace.%s has already been %s; "
+                     "make a new one for each with-block",
+                     self->kind == 'P' ? "Profile" : "Trace",
+                     self->state == ST_ACTIVE ? "entered" : "used");
+        return NULL;
+    }
+    PyThreadState *ts = PyThreadState_Get();
+    Py_tracefunc pf = PMT_CPMT_TS_FUNC(ts, self->kind == 'P');
+    PyObject *po = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
+    CpmtTracer *outer = NULL;
+    if (pf == cpmt_callback && po != NULL && Py_IS_TYPE(po, Py_TYPE(self))
+            && ((CpmtTracer *)po)->state == ST_ACTIVE) {
+        outer = (CpmtTracer *)po;
+    }
+    self->depth = outer ? outer->depth + 1 : 1;
+    if (cpmt_open_log(self) != 0) {
+        cpmt_discard_log(self);
+        Py_CLEAR(self->path);
+        Py_CLEAR(self->path_bytes);
+        return NULL;
+    }
+    if (self->message != NULL) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(self->message, &n);
+        if (s == NULL) {
+            cpmt_discard_log(self);
+            return NULL;
+        }
+        pmt_cpmt_write_start(self->w, s, (size_t)n);
+    }
+    else {
+        pmt_cpmt_write_start(self->w, NULL, 0);
+    }
+    self->exact = cpmt_exact_rss;
+    if (!self->exact) {
+        cpmt_hooks_acquire();
+    }
+    int64_t v = pmt_rss_current();
+    self->rss = v >= 0 ? v : 0;
+    pmt_tickclock_anchor(&cpmt_tclock);
+    pmt_gate_init(&self->gate, cpmt_gate_limit_bytes, cpmt_gate_limit_blocks, cpmt_gate_limit_events,
+                  pmt_tickclock_ticks_in(&cpmt_tclock, cpmt_gate_limit_ns), pmt_ticks(&cpmt_tclock));
+    self->event = 0;
+    self->rss_reads = 0;
+    self->last_clock = 0;
+    memset(&self->fmt, 0, sizeof self->fmt);
+    self->last_event = 0;
+    self->last_rss = 0;
+    self->have_prev = 0;
+    self->failed = 0;
+    Py_XINCREF(po);     /* the set call below drops the thread's reference */
+    if (outer != NULL) {
+        pmt_cpmt_write_detach(outer->w, outer->event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
+    }
+    self->state = ST_ACTIVE;
+    if (cpmt_set_hook(self, cpmt_callback, (PyObject *)self) < 0) {
+        self->state = ST_NEW;
+        if (outer != NULL) {
+            pmt_cpmt_write_resume(outer->w, outer->event, cpmt_clock_now());
+        }
+        Py_XDECREF(po);
+        if (!self->exact) {
+            cpmt_hooks_release();
+        }
+        cpmt_discard_log(self);
+        return NULL;
+    }
+    self->prev_func = pf;
+    self->prev_obj = po;
+    self->tstate = ts;
+    cpmt_registry_add(self);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+tracer_exit(CpmtTracer *self, PyObject *args)
+{
+    PyObject *exc_type = Py_None, *exc = Py_None, *tb = Py_None;
+    if (!PyArg_UnpackTuple(args, "__exit__", 0, 3, &exc_type, &exc, &tb)) {
+        return NULL;
+    }
+    if (self->state != ST_ACTIVE) {
+        Py_RETURN_FALSE;
+    }
+    const char *why = "ok";
+    if (exc_type != Py_None && PyType_Check(exc_type)) {
+        why = ((PyTypeObject *)exc_type)->tp_name;
+        const char *dot = strrchr(why, '.');
+        if (dot != NULL) {
+            why = dot + 1;
+        }
+    }
+    if (cpmt_finish(self, why) != 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->path);
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+tracer_get_log_path(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    if (self->path == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(self->path);
+    return self->path;
+}
+
+static PyObject *
+tracer_get_trigger(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong((long long)self->trigger);
+}
+
+static PyObject *
+tracer_get_depth(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->depth);
+}
+
+static PyObject *
+tracer_get_events(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong((long long)self->event);
+}
+
+static PyObject *
+tracer_get_rss_reads(CpmtTracer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong((long long)self->rss_reads);
+}
+
+static PyObject *
+tracer_repr(CpmtTracer *self)
+{
+    static const char *states[] = {"new", "active", "done"};
+    return PyUnicode_FromFormat("<cPyMemTrace.%s %s d_rss_trigger=%lld log=%R>",
+                                self->kind == 'P' ? "Profile" : "Trace", states[self->state],
+                                (long long)self->trigger,
+                                self->path ? self->path : Py_None);
+}
+
+static PyMethodDef tracer_methods[] = {
+    {"__enter__", (PyCFunction)tracer_enter, METH_NOARGS,
+     "Attach to the calling thread and open the log."},
+    {"__exit__", (PyCFunction)tracer_exit, METH_VARARGS,
+     "Detach, give the thread back what was attached before, and close the log.\n"
+     "Raises OSError if the log could not be written completely."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef tracer_getset[] = {
+    {"log_path", (getter)tracer_get_log_path, NULL, "Path of the log (None before __enter__).", NULL},
+    {"d_rss_trigger", (getter)tracer_get_trigger, NULL, "The trigger in bytes (-1 resolved to the page size).", NULL},
+    {"depth", (getter)tracer_get_depth, NULL, "Stack depth on its thread (1: outermost).", NULL},
+    {"events", (getter)tracer_get_events, NULL, "Number of events seen so far.", NULL},
+    {"rss_reads", (getter)tracer_get_rss_reads, NULL,
+     "How many times RSS was read at an event (every event in exact mode).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(profile_doc,
+"Profile(d_rss_trigger=-1, message=None, filepath=None)\n\n"
+"Context manager: log RSS at Python and C calls and returns of this thread.\n\n"
+"d_rss_trigger: -1 logs when RSS moved by a page or more, 0 logs every event,\n"
+"n logs when |dRSS| >= n bytes.  message is written first in the log.\n"
+"filepath names the log; by default a new file\n"
+"YYYYMMDD_HHMMSS_PID_P_n_PY<version>.log is created in the current directory.");
+
+PyDoc_STRVAR(trace_doc,
+"Trace(d_rss_trigger=-1, message=None, filepath=None)\n\n"
+"Context manager: as Profile, but attached as a trace function, so the log\n"
+"has LINE events (every line executed) and no C_CALL/C_RETURN events.\n"
+"By default a new file YYYYMMDD_HHMMSS_PID_T_n_PY<version>.log is created.");
+
+#define TRACER_TYPE(VAR, NAME, DOC)                                                     \
+    PyTypeObject VAR = {                                                         \
+        PyVarObject_HEAD_INIT(NULL, 0)                                                  \
+        .tp_name = "pymemtrace.cPyMemTrace." NAME,                                      \
+        .tp_basicsize = sizeof(CpmtTracer),                                             \
+        .tp_dealloc = (destructor)tracer_dealloc,                                       \
+        .tp_repr = (reprfunc)tracer_repr,                                               \
+        .tp_flags = Py_TPFLAGS_DEFAULT,                                                 \
+        .tp_doc = DOC,                                                                  \
+        .tp_methods = tracer_methods,                                                   \
+        .tp_getset = tracer_getset,                                                     \
+        .tp_new = tracer_new,                                                           \
+    };
+
+TRACER_TYPE(CpmtProfileType, "Profile", profile_doc)
+TRACER_TYPE(CpmtTraceType, "Trace", trace_doc)
+
+CpmtTracer *
+cpmt_current(char kind)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    Py_tracefunc f = PMT_CPMT_TS_FUNC(ts, kind == 'P');
+    PyObject *o = PMT_CPMT_TS_OBJ(ts, kind == 'P');
+    if (f == cpmt_callback && o != NULL && IS_TRACER(o)
+            && ((CpmtTracer *)o)->state == ST_ACTIVE) {
+        return (CpmtTracer *)o;
+    }
+    return NULL;
+}
