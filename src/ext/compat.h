@@ -106,6 +106,29 @@ pmt_cpmt_allocator_name(void)
 
 /* ---- mallocstats --------------------------------------------------------- */
 
+/* ---- reftrace ----------------------------------------------------------- */
+
+/* The reference tracer hook (PyRefTracer_SetTracer) is in CPython 3.13+;
+ * ReferenceTracing refuses free-threaded builds (its tables assume the GIL). */
+#ifdef Py_GIL_DISABLED
+#define PMT_REFTRACER_FREE_THREADED 1
+#else
+#define PMT_REFTRACER_FREE_THREADED 0
+#endif
+#if PY_VERSION_HEX >= 0x030D0000 && !PMT_REFTRACER_FREE_THREADED
+#define PMT_HAVE_REFTRACER 1
+#else
+#define PMT_HAVE_REFTRACER 0
+#endif
+
+/* Immortal objects (3.12+): _Py_IsImmortal, an inline of the public headers
+ * of 3.12 and 3.13; nothing is immortal before. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PMT_IS_IMMORTAL(o) _Py_IsImmortal(o)
+#else
+#define PMT_IS_IMMORTAL(o) ((void)(o), 0)
+#endif
+
 /* ---- malloccap ----------------------------------------------------------- */
 
 #endif /* PMT_COMPAT_H */
