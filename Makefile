@@ -8,7 +8,7 @@ CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
 CORE_SRC := $(wildcard src/core/*.c)
 CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all venv install demo test ctest pytest bench sanitize valgrind clean system-deps
+.PHONY: all venv install demo test ctest pytest bench sanitize valgrind clean system-deps test-original
 
 all: install
 
@@ -40,6 +40,23 @@ pytest: install
 	cd tests && ../$(VPY) -m pytest -q -rs $(PYTEST_ARGS)
 
 test: system-deps install ctest pytest
+
+# The original pymemtrace's own test suite, unchanged, against this package.
+# ORIGINAL is a checkout of github paulross/pymemtrace (never committed here);
+# only its tests/ are copied, so `import pymemtrace` finds ours.  The tests we
+# do not run, and why, are in tests/original_suite/deselect.txt.
+ORIGINAL ?= /tmp/pymemtrace-original
+ORIGINAL_RUN := build/original-suite
+test-original: install
+	@if [ ! -d "$(ORIGINAL)/tests" ]; then \
+	    echo "test-original: skipped: no checkout of the original pymemtrace at ORIGINAL=$(ORIGINAL)"; \
+	    echo "  (git clone https://github.com/paulross/pymemtrace $(ORIGINAL), or make test-original ORIGINAL=...)"; \
+	    exit 0; fi
+	rm -rf $(ORIGINAL_RUN) && mkdir -p $(ORIGINAL_RUN) && cp -r $(ORIGINAL)/tests $(ORIGINAL_RUN)/
+	printf '[pytest]\n' > $(ORIGINAL_RUN)/pytest.ini
+	cd $(ORIGINAL_RUN) && ../../$(VPY) -m pytest -q -rs -p no:cacheprovider --continue-on-collection-errors \
+	    $$(sed -e '/^#/d' -e '/^$$/d' -e 's/ *#.*//' -e 's/^/--deselect /' ../../tests/original_suite/deselect.txt) \
+	    $(PYTEST_ARGS) tests
 
 demo: install
 	$(VPY) examples/demo.py

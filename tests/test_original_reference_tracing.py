@@ -187,3 +187,27 @@ def test_default_log_name_in_cwd(tmp_path, monkeypatch):
         path = rt.log_file_path()
     assert re.search(r"_O_0_PY3\.\d+\.\d+.*\.log$", path)
     assert (tmp_path / path.rsplit("/", 1)[-1]).read_text().startswith("SOF\n")
+
+
+@needs_hook
+def test_reftracecount_counts_from_creation_until_closed():
+    from pymemtrace import cPyRefTraceExample
+    counter = cPyRefTraceExample.RefTraceCount()
+    [[i] for i in range(10)].clear()
+    assert counter.count_new() >= 11 and counter.count_del() >= 10
+    assert rtm.reference_tracing_simple_wrapper_depth() == 1
+    counter.close()
+    assert rtm.reference_tracing_simple_wrapper_depth() == 0
+    frozen = counter.count_new()
+    [[i] for i in range(10)].clear()
+    assert counter.count_new() == frozen
+    another = cPyRefTraceExample.RefTraceCount()
+    del another     # freed: stops counting
+    assert rtm.reference_tracing_simple_wrapper_depth() == 0
+
+
+@pytest.mark.skipif(rtm.AVAILABLE, reason="this interpreter has the hook")
+def test_reftracecount_before_313_is_a_clear_error():
+    from pymemtrace import cPyRefTraceExample
+    with pytest.raises(RuntimeError, match="reference tracer hook"):
+        cPyRefTraceExample.RefTraceCount()
