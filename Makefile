@@ -8,7 +8,7 @@ CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
 CORE_SRC := $(wildcard src/core/*.c)
 CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all venv install demo test ctest pytest bench sanitize valgrind clean system-deps test-original
+.PHONY: all venv install demo test test-versions ctest pytest bench sanitize valgrind clean system-deps test-original
 
 all: install
 
@@ -58,6 +58,13 @@ test-original: install
 	    $$(sed -e '/^#/d' -e '/^$$/d' -e 's/ *#.*//' -e 's/^/--deselect /' ../../tests/original_suite/deselect.txt) \
 	    $(PYTEST_ARGS) tests
 
+# The C unit tests once, then the whole pytest suite on every supported CPython
+# found (pyenv's 3.9 to 3.13, Debian's /usr/bin/python3.11), each in its own
+# .venv-TAG built from this checkout into build/meson-TAG; a summary table ends it.
+# VERSIONS=3.9,3.13 picks some; VERSIONS_JOBS=2 runs two at a time.
+test-versions: system-deps ctest
+	$(PYTHON) scripts/test_versions.py -- $(PYTEST_ARGS)
+
 demo: install
 	$(VPY) examples/demo.py
 
@@ -90,4 +97,4 @@ valgrind: $(CTESTS)
 	    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
 
 clean:
-	rm -rf build .venv .venv-san
+	rm -rf build .venv .venv-san .venv-3.* .venv-debian-*
