@@ -12,7 +12,7 @@ CLASSES = [cMemLeak.CMalloc, cMemLeak.PyRawMalloc, cMemLeak.PyMalloc]
 @pytest.mark.parametrize("cls", CLASSES)
 def test_buffer_size_and_refcounts(cls):
     obj = cls(4096)
-    assert obj.size == 4096 and obj.buffer_address != 0
+    assert obj.size == 4096 and obj.buffer_address == obj.buffer != 0
     assert type(obj).__module__ == "cMemLeak" and type(obj).__qualname__ == cls.__name__
     base = obj.refcnt()
     assert obj.inc_refcnt(2) == base + 2

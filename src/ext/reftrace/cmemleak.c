@@ -4,7 +4,7 @@
  * tests use to leak memory on purpose and watch ReferenceTracing see it.
  *
  * cMemLeak.CMalloc(size), cMemLeak.PyRawMalloc(size), cMemLeak.PyMalloc(size):
- * .size, .buffer_address, .refcnt(), .inc_refcnt(n) (n may be negative).
+ * .size, .buffer_address (also .buffer), .refcnt(), .inc_refcnt(n) (n may be negative).
  * Module functions: py_incref(o), py_decref(o), py_refcnt_of_object(o),
  * py_refcnt_of_address(id(o)), py_bytes_of_size(size).
  */
@@ -133,6 +133,8 @@ static PyMethodDef Leak_methods[] = {
 static PyGetSetDef Leak_getset[] = {
     {"size", (getter)Leak_get_size, NULL, "Bytes in the buffer.", NULL},
     {"buffer_address", (getter)Leak_get_address, NULL, "Address of the buffer.", NULL},
+    {"buffer", (getter)Leak_get_address, NULL, "Address of the buffer (the original's name).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 

@@ -1,0 +1,1 @@
+"""Helpers the original pymemtrace keeps under ``pymemtrace.util`` (gnuplot)."""
