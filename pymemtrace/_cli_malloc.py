@@ -261,11 +261,23 @@ def _warnings(r: Dict[str, Any]) -> List[str]:
     if r["dropped"]:
         out.append(f"the tracer could not write {r['dropped']} events")
     if r["python_status"] == "mismatch":
-        out.append(f"Python frames not attributed: the traced Python "
-                   f"({_pyver(r['python_hex'])}) is not the version the tracer was built for")
+        out.append(f"Python frames not available: the tracer does not read the frames of "
+                   f"Python {_pyver(r['python_hex'])} ({_unread_why(r['python_hex'])}); "
+                   "allocations are recorded without them")
     elif r["python_status"] == "none":
         out.append("no Python interpreter in the traced process: no Python attribution")
     return out
+
+
+# The CPython versions whose frames the preload library reads (src/preload/pylayout.h).
+FRAMES_READ = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+
+
+def _unread_why(hexversion: int) -> str:
+    if (hexversion >> 24, (hexversion >> 16) & 0xff) in FRAMES_READ:
+        return "a debug or free-threaded build"
+    first, last = FRAMES_READ[0], FRAMES_READ[-1]
+    return f"it reads CPython {first[0]}.{first[1]} to {last[0]}.{last[1]}"
 
 
 def _pyver(hexversion: int) -> str:

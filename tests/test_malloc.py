@@ -580,42 +580,6 @@ def test_malloc_trace_without_the_tracer_is_a_clear_error():
             pass
 
 
-def _other_python():
-    """A CPython of another minor version than the one the tracer was built for."""
-    import glob
-    import shutil
-    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = [shutil.which(f"python3.{m}") for m in (12, 13, 10, 9)]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[02]*/bin/python3.1?")))
-    for c in candidates:
-        if not c:
-            continue
-        try:
-            v = subprocess.run([c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if v and v != mine:
-            return c
-    return None
-
-
-@needs_preload
-def test_other_python_version_is_traced_without_attribution(tmp_path):
-    other = _other_python()
-    if other is None:
-        pytest.skip("needs a CPython of another minor version than this one")
-    script = tmp_path / "o.py"
-    script.write_text("b = bytearray(1_000_003)\nprint('fine')\n")
-    cap = tmp_path / "o.cap"
-    p = cli("-o", str(cap), "--", other, str(script))
-    assert (p.returncode, p.stdout) == (0, "fine\n"), p.stderr
-    r = _cli_malloc.load(str(cap))
-    assert r["python_status"] == "mismatch"
-    assert any("not the version the tracer was built for" in w for w in r["warnings"])
-    assert any(b["size"] == 1_000_004 and b["file"] == "<no Python frame>" for b in r["largest"])
-
-
 @needs_preload
 def test_threads_freeing_each_others_blocks_while_forking(tmp_path):
     """Producers allocate, consumers free, the main thread forks meanwhile:

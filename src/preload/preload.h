@@ -6,7 +6,8 @@
  *   boot.c       the real allocator (dlsym RTLD_NEXT) and the bootstrap arena
  *   capfile.c    the capture file: creation, header, its descriptor, writes
  *   tbuf.c       per-thread record buffers, handed whole to the capture
- *   pyframe.c    the calling thread's Python frame -> (code id, line)
+ *   pyinterp.c   which Python this is, and whether its frames can be read
+ *   pyframe.c    the calling thread's Python frames -> (code id, line)
  *   lifecycle.c  load, exit, fork, exec, _exit, and control from the program
  * Everything here is hidden (-fvisibility=hidden); only the interposed
  * functions and pymemtrace_malloc_control are exported (EXPORT).
@@ -213,14 +214,37 @@ next_seq(void)
     return atomic_fetch_add_explicit(&g_seq, 1, memory_order_relaxed);
 }
 
-/* ---- pyframe.c: Python attribution -------------------------------------------- */
+/* ---- pyinterp.c, pyframe.c: Python attribution ----------------------------------- */
 
+struct pmt_pylayout_s;
+
+/* The interpreter this process runs, found at load (pyinterp.c). */
+typedef struct {
+    const struct pmt_pylayout_s *layout;    /* NULL: frames are not read */
+    void *(*this_tstate)(void);             /* PyGILState_GetThisThreadState */
+    int (*addr2line)(const void *code, int addr);   /* PyCode_Addr2Line */
+    int (*finalizing)(void);                /* Py_IsFinalizing / _Py_IsFinalizing */
+    const void *code_type;                  /* &PyCode_Type */
+    const void *str_type;                   /* &PyUnicode_Type */
+} pmt_py_api;
+
+extern pmt_py_api g_py;
 extern int g_py_on;                     /* frames are read (a known interpreter) */
 extern uint64_t g_py_hex;               /* its version (0: unknown) */
 extern uint32_t g_py_status;            /* PMT_MC_PY_* for the META record */
 extern pthread_mutex_t g_code_lock;
 
+/* One Python frame: its code object and the byte offset of its current
+ * instruction (what PyCode_Addr2Line takes; negative: not started). */
+typedef struct {
+    const void *code;
+    int addr;
+} pmt_pyframe;
+
 void resolve_python(void);
+/* The calling thread's Python stack, innermost first: at most max frames.
+ * Only when g_py_on. */
+int py_stack(pmt_pyframe *out, int max);
 void py_site(tbuf *tb, uint32_t *code, int32_t *line);   /* tb locked */
 void py_forget_codes(void);             /* a forked child defines them again */
 

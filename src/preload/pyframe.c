@@ -1,48 +1,97 @@
-/* pyframe.c: the calling thread's Python frame, as (code id, line).
+/* pyframe.c: the calling thread's Python frames, read without Python.h.
  *
- * Python attribution reads the calling thread's own frame stack (CPython
- * 3.11 layouts from the headers, compile time only; nothing is linked
- * against libpython): PyGILState_GetThisThreadState() (a TLS lookup, NULL
- * for threads without Python state or before Python started), then
- * tstate->cframe->current_frame, skipping incomplete frames.  The line comes
- * from PyCode_Addr2Line (read-only), cached per thread.  A code object's file
- * and function names are written once, when the object is first seen (a
- * CODE record with a per-run id); an address reused by another code object
- * (different name, file or first line) gets a new id.
+ * At each allocation the tracer reads the calling thread's own frame stack
+ * through the layout row of the interpreter it runs in (pylayout.h, chosen
+ * at load by pyinterp.c): the thread state (PyGILState_GetThisThreadState, a
+ * TLS lookup, NULL for threads without Python state), its current frame,
+ * then each frame's code object and position, skipping frames that have not
+ * started (and, 3.12+, the C-stack shim frames).  No Python object is
+ * created or called and no reference is taken: the thread is inside one of
+ * these frames, which keep their code objects alive.  The line comes from
+ * the public PyCode_Addr2Line (it only reads the code object's line table),
+ * cached per thread.  A code object's file and function names are written
+ * once, when the object is first seen (a CODE record with a per-run id); an
+ * address reused by another code object (different name, file or first
+ * line) gets a new id.
  */
-#define Py_BUILD_CORE 1
-#include <Python.h>
-#include <internal/pycore_frame.h>
-
-#include <dlfcn.h>
 #include <string.h>
 
 #include "preload.h"
+#include "pylayout.h"
 
-/* Python, resolved at load with dlsym (never linked). */
-static PyThreadState *(*py_this_tstate)(void);
-static int (*py_addr2line)(PyCodeObject *, int);
-static int (*py_finalizing)(void);
-int g_py_on;
-uint64_t g_py_hex;
-uint32_t g_py_status = PMT_MC_PY_NONE;
+#define AT(p, off, T) (*(T const *)((const char *)(p) + (off)))
+
+/* A runaway chain (a frame pointing into itself) ends the walk. */
+#define MAX_WALK 100000
+
 pthread_mutex_t g_code_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+py_stack(pmt_pyframe *out, int max)
+{
+    const pmt_pylayout *L = g_py.layout;
+    if (g_py.finalizing && g_py.finalizing()) {
+        return 0;
+    }
+    const char *ts = g_py.this_tstate();
+    if (ts == NULL) {
+        return 0;
+    }
+    const char *f = AT(ts, L->ts_frame, const char *);
+    if (L->scheme == PMT_PYL_CFRAME && f != NULL) {
+        f = AT(f, L->cframe_current, const char *);
+    }
+    int n = 0;
+    for (unsigned walked = 0; f != NULL && n < max && walked < MAX_WALK;
+         walked++, f = AT(f, L->f_back, const char *)) {
+        const char *co = AT(f, L->f_code, const char *);
+        if (co == NULL || AT(co, PMT_PYL_OB_TYPE, const void *) != g_py.code_type) {
+            continue;   /* 3.13: f_executable may be None */
+        }
+        int addr;
+        if (L->scheme == PMT_PYL_FRAMEOBJECT) {
+            addr = AT(f, L->f_instr, int) * L->lasti_bytes;     /* -1: not started */
+        }
+        else {
+            uint8_t owner = AT(f, L->f_owner, uint8_t);
+            const char *start = co + L->co_code;
+            const char *ip = AT(f, L->f_instr, const char *);
+            if (owner == L->owner_cstack ||
+                (owner != L->owner_generator &&
+                 ip < start + 2 * AT(co, L->co_firsttraceable, int))) {
+                continue;   /* a shim, or a frame that has not started */
+            }
+            addr = (int)(ip - start);
+        }
+        out[n].code = co;
+        out[n].addr = addr;
+        n++;
+    }
+    return n;
+}
 
 /* UTF-8 of a str object, read without calling into Python (the thread may
  * not hold the GIL).  Returns the length written (no NUL). */
 static size_t
-str_utf8(PyObject *s, char *out, size_t cap)
+str_utf8(const char *s, char *out, size_t cap)
 {
-    if (s == NULL || !PyUnicode_Check(s) || !PyUnicode_IS_READY(s)) {
+    const pmt_pylayout *L = g_py.layout;
+    uint32_t state = s ? AT(s, L->str_state, uint32_t) : 0;
+    if (s == NULL || AT(s, PMT_PYL_OB_TYPE, const void *) != g_py.str_type ||
+        (L->str_ready_bit >= 0 && !((state >> L->str_ready_bit) & 1u)) ||
+        !PMT_PYL_STR_COMPACT(state)) {
         memcpy(out, "?", 1);
         return 1;
     }
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
+    int64_t len = AT(s, L->str_length, int64_t);
+    unsigned kind = PMT_PYL_STR_KIND(state);
+    const unsigned char *data = (const unsigned char *)s +
+        (PMT_PYL_STR_ASCII(state) ? L->str_ascii_size : L->str_compact_size);
     size_t n = 0;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+    for (int64_t i = 0; i < len; i++) {
+        uint32_t c = kind == 1 ? data[i]
+                   : kind == 2 ? ((const uint16_t *)data)[i]
+                   : ((const uint32_t *)data)[i];
         if (n + 4 >= cap) {
             break;
         }
@@ -126,7 +175,8 @@ code_grow(void)
 
 /* The id of code object co, writing its definition if new.  tb is locked. */
 static uint32_t
-code_id_slow(tbuf *tb, PyCodeObject *co)
+code_id_slow(tbuf *tb, const char *co, const void *file, const void *name,
+             int firstlineno)
 {
     uint32_t id = 0;
     pthread_mutex_lock(&g_code_lock);
@@ -135,8 +185,7 @@ code_id_slow(tbuf *tb, PyCodeObject *co)
         return 0;
     }
     code_entry *e = code_find(co);
-    if (e->co == co && e->file == co->co_filename && e->name == co->co_name &&
-        e->firstlineno == co->co_firstlineno) {
+    if (e->co == co && e->file == file && e->name == name && e->firstlineno == firstlineno) {
         id = e->id;
     }
     else {
@@ -145,88 +194,58 @@ code_id_slow(tbuf *tb, PyCodeObject *co)
         }
         id = g_next_code_id++;
         e->co = co;
-        e->file = co->co_filename;
-        e->name = co->co_name;
-        e->firstlineno = co->co_firstlineno;
+        e->file = file;
+        e->name = name;
+        e->firstlineno = firstlineno;
         e->id = id;
         char payload[PAYLOAD_MAX];
-        size_t n = str_utf8(co->co_filename, payload, PAYLOAD_MAX / 2);
+        size_t n = str_utf8(file, payload, PAYLOAD_MAX / 2);
         payload[n++] = '\0';
-        n += str_utf8(co->co_name, payload + n, PAYLOAD_MAX / 2 - 1);
+        n += str_utf8(name, payload + n, PAYLOAD_MAX / 2 - 1);
         payload[n++] = '\0';
-        put_def(tb, PMT_MC_CODE, (uint64_t)(uintptr_t)co, id, co->co_firstlineno,
-                payload, n);
+        put_def(tb, PMT_MC_CODE, (uint64_t)(uintptr_t)co, id, firstlineno, payload, n);
     }
     pthread_mutex_unlock(&g_code_lock);
     return id;
 }
 
+
 void
 py_site(tbuf *tb, uint32_t *code, int32_t *line)
 {
-    if (py_finalizing()) {
+    pmt_pyframe fr;
+    if (py_stack(&fr, 1) != 1) {
         return;
     }
-    PyThreadState *ts = py_this_tstate();
-    if (ts == NULL || ts->cframe == NULL) {
-        return;
-    }
-    _PyInterpreterFrame *f = ts->cframe->current_frame;
-    while (f && _PyFrame_IsIncomplete(f)) {
-        f = f->previous;
-    }
-    if (f == NULL) {
-        return;
-    }
-    PyCodeObject *co = f->f_code;
+    const pmt_pylayout *L = g_py.layout;
+    const char *co = fr.code;
+    const void *file = AT(co, L->co_filename, const void *);
+    const void *name = AT(co, L->co_name, const void *);
     code_slot *cs = &tb->codes[(ptr_hash(co) >> 3) & (CODE_CACHE - 1)];
     uint32_t id;
-    if (LIKELY(cs->co == co && cs->file == co->co_filename && cs->name == co->co_name)) {
+    if (LIKELY(cs->co == co && cs->file == file && cs->name == name)) {
         id = cs->id;
     }
     else {
-        id = code_id_slow(tb, co);
+        id = code_id_slow(tb, co, file, name, AT(co, L->co_firstlineno, int));
         if (!id) {
             return;
         }
         cs->co = co;
-        cs->file = co->co_filename;
-        cs->name = co->co_name;
+        cs->file = file;
+        cs->name = name;
         cs->id = id;
     }
-    int lasti = _PyInterpreterFrame_LASTI(f);
-    line_slot *ls = &tb->lines[(ptr_hash(co) ^ ((size_t)lasti * 0x9E3779B1u)) & (LINE_CACHE - 1)];
-    if (!(ls->co == co && ls->id == id && ls->lasti == lasti)) {
+    int addr = fr.addr;
+    line_slot *ls = &tb->lines[(ptr_hash(co) ^ ((size_t)addr * 0x9E3779B1u)) & (LINE_CACHE - 1)];
+    if (!(ls->co == co && ls->id == id && ls->lasti == addr)) {
         ls->co = co;
         ls->id = id;
-        ls->lasti = lasti;
-        ls->line = py_addr2line(co, lasti * (int)sizeof(_Py_CODEUNIT));
+        ls->lasti = addr;
+        ls->line = g_py.addr2line(co, addr);
     }
     *code = id;
     *line = ls->line;
-}
-
-void
-resolve_python(void)
-{
-    const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");
-    void *ts = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
-    void *a2l = dlsym(RTLD_DEFAULT, "PyCode_Addr2Line");
-    void *fin = dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
-    if (!ts || !a2l) {
-        g_py_status = PMT_MC_PY_NONE;
-        return;
-    }
-    g_py_hex = ver ? *ver : 0;
-    if (!ver || !fin || (*ver >> 16) != ((unsigned long)PY_VERSION_HEX >> 16)) {
-        g_py_status = PMT_MC_PY_MISMATCH;
-        return;
-    }
-    py_this_tstate = (PyThreadState * (*)(void)) ts;
-    py_addr2line = (int (*)(PyCodeObject *, int))a2l;
-    py_finalizing = (int (*)(void))fin;
-    g_py_status = PMT_MC_PY_ON;
-    g_py_on = 1;
 }
 
 /* A forked child writes its own capture: every code object is defined again. */
