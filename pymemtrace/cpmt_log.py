@@ -16,8 +16,9 @@ row per logged event::
 ``NEXT:`` rows are events whose RSS moved by at least the trigger since the
 last logged row; the ``PREV:`` row before one is the event just before it (the
 state before the change).  Any other line (messages written with
-``profile_write_message_to_log``, the notes a nested profiler leaves when it
-detaches and resumes, the clean-end line) is kept in order as a note.
+``profile_write_message_to_log``, the ``MSG:`` rows of ``write_message_to_log``,
+the notes a nested profiler leaves when it detaches and resumes, the clean-end
+line) is kept in order as a note.
 
 The reader never fails on a damaged log: a last line cut short by a crash is
 reported through :attr:`CpmtLog.truncated` and otherwise ignored, and lines

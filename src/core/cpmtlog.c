@@ -343,6 +343,24 @@ pmt_cpmt_write_message(pmt_logwriter *w, const char *message, size_t len)
 }
 
 void
+pmt_cpmt_write_msg_row(pmt_logwriter *w, int64_t event, int64_t d_event, int64_t clock_ns,
+                       const char *message, size_t len)
+{
+    char buf[80];
+    char *p = put_bytes(buf, "MSG:  ", 6);
+    p = put_int(p, event, -5);
+    *p++ = ' ';
+    p = put_int_signed(p, d_event, -7, 1);
+    *p++ = ' ';
+    char *start = p;
+    p = put_seconds(p, clock_ns, NULL);
+    p = put_spaces(p, 8 - (int)(p - start));
+    p = put_bytes(p, " # ", 3);
+    pmt_lw_bytes(w, buf, (size_t)(p - buf));
+    pmt_cpmt_write_message(w, message ? message : "", message ? len : 0);
+}
+
+void
 pmt_cpmt_write_start(pmt_logwriter *w, const char *message, size_t len)
 {
     pmt_cpmt_write_message(w, message, len);

@@ -100,6 +100,10 @@ void pmt_cpmt_write_start(pmt_logwriter *w, const char *message, size_t len);
 void pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
 /* A user message in the middle of a log: verbatim, newline added if missing. */
 void pmt_cpmt_write_message(pmt_logwriter *w, const char *message, size_t len);
+/* A message row at an event, in the original pymemtrace's form:
+ * "MSG:  <Event> +<dEvent> <Clock> # <message>" (newline added if missing). */
+void pmt_cpmt_write_msg_row(pmt_logwriter *w, int64_t event, int64_t d_event, int64_t clock_ns,
+                            const char *message, size_t len);
 /* "# DETACH event=N clock=S depth=D log=PATH" */
 void pmt_cpmt_write_detach(pmt_logwriter *w, int64_t event, int64_t clock_ns,
                            int depth, const char *path);

@@ -136,6 +136,8 @@ test_log_and_names(const char *dir)
     pmt_cpmt_row r = row_of(1, 0, 0, 1000, PMT_EV_CALL, "x.py", 1, "f", 4096, 4096);
     pmt_cpmt_write_row(&w, &r, NULL);
     pmt_cpmt_write_message(&w, "note\n", 5);
+    pmt_cpmt_write_msg_row(&w, 1, 1, 1500000, "half way", 8);
+    pmt_cpmt_write_msg_row(&w, 123456, 12, 2000000, "done\n", 5);
     pmt_cpmt_write_detach(&w, 1, 2000000, 2, "/tmp/inner.log");
     pmt_cpmt_write_resume(&w, 1, 3500000);
     pmt_cpmt_write_end(&w, 2, 4000000, 8192, 12288, NULL);
@@ -152,6 +154,8 @@ test_log_and_names(const char *dir)
                  "      Event dEvent  Clock    What     File    #line Function      RSS           dRSS\n"
                  "NEXT: 0     +0      0.000001 CALL     x.py #   1 f                 4096         4096\n"
                  "note\n"
+                 "MSG:  1     +1      0.001500 # half way\n"
+                 "MSG:  123456 +12     0.002000 # done\n"
                  "# DETACH event=1 clock=0.002000 depth=2 log=/tmp/inner.log\n"
                  "# RESUME event=1 clock=0.003500\n"
                  "# END events=2 clock=0.004000 rss=8192 rss_peak=12288 exit=ok\n");

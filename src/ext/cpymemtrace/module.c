@@ -8,6 +8,10 @@
 
 #include "rss.h"
 
+/* Raised by profile/trace_write_message_to_log() with nothing active: a
+ * RuntimeError (as ever here) and a ValueError (as in the original pymemtrace). */
+static PyObject *not_active_error;
+
 pmt_tickclock cpmt_tclock;
 int64_t cpmt_origin_ns;
 uint64_t cpmt_anchor_every;
@@ -67,8 +71,9 @@ write_message_of(char kind, PyObject *msg, const char *fname)
     }
     CpmtTracer *t = cpmt_current(kind);
     if (t == NULL) {
-        PyErr_Format(PyExc_RuntimeError, "%s(): no cPyMemTrace.%s is active on this thread",
-                     fname, kind == 'P' ? "Profile" : "Trace");
+        /* The original pymemtrace's words (its users compare them), then ours. */
+        PyErr_Format(not_active_error, "Trying to write to a %s log file when no reference "
+                     "tracer is active.", kind == 'P' ? "profile" : "trace");
         return NULL;
     }
     Py_ssize_t n;
@@ -278,6 +283,23 @@ PyInit_cPyMemTrace(void)
     cpmt_py_version[n] = '\0';
     PyObject *m = PyModule_Create(&cpmt_module);
     if (m == NULL) {
+        return NULL;
+    }
+    PyObject *bases = PyTuple_Pack(2, PyExc_RuntimeError, PyExc_ValueError);
+    not_active_error = bases == NULL ? NULL : PyErr_NewExceptionWithDoc(
+        "pymemtrace.cPyMemTrace.NotActiveError",
+        "profile_write_message_to_log() / trace_write_message_to_log() with no Profile / "
+        "Trace active on this thread.\nBoth a RuntimeError and a ValueError.",
+        bases, NULL);
+    Py_XDECREF(bases);
+    if (not_active_error == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(not_active_error);
+    if (PyModule_AddObject(m, "NotActiveError", not_active_error) < 0) {
+        Py_DECREF(not_active_error);
+        Py_DECREF(m);
         return NULL;
     }
     Py_INCREF(&CpmtProfileType);

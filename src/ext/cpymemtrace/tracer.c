@@ -271,12 +271,80 @@ tracer_repr(CpmtTracer *self)
                                 self->path ? self->path : Py_None);
 }
 
+/* ---- the original pymemtrace's methods (a drop-in for its users) ---- */
+
+static PyObject *
+tracer_log_file_path(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->state != ST_ACTIVE || self->path == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(self->path);
+}
+
+/* The text of a str argument, or NULL with an exception set: OSError if the
+ * log is not open (before __enter__, after __exit__; the original's error),
+ * TypeError if msg is not a str. */
+static const char *
+open_log_and_text(CpmtTracer *self, PyObject *msg, const char *fname, Py_ssize_t *n)
+{
+    if (self->state != ST_ACTIVE || self->w == NULL) {
+        PyErr_SetString(PyExc_OSError, "Log file is closed.");
+        return NULL;
+    }
+    if (!PyUnicode_Check(msg)) {
+        PyErr_Format(PyExc_TypeError, "%s(): msg must be a str, not %.100s", fname,
+                     Py_TYPE(msg)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(msg, n);
+}
+
+static PyObject *
+tracer_write_message_to_log(CpmtTracer *self, PyObject *msg)
+{
+    Py_ssize_t n;
+    const char *s = open_log_and_text(self, msg, "write_message_to_log", &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    /* At the current event: the last one this tracer saw. */
+    int64_t ev = self->event > 0 ? self->event - 1 : 0;
+    int64_t clock = cpmt_clock_now();
+    if (clock < self->last_clock) {
+        clock = self->last_clock;   /* rows never go back in time */
+    }
+    pmt_cpmt_write_msg_row(self->w, ev, ev - self->last_event, clock, s, (size_t)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tracer_write_to_log(CpmtTracer *self, PyObject *text)
+{
+    Py_ssize_t n;
+    const char *s = open_log_and_text(self, text, "write_to_log", &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    pmt_cpmt_write_message(self->w, s, (size_t)n);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef tracer_methods[] = {
     {"__enter__", (PyCFunction)tracer_enter, METH_NOARGS,
      "Attach to the calling thread and open the log."},
     {"__exit__", (PyCFunction)tracer_exit, METH_VARARGS,
      "Detach, give the thread back what was attached before, and close the log.\n"
      "Raises OSError if the log could not be written completely."},
+    {"log_file_path", (PyCFunction)tracer_log_file_path, METH_NOARGS,
+     "log_file_path() -> str | None\n\nThe path of this object's log while it is active, "
+     "None before and after."},
+    {"write_message_to_log", (PyCFunction)tracer_write_message_to_log, METH_O,
+     "write_message_to_log(msg)\n\nWrite a row 'MSG:  <Event> +<dEvent> <Clock> # msg' into "
+     "this object's log,\nat its current event.  OSError if the log is not open."},
+    {"write_to_log", (PyCFunction)tracer_write_to_log, METH_O,
+     "write_to_log(text)\n\nWrite text verbatim (newline added if missing) into this "
+     "object's log.\nOSError if the log is not open."},
     {NULL, NULL, 0, NULL},
 };
 
