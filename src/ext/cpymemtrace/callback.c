@@ -95,35 +95,14 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
     }
 }
 
-/* The Clock of a row: the stamp in ns since the origin, never before the
- * previous row's (a refined TSC rate may move a conversion by a fraction of
- * a microsecond). */
-static inline int64_t
-row_clock(CpmtTracer *self, uint64_t ticks)
-{
-    int64_t c = cpmt_clock_of(ticks);
-    if (c < self->last_clock) {
-        c = self->last_clock;
-    }
-    self->last_clock = c;
-    return c;
-}
-
 static void
 write_prev_row(CpmtTracer *self, Drops *drops)
 {
     pmt_cpmt_row row;
-    row.next = 0;
-    row.event = self->prev_event;
-    row.d_event = self->prev_event - self->last_event;
-    row.clock_ns = row_clock(self, self->prev_ticks);
-    row.what = self->prev_what;
-    row.line = self->prev_line;
-    row.rss = self->prev_rss;
-    row.d_rss = self->prev_rss - self->last_rss;
-    int c_event = self->prev_what == PyTrace_C_CALL || self->prev_what == PyTrace_C_RETURN
-                  || self->prev_what == PyTrace_C_EXCEPTION;
-    names_of(self->prev_code, self->prev_what, self->prev_cfunc, &row);
+    pmt_cpmt_seq_prev_row(&self->seq, cpmt_clock_of(self->seq.prev_ticks), &row);
+    int c_event = row.what == PyTrace_C_CALL || row.what == PyTrace_C_RETURN
+                  || row.what == PyTrace_C_EXCEPTION;
+    names_of(self->prev_code, row.what, self->prev_cfunc, &row);
     keep_names(self, self->prev_code, c_event ? self->prev_cfunc : NULL, drops);
     pmt_cpmt_write_row(self->w, &row, &self->fmt);
 }
@@ -160,42 +139,26 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         self->rss_reads++;
         pmt_gate_mark(&self->gate, now);
     }
-    int64_t ev = self->event++;
-    int64_t d = rss - self->last_rss;
+    int64_t ev;
+    int prev_due;
+    int logged = pmt_cpmt_seq_event(&self->seq, rss, &ev, &prev_due);
     int line = frame != NULL ? PyFrame_GetLineNumber(frame) : 0;
     PyCodeObject *code = frame != NULL ? PyFrame_GetCode(frame) : NULL;
-    int logged = 0;
     Drops drops = {{NULL, NULL, NULL, NULL}, 0};
-    if (ev == 0 || d >= self->trigger || -d >= self->trigger) {
-        if (self->have_prev && !self->prev_logged) {
+    if (logged) {
+        if (prev_due) {
             write_prev_row(self, &drops);
         }
         pmt_cpmt_row row;
-        row.next = 1;
-        row.event = ev;
-        row.d_event = ev - self->last_event;
-        row.clock_ns = row_clock(self, now);
-        row.what = what;
-        row.line = line;
-        row.rss = rss;
-        row.d_rss = d;
+        pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
         names_of(code, what, c_event ? arg : NULL, &row);
         keep_names(self, code, c_event ? arg : NULL, &drops);
         pmt_cpmt_write_row(self->w, &row, &self->fmt);
-        self->last_event = ev;
-        self->last_rss = rss;
-        logged = 1;
         if (pmt_lw_error(self->w)) {
             self->failed = 1;   /* reported at __exit__ */
         }
     }
-    self->have_prev = 1;
-    self->prev_logged = logged;
-    self->prev_what = what;
-    self->prev_line = line;
-    self->prev_event = ev;
-    self->prev_ticks = now;
-    self->prev_rss = rss;
+    pmt_cpmt_seq_remember(&self->seq, ev, now, what, line, rss, logged);
     PyObject *gone_cfunc = NULL, *gone_code = NULL;
     if (c_event && arg != self->prev_cfunc) {
         Py_XINCREF(arg);

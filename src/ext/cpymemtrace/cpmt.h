@@ -22,6 +22,7 @@
 
 #include "compat.h"
 #include "cpmtlog.h"
+#include "cpmtseq.h"
 #include "logwriter.h"
 #include "rssgate.h"
 #include "tickclock.h"
@@ -69,22 +70,12 @@ typedef struct CpmtTracer {
     Py_tracefunc prev_func;     /* what this one displaced on its thread */
     PyObject *prev_obj;
     /* event state */
-    int64_t event;              /* number of the next event */
-    int64_t last_event;         /* EVENT of the last NEXT row */
-    int64_t last_rss;           /* RSS of the last NEXT row */
+    pmt_cpmt_seq seq;           /* numbering and the NEXT/PREV rule (src/core/cpmtseq.h) */
     int64_t rss;                /* last RSS read */
     int64_t rss_reads;          /* how many times RSS was read */
-    int64_t last_clock;         /* Clock of the last row: rows never go back in time */
     pmt_cpmt_fmtcache fmt;
     pmt_gate gate;
-    /* the previous event, for a PREV row */
-    int have_prev;
-    int prev_logged;
-    int prev_what;
-    int prev_line;
-    int64_t prev_event;
-    uint64_t prev_ticks;
-    int64_t prev_rss;
+    /* the previous event's names, for a PREV row */
     PyCodeObject *prev_code;    /* strong */
     PyObject *prev_cfunc;       /* strong: the C function of a C_* event */
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */

@@ -169,23 +169,19 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     pmt_tickclock_anchor(&cpmt_tclock);
     pmt_gate_init(&self->gate, cpmt_gate_limit_bytes, cpmt_gate_limit_blocks, cpmt_gate_limit_events,
                   pmt_tickclock_ticks_in(&cpmt_tclock, cpmt_gate_limit_ns), pmt_ticks(&cpmt_tclock));
-    self->event = 0;
+    pmt_cpmt_seq_start(&self->seq, self->trigger);
     self->rss_reads = 0;
-    self->last_clock = 0;
     memset(&self->fmt, 0, sizeof self->fmt);
-    self->last_event = 0;
-    self->last_rss = 0;
-    self->have_prev = 0;
     self->failed = 0;
     Py_XINCREF(po);     /* the set call below drops the thread's reference */
     if (outer != NULL) {
-        pmt_cpmt_write_detach(outer->w, outer->event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
+        pmt_cpmt_write_detach(outer->w, outer->seq.event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
     }
     self->state = ST_ACTIVE;
     if (cpmt_set_hook(self, cpmt_callback, (PyObject *)self) < 0) {
         self->state = ST_NEW;
         if (outer != NULL) {
-            pmt_cpmt_write_resume(outer->w, outer->event, cpmt_clock_now());
+            pmt_cpmt_write_resume(outer->w, outer->seq.event, cpmt_clock_now());
         }
         Py_XDECREF(po);
         if (!self->exact) {
@@ -252,7 +248,7 @@ tracer_get_depth(CpmtTracer *self, void *Py_UNUSED(closure))
 static PyObject *
 tracer_get_events(CpmtTracer *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromLongLong((long long)self->event);
+    return PyLong_FromLongLong((long long)self->seq.event);
 }
 
 static PyObject *
@@ -309,12 +305,9 @@ tracer_write_message_to_log(CpmtTracer *self, PyObject *msg)
         return NULL;
     }
     /* At the current event: the last one this tracer saw. */
-    int64_t ev = self->event > 0 ? self->event - 1 : 0;
-    int64_t clock = cpmt_clock_now();
-    if (clock < self->last_clock) {
-        clock = self->last_clock;   /* rows never go back in time */
-    }
-    pmt_cpmt_write_msg_row(self->w, ev, ev - self->last_event, clock, s, (size_t)n);
+    int64_t ev = pmt_cpmt_seq_current(&self->seq);
+    pmt_cpmt_write_msg_row(self->w, ev, ev - self->seq.last_event,
+                           pmt_cpmt_seq_clock(&self->seq, cpmt_clock_now()), s, (size_t)n);
     Py_RETURN_NONE;
 }
 

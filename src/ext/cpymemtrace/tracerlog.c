@@ -126,7 +126,7 @@ cpmt_finish(CpmtTracer *self, const char *why)
             else if (pf == cpmt_callback && po != NULL && IS_TRACER(po)
                      && ((CpmtTracer *)po)->state == ST_ACTIVE) {
                 CpmtTracer *outer = (CpmtTracer *)po;
-                pmt_cpmt_write_resume(outer->w, outer->event, cpmt_clock_now());
+                pmt_cpmt_write_resume(outer->w, outer->seq.event, cpmt_clock_now());
             }
         }
     }
@@ -135,7 +135,7 @@ cpmt_finish(CpmtTracer *self, const char *why)
         cpmt_hooks_release();
     }
     int64_t rss = pmt_rss_current();
-    pmt_cpmt_write_end(self->w, self->event, cpmt_clock_now(), rss >= 0 ? rss : self->rss,
+    pmt_cpmt_write_end(self->w, self->seq.event, cpmt_clock_now(), rss >= 0 ? rss : self->rss,
                        pmt_rss_peak(), why);
     int rc = pmt_lw_close(self->w);
     int e = errno;
