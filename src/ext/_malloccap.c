@@ -1,4 +1,4 @@
-/* _malloccap.c: thin binding over src/core/malloccap (the capture reader).
+/* _malloccap.c: thin binding over src/core/capture_aggregate (the capture reader).
  *
  * read(path) -> dict: the whole aggregation runs in C with the GIL released;
  * this module only turns the finished report (totals, per-site rows, the
@@ -9,7 +9,8 @@
 
 #include <dlfcn.h>
 
-#include "malloccap.h"
+#include "capture_aggregate.h"
+#include "compat.h"
 
 static const char *
 kind_name(uint32_t kind)
@@ -199,7 +200,7 @@ static PyObject *
 mc_control(PyObject *self, PyObject *arg)
 {
     (void)self;
-    int op = _PyLong_AsInt(arg);
+    int op = pmt_long_as_int(arg);
     if (op == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -226,7 +227,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_malloccap",
-    "Reader and aggregator of `pymemtrace malloc` captures (C, see src/core/malloccap.h).",
+    "Reader and aggregator of `pymemtrace malloc` captures (C, see src/core/capture_format.h).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

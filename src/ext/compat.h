@@ -131,4 +131,18 @@ pmt_cpmt_allocator_name(void)
 
 /* ---- malloccap ----------------------------------------------------------- */
 
+/* int from a Python int, -1 with OverflowError when out of range: the
+ * public route (_PyLong_AsInt is gone in 3.13; PyLong_AsInt is new there). */
+static inline int
+pmt_long_as_int(PyObject *o)
+{
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(o, &overflow);
+    if (overflow || v > INT_MAX || v < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+        return -1;
+    }
+    return (int)v;
+}
+
 #endif /* PMT_COMPAT_H */

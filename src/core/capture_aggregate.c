@@ -1,0 +1,599 @@
+/* capture_aggregate.c: replay a capture's ordered events into a report
+ * (see capture_aggregate.h).  The reading is capture_read.c's. */
+#define _GNU_SOURCE 1
+#include "capture_aggregate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture_read.h"
+#include "elfsym.h"
+#include "grow.h"
+#include "hashtab.h"
+#include "regionset.h"
+
+#define NO_SITE UINT32_MAX
+
+static int
+fail(pmt_mc_report *r, const char *what)
+{
+    snprintf(r->error, sizeof(r->error), "%s", what);
+    return -1;
+}
+
+static uint64_t
+u64_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    uint64_t k;
+    memcpy(&k, key, sizeof(k));
+    return pmt_ht_hash_u64(k);
+}
+
+/* ---- sites: accumulators in a vector, found by key through the table ---- */
+
+typedef struct {
+    uint32_t file, name;    /* string offsets */
+    int32_t line;
+    uint64_t addr;
+    uint64_t bytes, count, malloc_bytes, malloc_count, mmap_bytes, mmap_count;
+    uint64_t live_bytes, live_count;
+} site_acc;
+
+typedef struct {
+    uint64_t ka, kb;        /* python: (file << 32 | name, line); native: (addr, 0) */
+    uint32_t index;
+} site_key;
+
+typedef struct {
+    site_acc *v;
+    size_t len, cap;
+    pmt_hashtab index;      /* entries: site_key */
+} siteset;
+
+static uint64_t
+site_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    const site_key *k = key;
+    return pmt_ht_hash_u64(k->ka ^ pmt_ht_hash_u64(k->kb));
+}
+
+static int
+site_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    const site_key *k = key, *e = entry;
+    return k->ka == e->ka && k->kb == e->kb;
+}
+
+/* Index of the site with this key (created zeroed if new), or NO_SITE. */
+static uint32_t
+site_get(siteset *s, uint64_t ka, uint64_t kb, int *created)
+{
+    site_key k = {ka, kb, 0};
+    site_key *e = pmt_ht_insert(&s->index, &k, created);
+    if (!e) {
+        return NO_SITE;
+    }
+    if (*created) {
+        if (s->len >= NO_SITE - 1 ||
+            pmt_grow((void **)&s->v, &s->cap, s->len + 1, sizeof(site_acc)) < 0) {
+            pmt_ht_remove(&s->index, e);
+            return NO_SITE;
+        }
+        memset(&s->v[s->len], 0, sizeof(site_acc));
+        e->ka = ka;
+        e->kb = kb;
+        e->index = (uint32_t)s->len++;
+    }
+    return e->index;
+}
+
+/* ---- live blocks: address -> size and sites ------------------------------ */
+
+typedef struct {
+    uint64_t addr;          /* the key */
+    uint64_t size;
+    uint64_t seq;
+    uint32_t py, nat;
+    uint32_t kind;
+} live_block;
+
+static int
+live_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    uint64_t k;
+    memcpy(&k, key, sizeof(k));
+    return ((const live_block *)entry)->addr == k;
+}
+
+/* ---- the replay ------------------------------------------------------------ */
+
+typedef struct {
+    pmt_capture cap;
+    pmt_mc_report *r;
+    siteset py, nat;
+    pmt_hashtab live;       /* entries: live_block */
+    pmt_regionset maps;
+    pmt_mc_big big[PMT_MC_NBIG];
+    uint64_t big_addr[PMT_MC_NBIG];
+    size_t n_big;
+    size_t big_min;         /* the smallest of big[] once it is full */
+    uint32_t no_frame_file, no_frame_name, unknown_name;
+} aggregator;
+
+static uint32_t
+py_site_of(aggregator *ag, const pmt_mc_record *h)
+{
+    uint32_t file, name;
+    int32_t line = h->line;
+    const pmt_cap_code *code = pmt_capture_code(&ag->cap, h->code);
+    if (h->code == 0) {
+        file = ag->no_frame_file;
+        name = ag->no_frame_name;
+        line = 0;
+    }
+    else if (code) {
+        file = code->file;
+        name = code->name;
+    }
+    else {
+        file = ag->unknown_name;
+        name = ag->unknown_name;
+    }
+    int created;
+    uint32_t s = site_get(&ag->py, (uint64_t)file << 32 | name, (uint64_t)(uint32_t)line,
+                          &created);
+    if (s != NO_SITE && created) {
+        ag->py.v[s].file = file;
+        ag->py.v[s].name = name;
+        ag->py.v[s].line = line;
+    }
+    return s;
+}
+
+static uint32_t
+native_site_of(aggregator *ag, const pmt_mc_record *h)
+{
+    if (ag->cap.rs < PMT_MC_RECORD_NATIVE) {
+        return NO_SITE;
+    }
+    int created;
+    uint32_t s = site_get(&ag->nat, h->native, 0, &created);
+    if (s != NO_SITE && created) {
+        ag->nat.v[s].addr = h->native;
+        ag->nat.v[s].line = -1;
+    }
+    return s;
+}
+
+static void
+note_big(aggregator *ag, uint64_t size, uint64_t seq, uint64_t addr, unsigned kind,
+         uint32_t py, uint32_t nat)
+{
+    size_t at;
+    if (ag->n_big < PMT_MC_NBIG) {
+        at = ag->n_big++;
+    }
+    else if (size <= ag->big[ag->big_min].size) {
+        return;     /* the common case: not among the largest */
+    }
+    else {
+        at = ag->big_min;
+    }
+    ag->big[at] = (pmt_mc_big){.size = size, .seq = seq, .kind = kind, .freed = 1,
+                               .py_site = py, .native_site = nat};
+    ag->big_addr[at] = addr;
+    if (ag->n_big == PMT_MC_NBIG) {
+        ag->big_min = 0;
+        for (size_t i = 1; i < PMT_MC_NBIG; i++) {
+            if (ag->big[i].size < ag->big[ag->big_min].size) {
+                ag->big_min = i;
+            }
+        }
+    }
+}
+
+static void
+account(site_acc *s, uint64_t size, int is_mmap)
+{
+    s->bytes += size;
+    s->count++;
+    if (is_mmap) {
+        s->mmap_bytes += size;
+        s->mmap_count++;
+    }
+    else {
+        s->malloc_bytes += size;
+        s->malloc_count++;
+    }
+}
+
+static void
+add_live(aggregator *ag, uint32_t py, uint32_t nat, uint64_t size)
+{
+    ag->py.v[py].live_bytes += size;
+    ag->py.v[py].live_count++;
+    if (nat != NO_SITE) {
+        ag->nat.v[nat].live_bytes += size;
+        ag->nat.v[nat].live_count++;
+    }
+}
+
+/* Replay the events in order. */
+static int
+replay(aggregator *ag)
+{
+    pmt_mc_report *r = ag->r;
+    uint64_t cur = 0, cur_malloc = 0, cur_mmap = 0;
+    for (size_t i = 0; i < ag->cap.n_ev; i++) {
+        pmt_mc_record h = pmt_capture_event(&ag->cap, i);
+        unsigned kind = (unsigned)(h.seq_kind & 0xff);
+        uint64_t seq = h.seq_kind >> 8;
+        r->events++;
+        if (kind == PMT_MC_MMAP) {
+            uint64_t gone;
+            if (pmt_regionset_release(&ag->maps, h.a, h.b, &gone) < 0) {
+                return fail(r, "out of memory");
+            }
+            cur -= gone;
+            cur_mmap -= gone;
+            pmt_region g = {.start = h.a, .len = h.b, .seq = seq,
+                        .py = py_site_of(ag, &h), .nat = native_site_of(ag, &h)};
+            if (g.py == NO_SITE || pmt_regionset_add(&ag->maps, &g) < 0) {
+                return fail(r, "out of memory");
+            }
+            account(&ag->py.v[g.py], h.b, 1);
+            if (g.nat != NO_SITE) {
+                account(&ag->nat.v[g.nat], h.b, 1);
+            }
+            r->mmap_bytes += h.b;
+            r->mmap_count++;
+            cur += h.b;
+            cur_mmap += h.b;
+            note_big(ag, h.b, seq, h.a, kind, g.py, g.nat);
+        }
+        else if (pmt_mc_is_alloc(kind)) {
+            int created;
+            live_block *b = pmt_ht_insert(&ag->live, &h.a, &created);
+            if (!b) {
+                return fail(r, "out of memory");
+            }
+            if (!created) {
+                /* its release was lost: count it released now */
+                cur -= b->size;
+                cur_malloc -= b->size;
+            }
+            b->addr = h.a;
+            b->size = h.b;
+            b->seq = seq;
+            b->kind = kind;
+            b->py = py_site_of(ag, &h);
+            b->nat = native_site_of(ag, &h);
+            if (b->py == NO_SITE) {
+                return fail(r, "out of memory");
+            }
+            account(&ag->py.v[b->py], h.b, 0);
+            if (b->nat != NO_SITE) {
+                account(&ag->nat.v[b->nat], h.b, 0);
+            }
+            r->malloc_bytes += h.b;
+            r->malloc_count++;
+            cur += h.b;
+            cur_malloc += h.b;
+            note_big(ag, h.b, seq, h.a, kind, b->py, b->nat);
+        }
+        else if (kind == PMT_MC_MUNMAP) {
+            uint64_t gone;
+            if (pmt_regionset_release(&ag->maps, h.a, h.b, &gone) < 0) {
+                return fail(r, "out of memory");
+            }
+            cur -= gone;
+            cur_mmap -= gone;
+        }
+        else {
+            live_block *b = pmt_ht_find(&ag->live, &h.a);
+            if (!b) {
+                r->unknown_frees++;
+                continue;
+            }
+            cur -= b->size;
+            cur_malloc -= b->size;
+            pmt_ht_remove(&ag->live, b);
+        }
+        if (cur > r->peak_bytes) {
+            r->peak_bytes = cur;
+        }
+        if (cur_malloc > r->peak_malloc_bytes) {
+            r->peak_malloc_bytes = cur_malloc;
+        }
+        if (cur_mmap > r->peak_mmap_bytes) {
+            r->peak_mmap_bytes = cur_mmap;
+        }
+    }
+    r->total_bytes = r->malloc_bytes + r->mmap_bytes;
+    r->total_count = r->malloc_count + r->mmap_count;
+    /* what is still live: leak candidates */
+    size_t pos = 0;
+    for (live_block *b; (b = pmt_ht_next(&ag->live, &pos)) != NULL;) {
+        add_live(ag, b->py, b->nat, b->size);
+        r->live_malloc_bytes += b->size;
+        r->live_count++;
+    }
+    for (size_t i = 0; i < ag->maps.len; i++) {
+        const pmt_region *g = &ag->maps.v[i];
+        add_live(ag, g->py, g->nat, g->len);
+        r->live_mmap_bytes += g->len;
+        r->live_count++;
+    }
+    r->live_bytes = r->live_malloc_bytes + r->live_mmap_bytes;
+    for (size_t i = 0; i < ag->n_big; i++) {
+        uint64_t a = ag->big_addr[i];
+        if (ag->big[i].kind == PMT_MC_MMAP) {
+            size_t k = pmt_regionset_lower(&ag->maps, a);
+            ag->big[i].freed = !(k < ag->maps.len && ag->maps.v[k].seq == ag->big[i].seq);
+        }
+        else {
+            const live_block *b = pmt_ht_find(&ag->live, &a);
+            ag->big[i].freed = !(b && b->seq == ag->big[i].seq);
+        }
+    }
+    return 0;
+}
+
+/* ---- the report: sorted sites, the largest allocations --------------------- */
+
+static int
+cmp_site(const void *a, const void *b)
+{
+    const pmt_mc_site *x = a, *y = b;
+    if (x->bytes != y->bytes) {
+        return x->bytes < y->bytes ? 1 : -1;
+    }
+    if (x->count != y->count) {
+        return x->count < y->count ? 1 : -1;
+    }
+    if (x->line != y->line) {
+        return x->line < y->line ? -1 : 1;
+    }
+    /* while sorting, addr holds the original index: ties keep their order */
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int
+cmp_big(const void *a, const void *b)
+{
+    const pmt_mc_big *x = a, *y = b;
+    if (x->size != y->size) {
+        return x->size < y->size ? 1 : -1;
+    }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void
+copy_totals(pmt_mc_site *o, const site_acc *s)
+{
+    o->bytes = s->bytes;
+    o->count = s->count;
+    o->malloc_bytes = s->malloc_bytes;
+    o->malloc_count = s->malloc_count;
+    o->mmap_bytes = s->mmap_bytes;
+    o->mmap_count = s->mmap_count;
+    o->live_bytes = s->live_bytes;
+    o->live_count = s->live_count;
+}
+
+/* Native sites: module path, offset in it and symbol (string offsets until
+ * the pool is handed to the report). */
+static int
+symbolize(aggregator *ag, uint32_t *sym, uint32_t *mod, uint64_t *off)
+{
+    pmt_strpool *strs = &ag->cap.strs;
+    int64_t empty = pmt_strpool_intern(strs, "", 0);
+    int64_t unknown_mod = pmt_strpool_intern(strs, "?", 1);
+    if (empty < 0 || unknown_mod < 0) {
+        return -1;
+    }
+    pmt_elfsym_cache *cache = pmt_elfsym_cache_new();
+    for (size_t i = 0; i < ag->nat.len; i++) {
+        const site_acc *s = &ag->nat.v[i];
+        const pmt_cap_module *m = pmt_capture_module_of(&ag->cap, s->addr);
+        sym[i] = (uint32_t)empty;
+        mod[i] = (uint32_t)unknown_mod;
+        off[i] = s->addr;
+        if (!m) {
+            continue;
+        }
+        mod[i] = m->path;
+        off[i] = s->addr - m->bias;
+        char name[256];
+        /* the return address points after the call: look up addr - 1 */
+        if (cache && pmt_elfsym_lookup(cache, pmt_strpool_at(strs, m->path), off[i] - 1, name,
+                                       sizeof(name)) == 0) {
+            int64_t so = pmt_strpool_intern(strs, name, strlen(name));
+            if (so < 0) {
+                pmt_elfsym_cache_free(cache);
+                return -1;
+            }
+            sym[i] = (uint32_t)so;
+        }
+    }
+    pmt_elfsym_cache_free(cache);
+    return 0;
+}
+
+/* Sort v[0..n) by cmp_site; pos[i] = where the site first at i went. */
+static int
+sort_sites(pmt_mc_site *v, size_t n, uint32_t *pos)
+{
+    /* addr carries the original index through the sort for python sites;
+     * native sites need addr, so sort a copy keyed the same way */
+    uint64_t *keep = malloc((n + 1) * sizeof(uint64_t));
+    if (!keep) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keep[i] = v[i].addr;
+        v[i].addr = i;
+    }
+    qsort(v, n, sizeof(pmt_mc_site), cmp_site);
+    for (size_t i = 0; i < n; i++) {
+        pos[v[i].addr] = (uint32_t)i;
+        v[i].addr = keep[v[i].addr];
+    }
+    free(keep);
+    return 0;
+}
+
+/* Turn the accumulators into the report's site arrays (sorted; big[] refers
+ * to sites by their index after sorting). */
+static int
+finish(aggregator *ag)
+{
+    pmt_mc_report *r = ag->r;
+    size_t npy = ag->py.len, nnat = ag->nat.len;
+    uint32_t *nat_sym = calloc(nnat + 1, sizeof(uint32_t));
+    uint32_t *nat_mod = calloc(nnat + 1, sizeof(uint32_t));
+    uint64_t *nat_off = calloc(nnat + 1, sizeof(uint64_t));
+    uint32_t *py_pos = calloc(npy + 1, sizeof(uint32_t));
+    uint32_t *nat_pos = calloc(nnat + 1, sizeof(uint32_t));
+    r->py_sites = calloc(npy + 1, sizeof(pmt_mc_site));
+    r->native_sites = calloc(nnat + 1, sizeof(pmt_mc_site));
+    int rc = -1;
+    if (!nat_sym || !nat_mod || !nat_off || !py_pos || !nat_pos || !r->py_sites ||
+        !r->native_sites || symbolize(ag, nat_sym, nat_mod, nat_off) < 0) {
+        goto done;
+    }
+    /* From here the strings no longer move: the report owns them. */
+    r->strings = pmt_strpool_release(&ag->cap.strs, &r->strings_len);
+    r->strings_cap = r->strings_len;
+    for (size_t i = 0; i < npy; i++) {
+        const site_acc *s = &ag->py.v[i];
+        pmt_mc_site *o = &r->py_sites[i];
+        o->file = r->strings + s->file;
+        o->function = r->strings + s->name;
+        o->line = s->line;
+        copy_totals(o, s);
+    }
+    for (size_t i = 0; i < nnat; i++) {
+        pmt_mc_site *o = &r->native_sites[i];
+        o->file = r->strings + nat_mod[i];
+        o->function = r->strings + nat_sym[i];
+        o->line = -1;
+        o->addr = ag->nat.v[i].addr;
+        o->offset = nat_off[i];
+        copy_totals(o, &ag->nat.v[i]);
+    }
+    r->n_py_sites = npy;
+    r->n_native_sites = nnat;
+    if (sort_sites(r->py_sites, npy, py_pos) < 0 ||
+        sort_sites(r->native_sites, nnat, nat_pos) < 0) {
+        goto done;
+    }
+    for (size_t i = 0; i < ag->n_big; i++) {
+        r->big[i] = ag->big[i];
+        r->big[i].py_site = py_pos[ag->big[i].py_site];
+        r->big[i].native_site = ag->big[i].native_site == NO_SITE
+                                    ? UINT32_MAX
+                                    : nat_pos[ag->big[i].native_site];
+    }
+    r->n_big = ag->n_big;
+    qsort(r->big, r->n_big, sizeof(pmt_mc_big), cmp_big);
+    rc = 0;
+done:
+    free(nat_sym);
+    free(nat_mod);
+    free(nat_off);
+    free(py_pos);
+    free(nat_pos);
+    return rc < 0 ? fail(r, "out of memory") : 0;
+}
+
+static int
+intern_fixed(aggregator *ag)
+{
+    int64_t a = pmt_strpool_intern(&ag->cap.strs, "<no Python frame>", 17);
+    int64_t b = pmt_strpool_intern(&ag->cap.strs, "", 0);
+    int64_t c = pmt_strpool_intern(&ag->cap.strs, "<unknown code>", 14);
+    if (a < 0 || b < 0 || c < 0) {
+        return fail(ag->r, "out of memory");
+    }
+    ag->no_frame_file = (uint32_t)a;
+    ag->no_frame_name = (uint32_t)b;
+    ag->unknown_name = (uint32_t)c;
+    return 0;
+}
+
+int
+pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    aggregator *ag = calloc(1, sizeof(*ag));
+    if (!ag) {
+        return fail(r, "out of memory");
+    }
+    ag->r = r;
+    pmt_ht_init(&ag->py.index, sizeof(site_key), site_hash, site_eq, NULL);
+    pmt_ht_init(&ag->nat.index, sizeof(site_key), site_hash, site_eq, NULL);
+    pmt_ht_init(&ag->live, sizeof(live_block), u64_hash, live_eq, NULL);
+    int rc = -1;
+    if (pmt_capture_open(&ag->cap, data, len) < 0) {
+        snprintf(r->error, sizeof(r->error), "%s", ag->cap.error);
+        goto done;
+    }
+    const pmt_mc_header *h = &ag->cap.header;
+    r->version = h->version;
+    r->flags = h->flags;
+    r->pid = h->pid;
+    r->ppid = h->ppid;
+    r->record_size = h->record_size;
+    r->start_ns = h->start_ns;
+    r->python_hex = ag->cap.python_hex;
+    r->python_status = ag->cap.python_status;
+    r->complete = ag->cap.complete;
+    r->ended_by_exec = ag->cap.ended_by_exec;
+    r->dropped = ag->cap.dropped;
+    r->trailing_bytes = ag->cap.trailing_bytes;
+    r->seq_gaps = ag->cap.seq_gaps;
+    if (intern_fixed(ag) < 0 || replay(ag) < 0 || finish(ag) < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    pmt_capture_close(&ag->cap);
+    free(ag->py.v);
+    free(ag->nat.v);
+    pmt_ht_free(&ag->py.index);
+    pmt_ht_free(&ag->nat.index);
+    pmt_ht_free(&ag->live);
+    pmt_regionset_free(&ag->maps);
+    free(ag);
+    return rc;
+}
+
+int
+pmt_mc_read(const char *path, pmt_mc_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    pmt_capture_file f;
+    if (pmt_capture_file_load(path, &f, r->error, sizeof(r->error)) < 0) {
+        return -1;
+    }
+    int rc = pmt_mc_read_buffer(f.data, f.len, r);
+    pmt_capture_file_unload(&f);
+    return rc;
+}
+
+void
+pmt_mc_report_free(pmt_mc_report *r)
+{
+    free(r->py_sites);
+    free(r->native_sites);
+    free(r->strings);
+    r->py_sites = NULL;
+    r->native_sites = NULL;
+    r->strings = NULL;
+}

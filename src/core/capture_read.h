@@ -1,0 +1,101 @@
+/* capture_read.h: walk a `pymemtrace malloc` capture's records.
+ *
+ * Checks the header, then one pass over the records keeps the definitions
+ * (code objects, modules, metadata, the END record) and the offset of every
+ * event, and puts the events in sequence order (a counting placement when
+ * the numbers are dense, as the writer makes them, otherwise a sort).  A
+ * capture cut short, or corrupt from some record on, is read up to the last
+ * whole record that makes sense; trailing_bytes says how much was left.
+ * capture_aggregate.c replays the ordered events.  No Python.h.
+ */
+#ifndef PMT_CAPTURE_READ_H
+#define PMT_CAPTURE_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "capture_format.h"
+#include "strpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    uint32_t file, name;    /* string offsets */
+    int defined;
+} pmt_cap_code;
+
+typedef struct {
+    uint64_t lo, hi, bias;
+    uint32_t path;          /* string offset */
+} pmt_cap_module;
+
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+    pmt_mc_header header;
+    uint32_t rs;                /* record size */
+    pmt_strpool strs;           /* file, function and module names */
+    pmt_cap_code *codes;        /* by code id */
+    size_t codes_cap;
+    pmt_cap_module *mods;
+    size_t n_mods, mods_cap;
+    uint64_t *ev;               /* offsets of event records, in sequence order */
+    size_t n_ev, ev_cap;
+    uint64_t seq_gaps;          /* numbers in [first, last] never seen (lost buffers) */
+    uint64_t python_hex;        /* from the META record */
+    uint32_t python_status;
+    int complete;               /* an END record was found */
+    int ended_by_exec;
+    uint64_t dropped;           /* events the writer reported dropping */
+    uint64_t trailing_bytes;    /* bytes after the last record read */
+    char error[256];
+} pmt_capture;
+
+/* Read the capture in data[0..len) (which must outlive c).  Returns 0, or -1
+ * with c->error saying what was wrong; either way pmt_capture_close(c). */
+int pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len);
+void pmt_capture_close(pmt_capture *c);
+
+/* The i-th event in sequence order. */
+static inline pmt_mc_record
+pmt_capture_event(const pmt_capture *c, size_t i)
+{
+    pmt_mc_record r;
+    if (c->rs == PMT_MC_RECORD_NATIVE) {
+        memcpy(&r, c->data + c->ev[i], PMT_MC_RECORD_NATIVE);
+    }
+    else {
+        memcpy(&r, c->data + c->ev[i], PMT_MC_RECORD_BASE);
+        r.native = 0;
+    }
+    return r;
+}
+
+/* The code object with this id (NULL if never defined). */
+static inline const pmt_cap_code *
+pmt_capture_code(const pmt_capture *c, uint32_t id)
+{
+    return id < c->codes_cap && c->codes[id].defined ? &c->codes[id] : NULL;
+}
+
+/* The module whose range holds addr (NULL if none). */
+const pmt_cap_module *pmt_capture_module_of(const pmt_capture *c, uint64_t addr);
+
+/* A whole file's bytes, mapped (or read when it cannot be mapped). */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    int mapped;
+} pmt_capture_file;
+
+/* Load path: regular files only.  Returns 0, or -1 with err saying why. */
+int pmt_capture_file_load(const char *path, pmt_capture_file *f, char *err, size_t errlen);
+void pmt_capture_file_unload(pmt_capture_file *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,54 @@
+/* test_strpool.c: interned strings: equal strings share one offset, offsets
+ * survive growth, lengths (not NULs) delimit keys, release hands over. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctest.h"
+#include "strpool.h"
+
+static void
+test_intern(void)
+{
+    pmt_strpool p;
+    pmt_strpool_init(&p);
+    int64_t a = pmt_strpool_intern(&p, "main.py", 7);
+    int64_t b = pmt_strpool_intern(&p, "main.pyc", 7);  /* the first 7 bytes only */
+    int64_t c = pmt_strpool_intern(&p, "main", 4);      /* a prefix is another string */
+    int64_t e = pmt_strpool_intern(&p, "", 0);
+    CHECK(a >= 0 && c >= 0 && e >= 0);
+    CHECK_EQ_INT(a, b);
+    CHECK(a != c && c != e);
+    CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)a), "main.py");
+    CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)c), "main");
+    CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)e), "");
+    /* many strings: the buffer and the index grow; every offset still holds */
+    int64_t off[5000];
+    char s[32];
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(s, sizeof(s), "function_%d", i);
+        off[i] = pmt_strpool_intern(&p, s, (size_t)n);
+        CHECK(off[i] >= 0);
+    }
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(s, sizeof(s), "function_%d", i);
+        CHECK_EQ_INT(pmt_strpool_intern(&p, s, (size_t)n), off[i]);
+        CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)off[i]), s);
+    }
+    CHECK_EQ_INT(pmt_strpool_intern(&p, "main.py", 7), a);
+    size_t len;
+    size_t before = p.len;
+    char *buf = pmt_strpool_release(&p, &len);
+    CHECK_EQ_INT(len, before);
+    CHECK_EQ_STR(buf + a, "main.py");
+    CHECK(p.buf == NULL && p.len == 0);
+    free(buf);
+    pmt_strpool_free(&p);
+}
+
+int
+main(void)
+{
+    test_intern();
+    CTEST_MAIN_END();
+}
