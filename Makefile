@@ -8,7 +8,7 @@ CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
 CORE_SRC := $(wildcard src/core/*.c)
 CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all venv install demo test test-versions ctest pytest bench sanitize valgrind clean system-deps test-original
+.PHONY: all venv install demo test test-versions soak ctest pytest bench sanitize valgrind clean system-deps test-original
 
 all: install
 
@@ -64,6 +64,13 @@ test-original: install
 # VERSIONS=3.9,3.13 picks some; VERSIONS_JOBS=2 runs two at a time.
 test-versions: system-deps ctest
 	$(PYTHON) scripts/test_versions.py -- $(PYTEST_ARGS)
+
+# CPython's own regression tests (json, re, pickle, threading, subprocess, signal,
+# mmap, ctypes, os, zlib, sqlite3, gc, tracemalloc) untraced and under each tool;
+# outcomes compared, every log and capture read back (README "Soak").  Not part of
+# `make test`.  SOAK_ARGS="--modules test_json --modes malloc" narrows it.
+soak: install
+	$(VPY) scripts/soak.py $(SOAK_ARGS)
 
 demo: install
 	$(VPY) examples/demo.py
