@@ -55,7 +55,8 @@ test-original: install
 	rm -rf $(ORIGINAL_RUN) && mkdir -p $(ORIGINAL_RUN) && cp -r $(ORIGINAL)/tests $(ORIGINAL_RUN)/
 	printf '[pytest]\n' > $(ORIGINAL_RUN)/pytest.ini
 	cd $(ORIGINAL_RUN) && ../../$(VPY) -m pytest -q -rs -p no:cacheprovider --continue-on-collection-errors \
-	    $$(sed -e '/^#/d' -e '/^$$/d' -e 's/ *#.*//' -e 's/^/--deselect /' ../../tests/original_suite/deselect.txt) \
+	    $$(sed -e '/^#/d' -e '/^$$/d' -e 's/ *#.*//' -e 's/^\(.*\.py\)$$/--ignore=\1/' \
+	           -e 's/^tests/--deselect tests/' ../../tests/original_suite/deselect.txt) \
 	    $(PYTEST_ARGS) tests
 
 # The C unit tests once, then the whole pytest suite on every supported CPython

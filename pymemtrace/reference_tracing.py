@@ -42,6 +42,7 @@ it raises RuntimeError saying the interpreter lacks the hook.
 """
 from __future__ import annotations
 
+import functools
 import typing
 
 from pymemtrace import _reftrace
@@ -50,7 +51,7 @@ __all__ = [
     "AVAILABLE", "ReferenceTracing", "ReferenceTracingSimple",
     "reference_tracing_wrapper_depth", "reference_tracing_simple_wrapper_depth",
     "reference_tracing_log_path", "reference_tracing_write_message_to_log",
-    "reference_tracing_live_object_counts",
+    "reference_tracing_live_object_counts", "reference_tracing",
 ]
 
 #: True if this interpreter has the reference tracer hook.
@@ -87,6 +88,24 @@ else:
     reference_tracing_log_path = _missing_hook("reference_tracing_log_path")
     reference_tracing_write_message_to_log = _missing_hook("reference_tracing_write_message_to_log")
     reference_tracing_live_object_counts = _missing_hook("reference_tracing_live_object_counts")
+
+
+def reference_tracing(*dec_args, **dec_kwargs) -> typing.Callable:
+    """Decorator: run each call inside its own ``ReferenceTracing(*dec_args, **dec_kwargs)``.
+
+    ``@reference_tracing()`` or ``@reference_tracing(message="load", include_tp_names=["Row"])``
+    (the original pymemtrace's ``cpymemtrace_decs.reference_tracing``).
+    """
+    if len(dec_args) == 1 and not dec_kwargs and callable(dec_args[0]):
+        return reference_tracing()(dec_args[0])     # used bare: @reference_tracing
+
+    def decorator(fn: typing.Callable) -> typing.Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with ReferenceTracing(*dec_args, **dec_kwargs):
+                return fn(*args, **kwargs)
+        return wrapper
+    return decorator
 
 
 def attach_to(module) -> None:

@@ -185,7 +185,7 @@ def test_default_log_name_in_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with rtm.ReferenceTracing() as rt:
         path = rt.log_file_path()
-    assert re.search(r"_O_0_PY3\.\d+\.\d+.*\.log$", path)
+    assert path.startswith(str(tmp_path) + "/") and re.search(r"_O_0_PY3\.\d+\.\d+.*\.log$", path)
     assert (tmp_path / path.rsplit("/", 1)[-1]).read_text().startswith("SOF\n")
 
 
@@ -211,3 +211,80 @@ def test_reftracecount_before_313_is_a_clear_error():
     from pymemtrace import cPyRefTraceExample
     with pytest.raises(RuntimeError, match="reference tracer hook"):
         cPyRefTraceExample.RefTraceCount()
+
+
+LOG_SAMPLE = """\
+hello
+SOF
+HDR:        Clock            Address LiveCnt Type File Line Function RSS dRSS
+NEW:     0.000100     0x7f0000001000       1 Leaky                /x/my file.py                                  7 make                       1000         0
+NEW:     0.000200     0x7f0000002000       2 Leaky                /x/my file.py                                  7 make                       1000         0
+DEL:     0.000300     0x7f0000001000       1 Leaky                /x/other.py                                   9 drop                       1000         0
+DEL:     0.000400     0x7f0000009000       0 list                 <no Python frame>                             0 -                          1000         0
+MSG:     0.000500 # Detaching this Reference Tracing file wrapper. New file: {child}
+NEW:     0.000600     0x7f0000003000       1 dict                 /x/my file.py                                  8 make                       1000         0
+NEW:     0.000700     0x7f00000040"""
+
+
+def test_ref_trace_analyse_reads_a_log(tmp_path):
+    from pymemtrace.util import ref_trace_analyse as rta
+    child = tmp_path / "child.log"
+    child.write_text("SOF\nNEW:     0.1     0x10       1 int  /c.py  3 f  1 0\nEOF\n")
+    log = tmp_path / "rt.log"
+    log.write_text(LOG_SAMPLE.format(child=child))
+    res = rta.process_file_path(str(log), include_untracked=True, recurse_files=True)
+    assert res.message == "hello" and res.rows == 5
+    assert sorted(res.live) == [0x7f0000002000, 0x7f0000003000]     # truncated row ignored
+    assert res.live[0x7f0000002000].new == rta.Site("/x/my file.py", 7, "make")
+    assert [o.address for o in res.previous] == [0x7f0000001000]
+    assert res.previous[0].deleted.function == "drop"
+    assert [o.type_name for o in res.untracked] == ["list"]
+    assert res.type_counts == {"Leaky": [2, 1], "list": [0, 1], "dict": [1, 0]}
+    assert res.live_by_type() == {"Leaky": 1, "dict": 1}
+    assert len(res.children) == 1 and res.children[0].live_by_type() == {"int": 1}
+    text = "\n".join(res.long_str_list(show_full_path=False, include_historical=True))
+    assert "Live Objects [2]:" in text and "my file.py#7" in text and "/x/" not in text
+    assert "NEW: my file.py#7 DEL: other.py#9" in text
+    assert rta.main([str(log), "--short-paths"]) == 0
+    assert rta.main([str(tmp_path / "missing.log")]) == 1
+
+
+@needs_hook
+def test_ref_trace_analyse_agrees_with_the_tracer(tmp_path):
+    from pymemtrace.util import ref_trace_analyse as rta
+    log = tmp_path / "rt.log"
+    with rtm.ReferenceTracing(filepath=str(log), include_tp_names=["Leaky"]) as rt:
+        kept = [Leaky(1) for _ in range(4)]
+        [Leaky(2) for _ in range(6)].clear()
+    res = rta.process_file_path(str(log), include_untracked=False, recurse_files=False)
+    assert res.live_by_type() == rt.live_object_counts() == {"Leaky": 4}
+    assert len(res.previous) == 6 and kept
+
+
+@needs_hook
+def test_reference_tracing_decorator(tmp_path):
+    log = tmp_path / "dec.log"
+
+    @rtm.reference_tracing(message="decorated", filepath=str(log), include_tp_names=["Leaky"])
+    def work(n):
+        assert rtm.reference_tracing_wrapper_depth() == 1
+        return [Leaky(1) for _ in range(n)]
+
+    @rtm.reference_tracing
+    def bare():
+        return rtm.reference_tracing_log_path()
+
+    assert len(work(3)) == 3
+    assert rtm.reference_tracing_wrapper_depth() == 0
+    assert log.read_text().startswith("decorated\nSOF")
+    assert len(_rows(log.read_text(), "NEW:", "Leaky")) == 3
+    monkey_cwd = tmp_path / "cwd"
+    monkey_cwd.mkdir()
+    import os
+    old = os.getcwd()
+    os.chdir(monkey_cwd)
+    try:
+        path = bare()
+    finally:
+        os.chdir(old)
+    assert path and os.path.isfile(path)

@@ -277,7 +277,10 @@ open_log(RefTraceObject *self)
         snprintf(self->path, sizeof self->path, "%s", p);
         rc = pmt_lw_open(self->w, p, 0);
     } else {
-        rc = pmt_cpmt_open_default(self->w, self->path, sizeof self->path, NULL, time(NULL),
+        /* The current directory, so that log_file_path() is absolute. */
+        char cwd[2048];
+        const char *dir = getcwd(cwd, sizeof cwd);
+        rc = pmt_cpmt_open_default(self->w, self->path, sizeof self->path, dir, time(NULL),
                                    getpid(), 'O', depth_of(KIND_FULL), pmt_rt_py_version);
     }
     if (rc != 0) {
