@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -102,6 +103,12 @@ def read_back(py, mode, out, d):
     return None
 
 
+def default_signals():
+    """SIGINT back to its default in the tests' process: a shell starts background jobs with it
+    ignored, and test_threading's and test_signal's interrupt tests need it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", default=sys.executable, help="interpreter with pymemtrace installed")
@@ -136,7 +143,8 @@ def main(argv=None):
             with open(os.path.join(d, "output.txt"), "w") as log:
                 try:
                     rc = subprocess.run(argv_, cwd=d, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, timeout=TIMEOUT).returncode
+                                        stdin=subprocess.DEVNULL, timeout=TIMEOUT,
+                                        preexec_fn=default_signals).returncode
                 except subprocess.TimeoutExpired:
                     rc = "timeout"
             secs = time.monotonic() - start

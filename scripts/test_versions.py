@@ -20,6 +20,7 @@ import concurrent.futures
 import glob
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -48,6 +49,12 @@ def candidates():
     return out
 
 
+def default_sigint():
+    """SIGINT back to its default for the suite: a shell starts background jobs with it
+    ignored, and the Ctrl-C tests (and the children they signal) need it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     def __init__(self, tag, python, note):
         self.tag, self.python, self.note = tag, python, note
@@ -67,7 +74,8 @@ class Run:
             log.flush()
             try:
                 rc = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, timeout=timeout).returncode
+                                    stdin=subprocess.DEVNULL, timeout=timeout,
+                                    preexec_fn=default_sigint).returncode
             except subprocess.TimeoutExpired:
                 log.write("timed out after %d s\n" % timeout)
                 rc = -1

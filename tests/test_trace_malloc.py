@@ -215,7 +215,8 @@ def test_seed_example_runs_verbatim():
     assert re.fullmatch(r"tm\.memory_finish=\d+", lines[2])
     diff = int(re.fullmatch(r"         tm\.diff=(\d+)", lines[3]).group(1))
     assert abs(diff - 8 * (MIB + sys.getsizeof(" ") - 1) - 64) <= 1024
-    assert re.match(r".*ex_trace_malloc\.py:0: size=8192 KiB \(\+8192 KiB\), count=\d+ \(\+\d+\)", lines[4])
+    # 8 MiB of strings plus the list and, before 3.11, the heap-allocated frames: 8192 or 8193 KiB
+    assert re.match(r".*ex_trace_malloc\.py:0: size=819[23] KiB \(\+819[23] KiB\), count=\d+ \(\+\d+\)", lines[4])
     net = lines[lines.index("net_statistics:") + 1:]
     assert not any("tracemalloc.py" in line for line in net)
     assert any("tracemalloc.py" in line for line in lines[4:lines.index("net_statistics:")])
