@@ -8,7 +8,7 @@ line), ``DebugMallocArenas`` and ``DebugMallocPoolsBlocks`` (the two blocks of
 and ``diff_debugmallocstats(a, b)``.  They are all re-exported by
 :mod:`pymemtrace.debug_malloc_stats`; this module only holds them.
 
-Every number comes from the C parser (``src/core/mallocstats.c`` through
+Every number comes from the C parser (``src/core/mallocstats_parse.c`` through
 ``_mallocstats``): nothing here reads the text line by line.  This module
 builds the original's objects from the parsed rows and formats them.
 

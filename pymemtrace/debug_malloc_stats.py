@@ -15,7 +15,7 @@ shows only what changed, with signed deltas, in the layout of
 
 How the snapshot works: the interpreter's own writer (the one
 ``sys._debugmallocstats()`` uses) writes into an in-memory stream over a
-buffer the snapshot owns, and C code (``src/core/mallocstats.c``) parses it
+buffer the snapshot owns, and C code (``src/core/mallocstats_parse.c``) parses it
 into a fixed structure the snapshot owns.  File descriptor 2 is never
 touched, and between the two snapshots of a ``with`` block the machinery
 creates and frees no Python object, so the diff shows the block and nothing

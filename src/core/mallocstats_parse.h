@@ -1,5 +1,6 @@
-/* mallocstats.h: parse, diff and format CPython's small-object allocator
- * statistics (the text sys._debugmallocstats() writes).
+/* mallocstats_parse.h: parse CPython's small-object allocator statistics
+ * (the text sys._debugmallocstats() writes) into a fixed struct; the diff
+ * of two is mallocstats_diff.h's.
  *
  * The text is what _PyObject_DebugMallocStats() writes (pymalloc: the size
  * class table, the arenas lines, the byte accounting, the arena map; or
@@ -7,12 +8,12 @@
  * _PyObject_DebugTypeStats() writes (the free lists).  The parser accepts the
  * layouts of CPython 3.8 to 3.13 (see tests/fixtures/mallocstats/).
  *
- * Everything here works on caller-provided memory: parsing fills a fixed-size
- * struct and formatting writes into a caller's buffer, so neither allocates.
+ * Parsing works on caller-provided memory: it fills a fixed-size struct and
+ * never allocates.
  * No Python.h.
  */
-#ifndef PMT_MALLOCSTATS_H
-#define PMT_MALLOCSTATS_H
+#ifndef PMT_MALLOCSTATS_PARSE_H
+#define PMT_MALLOCSTATS_PARSE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -97,19 +98,7 @@ const pmt_ms_freelist_t *pmt_ms_find_freelist(const pmt_mallocstats_t *s, const 
 /* The name of a section ("arenas", "bytes", "arena_map_counts", ...). */
 const char *pmt_ms_section_name(int section);
 
-/* Write what changed from *before to *after in sys._debugmallocstats()'s
- * layout with signed deltas: the size classes whose pools, blocks in use or
- * available blocks changed, the value lines that changed, and the free lists
- * whose counts changed; blank lines between the groups.  If nothing changed
- * writes "No change.\n".  Like snprintf: writes at most cap bytes including
- * the terminating NUL and returns the length the whole text needs. */
-size_t pmt_ms_diff_format(const pmt_mallocstats_t *before, const pmt_mallocstats_t *after,
-                          char *buf, size_t cap);
-
-/* Number of size classes whose blocks in use differ between the two. */
-int pmt_ms_classes_changed(const pmt_mallocstats_t *before, const pmt_mallocstats_t *after);
-
 #ifdef __cplusplus
 }
 #endif
-#endif /* PMT_MALLOCSTATS_H */
+#endif /* PMT_MALLOCSTATS_PARSE_H */

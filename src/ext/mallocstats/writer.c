@@ -1,0 +1,119 @@
+/* writer.c: run the interpreter's own allocator statistics writer into
+ * memory (what sys._debugmallocstats() calls: _PyObject_DebugMallocStats()
+ * then, after a blank line if that returned true, _PyObject_DebugTypeStats()),
+ * through an fmemopen(3) stream over a raw-malloc buffer.  File descriptor 2
+ * is never touched and no Python object is created.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mallocstats_ext.h"
+
+/* The interpreter's writers.  Both are exported by libpython (3.8 to 3.13);
+ * _PyObject_DebugMallocStats is declared only in internal headers. */
+extern int _PyObject_DebugMallocStats(FILE *out);
+extern void _PyObject_DebugTypeStats(FILE *out);
+
+#define INITIAL_TEXT_CAP (32 * 1024)
+
+/* pymalloc's object-domain allocator, recorded at import if the writer then
+ * reported pymalloc.  The writer decides whether pymalloc is in use by
+ * comparing the object allocator with pymalloc's functions, so while a hook
+ * is installed (tracemalloc tracing) sys._debugmallocstats() prints no
+ * pymalloc section at all.  The writer allocates nothing, so for the length
+ * of its call we present pymalloc's own allocator and put the hook back. */
+static PyMemAllocatorEx pymalloc_allocator;
+static int have_pymalloc_allocator;
+
+int
+msx_write_stats(FILE *f)
+{
+    int r = _PyObject_DebugMallocStats(f);
+    if (r && !have_pymalloc_allocator) {
+        /* pymalloc is the object allocator right now (nothing hooked):
+         * remember it (the import may have happened under tracemalloc). */
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &pymalloc_allocator);
+        have_pymalloc_allocator = 1;
+    }
+    if (!r && have_pymalloc_allocator) {
+        PyMemAllocatorEx current;
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &current);
+        if (memcmp(&current, &pymalloc_allocator, sizeof(current)) != 0) {
+            PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &pymalloc_allocator);
+            r = _PyObject_DebugMallocStats(f);
+            PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &current);
+        }
+    }
+    return r;
+}
+
+int
+msx_record_pymalloc_allocator(void)
+{
+    FILE *f = fopen("/dev/null", "w");
+    if (f == NULL) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+        return -1;
+    }
+    if (_PyObject_DebugMallocStats(f)) {
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &pymalloc_allocator);
+        have_pymalloc_allocator = 1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Into memory (see mallocstats_ext.h). */
+int
+msx_run_writer(char **buf, size_t *cap, size_t *len, int *pymalloc)
+{
+    for (;;) {
+        if (*buf == NULL || *cap < INITIAL_TEXT_CAP) {
+            size_t want = *cap < INITIAL_TEXT_CAP ? INITIAL_TEXT_CAP : *cap;
+            char *nb = PyMem_RawRealloc(*buf, want);
+            if (nb == NULL) {
+                errno = ENOMEM;
+                return -1;
+            }
+            *buf = nb;
+            *cap = want;
+        }
+        FILE *f = fmemopen(*buf, *cap, "w");
+        if (f == NULL) {
+            return -1;
+        }
+        int r = msx_write_stats(f);
+        if (r) {
+            fputc('\n', f);
+        }
+        _PyObject_DebugTypeStats(f);
+        int flush_err = fflush(f);
+        long pos = ftell(f);
+        int stream_err = ferror(f);
+        if (fclose(f) != 0 && !flush_err) {
+            flush_err = -1;
+        }
+        if (pos >= 0 && (size_t)pos + 1 < *cap && !flush_err && !stream_err) {
+            *len = (size_t)pos;
+            *pymalloc = r;
+            return 0;
+        }
+        if (*cap > ((size_t)1 << 28)) {
+            errno = EFBIG;
+            return -1;
+        }
+        /* Possibly truncated: grow and write again. */
+        char *nb = PyMem_RawRealloc(*buf, *cap * 2);
+        if (nb == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        *buf = nb;
+        *cap *= 2;
+    }
+}
+
