@@ -10,7 +10,7 @@
 
 #include "../compat.h"
 #include "logwriter.h"
-#include "ptrmap.h"
+#include "hashtab.h"
 #include "rssgate.h"
 
 enum { KIND_FULL = 0, KIND_SIMPLE = 1 };
@@ -34,8 +34,8 @@ typedef struct RefTraceObject {
     int gc_collect_on_exit;
     pmt_logwriter *w;
     char path[4096];
-    pmt_ptrmap types;           /* type -> live, created, destroyed; aux: filter */
-    pmt_ptrmap objects;         /* object -> its type, for objects created in the trace */
+    pmt_hashtab types;          /* rt_entry: type -> live, created, destroyed; aux: filter */
+    pmt_hashtab objects;        /* rt_entry: object -> its type (aux), objects created here */
     int64_t t0;
     pmt_gate gate;
     int64_t rss, rss_logged;
@@ -43,6 +43,13 @@ typedef struct RefTraceObject {
     struct RefTraceObject *below;
 } RefTraceObject;
 
+
+/* One entry of the tracer's tables (src/core/hashtab.h), keyed by an address. */
+typedef struct {
+    uintptr_t key;
+    uintptr_t aux;
+    int64_t n[3];
+} rt_entry;
 
 /* "3.13.0": the interpreter's version, for messages and default log names. */
 extern char pmt_rt_py_version[32];

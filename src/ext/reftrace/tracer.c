@@ -16,7 +16,7 @@
  * during the trace in a pointer table (so a destruction is matched to its
  * creation and the live count per type is exact: objects that existed before
  * the trace never make a count negative), keeps per-type live/created/destroyed
- * counts in a second table, and writes a row (clock, address, live count,
+ * counts in a second table (both src/core/hashtab.h), and writes a row (clock, address, live count,
  * type, file, line, function, RSS) through the buffered log writer when the
  * type passes the filters.  RSS is re-read at most every 1024 events or 1 ms
  * (src/core/rssgate.h).  Objects the tracer itself causes to exist (frame
@@ -43,7 +43,59 @@ static RefTraceObject *top;             /* the innermost active tracer */
 static PyRefTracer saved_fn;            /* the tracer before the outermost one */
 static void *saved_data;
 static int in_tracer;                   /* inside our callback or our own work */
-static pmt_ptrmap own;                  /* objects that exist because of us */
+static pmt_hashtab own;                 /* objects that exist because of us */
+
+/* ---- the address-keyed tables, over the shared hash table ---------------- */
+
+static uint64_t
+addr_hash(const void *key, void *Py_UNUSED(ctx))
+{
+    return pmt_ht_hash_u64((uint64_t)*(const uintptr_t *)key);
+}
+
+static int
+addr_eq(const void *key, const void *entry, void *Py_UNUSED(ctx))
+{
+    return ((const rt_entry *)entry)->key == *(const uintptr_t *)key;
+}
+
+static void
+table_init(pmt_hashtab *t)
+{
+    pmt_ht_init(t, sizeof(rt_entry), addr_hash, addr_eq, NULL);
+}
+
+static rt_entry *
+table_get(pmt_hashtab *t, uintptr_t key)
+{
+    return pmt_ht_find(t, &key);
+}
+
+/* The entry of key, inserted zeroed if absent; NULL when out of memory. */
+static rt_entry *
+table_put(pmt_hashtab *t, uintptr_t key, int *created)
+{
+    rt_entry *e = pmt_ht_insert(t, &key, created);
+    if (e && *created) {
+        e->key = key;
+    }
+    return e;
+}
+
+/* Remove key; 1 if it was there (its entry copied to *out if out). */
+static int
+table_remove(pmt_hashtab *t, uintptr_t key, rt_entry *out)
+{
+    rt_entry *e = pmt_ht_find(t, &key);
+    if (e == NULL) {
+        return 0;
+    }
+    if (out) {
+        *out = *e;
+    }
+    pmt_ht_remove(t, e);
+    return 1;
+}
 
 enum { FILTER_UNKNOWN = 0, FILTER_LOG = 1, FILTER_SKIP = 2 };
 
@@ -145,22 +197,22 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
 {
     int created;
     PyTypeObject *tp = Py_TYPE(obj);
-    pmt_ptrmap_entry *te;
+    rt_entry *te;
     int64_t live;
     if (event == PyRefTracer_CREATE) {
-        pmt_ptrmap_entry *oe = pmt_ptrmap_put(&self->objects, (uintptr_t)obj, &created);
+        rt_entry *oe = table_put(&self->objects, (uintptr_t)obj, &created);
         if (oe && !created) {
             /* An object we saw created at this address died without a
              * DESTROY event (3.13's specialized instructions free some
              * objects directly): count its destruction now. */
-            pmt_ptrmap_entry *old = pmt_ptrmap_get(&self->types, oe->aux);
+            rt_entry *old = table_get(&self->types, oe->aux);
             if (old) {
                 old->n[0]--;
                 old->n[2]++;
             }
             self->unseen_del++;
         }
-        te = pmt_ptrmap_put(&self->types, (uintptr_t)tp, &created);
+        te = table_put(&self->types, (uintptr_t)tp, &created);
         if (oe == NULL || te == NULL) {
             fail(self, ENOMEM);
             return;
@@ -169,15 +221,15 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
         live = ++te->n[0];
         te->n[1]++;
     } else {
-        pmt_ptrmap_entry old;
-        if (pmt_ptrmap_remove(&self->objects, (uintptr_t)obj, &old)) {
-            te = pmt_ptrmap_get(&self->types, old.aux);
+        rt_entry old;
+        if (table_remove(&self->objects, (uintptr_t)obj, &old)) {
+            te = table_get(&self->types, old.aux);
             if (te) {
                 te->n[0]--;
                 te->n[2]++;
             }
         } else {
-            te = pmt_ptrmap_put(&self->types, (uintptr_t)tp, &created);
+            te = table_put(&self->types, (uintptr_t)tp, &created);
             if (te == NULL) {
                 fail(self, ENOMEM);
                 return;
@@ -196,7 +248,7 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
     }
     if (event == PyRefTracer_DESTROY && PyType_Check(obj)) {
         /* A type is going away: its entry (keyed by its address) goes too. */
-        pmt_ptrmap_remove(&self->types, (uintptr_t)obj, NULL);
+        table_remove(&self->types, (uintptr_t)obj, NULL);
     }
 }
 
@@ -207,13 +259,13 @@ tracer(PyObject *obj, PyRefTracerEvent event, void *data)
     int created;
     if (in_tracer) {
         if (event == PyRefTracer_CREATE) {
-            pmt_ptrmap_put(&own, (uintptr_t)obj, &created);
+            table_put(&own, (uintptr_t)obj, &created);
         } else {
-            pmt_ptrmap_remove(&own, (uintptr_t)obj, NULL);
+            table_remove(&own, (uintptr_t)obj, NULL);
         }
         return 0;
     }
-    if (own.len && pmt_ptrmap_remove(&own, (uintptr_t)obj, NULL) &&
+    if (own.len && table_remove(&own, (uintptr_t)obj, NULL) &&
             event == PyRefTracer_DESTROY) {
         return 0;   /* ours; a CREATE there means ours died unseen: go on */
     }
@@ -302,18 +354,15 @@ RefTrace_enter(RefTraceObject *self, PyObject *Py_UNUSED(ignored))
         return PyErr_Format(PyExc_RuntimeError, "this %s is already active",
                             Py_TYPE(self)->tp_name);
     }
-    if (own.slots == NULL && pmt_ptrmap_init(&own, 64) < 0) {
-        return PyErr_NoMemory();
+    if (own.entry_size == 0) {
+        table_init(&own);
     }
     if (self->kind == KIND_FULL) {
-        if (pmt_ptrmap_init(&self->types, 1024) < 0 ||
-                pmt_ptrmap_init(&self->objects, 4096) < 0) {
-            pmt_ptrmap_free(&self->types);
-            return PyErr_NoMemory();
-        }
+        table_init(&self->types);
+        table_init(&self->objects);
         if (open_log(self) < 0) {
-            pmt_ptrmap_free(&self->types);
-            pmt_ptrmap_free(&self->objects);
+            pmt_ht_free(&self->types);
+            pmt_ht_free(&self->objects);
             return NULL;
         }
         self->t0 = pmt_monotonic_ns();
@@ -358,9 +407,10 @@ live_counts(RefTraceObject *self)
     int was = in_tracer;
     in_tracer = 1;
     PyObject *d = PyDict_New();
-    for (size_t i = 0; d && i < self->types.cap; i++) {
-        pmt_ptrmap_entry *e = &self->types.slots[i];
-        if (e->key && e->n[0] > 0 && e->aux == FILTER_LOG) {
+    size_t pos = 0;
+    rt_entry *e;
+    while (d && (e = pmt_ht_next(&self->types, &pos)) != NULL) {
+        if (e->n[0] > 0 && e->aux == FILTER_LOG) {
             PyObject *v = PyLong_FromLongLong(e->n[0]);
             const char *name = ((PyTypeObject *)e->key)->tp_name;
             if (v == NULL || PyDict_SetItemString(d, name, v) < 0) {
@@ -425,14 +475,15 @@ RefTrace_exit(RefTraceObject *self, PyObject *Py_UNUSED(args))
         }
     }
     if (top == NULL) {
-        pmt_ptrmap_clear(&own);     /* addresses are reused once nobody traces */
+        pmt_ht_free(&own);          /* addresses are reused once nobody traces */
     }
     int err = self->err;
     if (self->kind == KIND_FULL) {
         self->final_counts = live_counts(self);
-        for (size_t i = 0; i < self->types.cap; i++) {
-            pmt_ptrmap_entry *e = &self->types.slots[i];
-            if (e->key && e->n[0] > 0 && e->aux == FILTER_LOG) {
+        size_t pos = 0;
+        rt_entry *e;
+        while ((e = pmt_ht_next(&self->types, &pos)) != NULL) {
+            if (e->n[0] > 0 && e->aux == FILTER_LOG) {
                 pmt_rt_write_live(self->w, e->n[0], ((PyTypeObject *)e->key)->tp_name);
             }
         }
@@ -442,8 +493,8 @@ RefTrace_exit(RefTraceObject *self, PyObject *Py_UNUSED(args))
         }
         PyMem_RawFree(self->w);
         self->w = NULL;
-        pmt_ptrmap_free(&self->types);
-        pmt_ptrmap_free(&self->objects);
+        pmt_ht_free(&self->types);
+        pmt_ht_free(&self->objects);
     }
     Py_DECREF(self);    /* the stack's reference; the caller holds one */
     if (rc < 0 || gc_failed || (self->kind == KIND_FULL && self->final_counts == NULL)) {
