@@ -3,21 +3,31 @@
  * Reading RSS is a syscall (a pread of /proc/self/statm).  A tracer that runs
  * at every call and return cannot afford one per event, and most events change
  * nothing: RSS moves when pages are mapped, first touched or unmapped, which
- * follows allocation.  So the allocators feed two process-wide counters
- * (relaxed atomics: plain loads and stores on the hot path, lost updates
- * between threads are harmless because the counters only have to move):
+ * follows allocation, and an allocator that reuses what was freed (glibc's
+ * malloc, pymalloc's pools) does not move it at all.  So the allocators feed
+ * process-wide counters (relaxed atomics: plain loads and stores on the hot
+ * path, lost updates between threads are harmless because the counters only
+ * have to move):
  *
- *   pmt_gate_bytes   bytes requested from / returned to the C allocator and
- *                    the small-object allocator's arenas (large blocks),
- *   pmt_gate_blocks  live small blocks (allocations minus frees).
+ *   pmt_gate_bytes       live bytes from the C allocator (allocations minus
+ *                        frees), and pmt_gate_bytes_max, its highest value,
+ *   pmt_gate_blocks      live small blocks, and pmt_gate_blocks_max,
+ *   pmt_gate_large       a count of large blocks (>= PMT_GATE_LARGE bytes,
+ *                        mapped and unmapped by malloc itself), arenas of the
+ *                        small-object allocator, and frees of unknown size.
  *
- * A tracer keeps a pmt_gate: the counters and the time at its last RSS read
- * (in the caller's time unit: nanoseconds or tickclock stamps).
- * pmt_gate_due() says "read again" when, since that read, the bytes moved by
- * at least limit_bytes, or the live small blocks rose by at least
- * limit_blocks, or limit_events events passed, or limit_t time passed
- * (the catch-all for memory the counters cannot see: C code calling malloc or
- * mmap directly, thread stacks, file mappings).
+ * A tracer keeps a pmt_gate: the counters at its last RSS read, the highest
+ * live bytes and blocks it has seen RSS follow (the high-water marks), and
+ * the time of that read (in the caller's unit: nanoseconds or tickclock
+ * stamps).  pmt_gate_due() says "read again" when, since that read, a large
+ * block or arena came or went, or the live bytes rose above their high-water
+ * mark by limit_bytes (new memory, not reuse), or fell by PMT_GATE_DROP_BYTES
+ * (malloc may give memory back), or the live small blocks rose above theirs
+ * by limit_blocks, or limit_events events passed, or limit_t time passed (the
+ * catch-all for memory the counters cannot see: C code calling malloc or mmap
+ * directly, thread stacks, file mappings, and heap growth from fragmentation
+ * under the high-water mark).  When a read shows RSS fell, the marks restart
+ * from the current counters (what was given back will be new memory again).
  */
 #ifndef PMT_RSSGATE_H
 #define PMT_RSSGATE_H
@@ -30,34 +40,61 @@
 extern "C" {
 #endif
 
-extern _Atomic uint64_t pmt_gate_bytes;
+extern _Atomic int64_t pmt_gate_bytes;
+extern _Atomic int64_t pmt_gate_bytes_max;
 extern _Atomic int64_t pmt_gate_blocks;
+extern _Atomic int64_t pmt_gate_blocks_max;
+extern _Atomic uint64_t pmt_gate_large;
 
 /* The defaults (documented in the README). */
 #define PMT_GATE_LIMIT_BYTES 4096
 #define PMT_GATE_LIMIT_BLOCKS 64
 #define PMT_GATE_LIMIT_EVENTS 1024
 #define PMT_GATE_LIMIT_NS 1000000
+/* A block this large is malloc's own mapping (its default mmap threshold is
+ * 128 KiB; a program may lower it): its coming and going moves RSS. */
+#define PMT_GATE_LARGE (64 * 1024)
+/* Live bytes falling this much may let malloc trim its heap. */
+#define PMT_GATE_DROP_BYTES (64 * 1024)
 
+#define PMT_GATE_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define PMT_GATE_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+/* n bytes allocated (n > 0) or freed (n < 0) through the C allocator. */
 static inline void
-pmt_gate_add_bytes(uint64_t n)
+pmt_gate_add_bytes(int64_t n)
 {
-    atomic_store_explicit(&pmt_gate_bytes,
-                          atomic_load_explicit(&pmt_gate_bytes, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    int64_t v = PMT_GATE_LOAD(pmt_gate_bytes) + n;
+    PMT_GATE_STORE(pmt_gate_bytes, v);
+    if (v > PMT_GATE_LOAD(pmt_gate_bytes_max)) {
+        PMT_GATE_STORE(pmt_gate_bytes_max, v);
+    }
 }
 
 static inline void
 pmt_gate_add_blocks(int64_t d)
 {
-    atomic_store_explicit(&pmt_gate_blocks,
-                          atomic_load_explicit(&pmt_gate_blocks, memory_order_relaxed) + d,
-                          memory_order_relaxed);
+    int64_t v = PMT_GATE_LOAD(pmt_gate_blocks) + d;
+    PMT_GATE_STORE(pmt_gate_blocks, v);
+    if (v > PMT_GATE_LOAD(pmt_gate_blocks_max)) {
+        PMT_GATE_STORE(pmt_gate_blocks_max, v);
+    }
+}
+
+/* A large block or an arena came or went, or a free's size is unknown. */
+static inline void
+pmt_gate_add_large(void)
+{
+    PMT_GATE_STORE(pmt_gate_large, PMT_GATE_LOAD(pmt_gate_large) + 1);
 }
 
 typedef struct pmt_gate {
-    uint64_t bytes;         /* pmt_gate_bytes at the last read */
+    int64_t bytes;          /* pmt_gate_bytes at the last read */
     int64_t blocks;         /* pmt_gate_blocks at the last read */
+    uint64_t large;         /* pmt_gate_large at the last read */
+    int64_t hw_bytes;       /* high-water marks of live bytes and blocks */
+    int64_t hw_blocks;
+    int64_t rss;            /* RSS at the last read (-1: unknown) */
     uint64_t t;             /* time of the last read */
     uint32_t events;        /* events since the last read */
     uint64_t limit_bytes;
@@ -75,22 +112,49 @@ void pmt_gate_init(pmt_gate *g, uint64_t limit_bytes, int64_t limit_blocks,
 static inline void
 pmt_gate_mark(pmt_gate *g, uint64_t now)
 {
-    g->bytes = atomic_load_explicit(&pmt_gate_bytes, memory_order_relaxed);
-    g->blocks = atomic_load_explicit(&pmt_gate_blocks, memory_order_relaxed);
+    g->bytes = PMT_GATE_LOAD(pmt_gate_bytes);
+    g->blocks = PMT_GATE_LOAD(pmt_gate_blocks);
+    g->large = PMT_GATE_LOAD(pmt_gate_large);
+    int64_t mb = PMT_GATE_LOAD(pmt_gate_bytes_max), mk = PMT_GATE_LOAD(pmt_gate_blocks_max);
+    if (mb > g->hw_bytes) {
+        g->hw_bytes = mb;
+    }
+    if (mk > g->hw_blocks) {
+        g->hw_blocks = mk;
+    }
     g->t = now;
     g->events = 0;
+}
+
+/* Record that RSS was read at time now and was rss: if it fell, memory went
+ * back to the kernel, and the high-water marks restart from here. */
+static inline void
+pmt_gate_mark_rss(pmt_gate *g, uint64_t now, int64_t rss)
+{
+    if (rss >= 0 && g->rss >= 0 && rss < g->rss) {
+        g->hw_bytes = PMT_GATE_LOAD(pmt_gate_bytes);
+        g->hw_blocks = PMT_GATE_LOAD(pmt_gate_blocks);
+        PMT_GATE_STORE(pmt_gate_bytes_max, g->hw_bytes);
+        PMT_GATE_STORE(pmt_gate_blocks_max, g->hw_blocks);
+    }
+    if (rss >= 0) {
+        g->rss = rss;
+    }
+    pmt_gate_mark(g, now);
 }
 
 /* Count one event at time now; 1 if RSS should be read at it. */
 static inline int
 pmt_gate_due(pmt_gate *g, uint64_t now)
 {
-    if (atomic_load_explicit(&pmt_gate_bytes, memory_order_relaxed) - g->bytes
-            >= g->limit_bytes) {
+    if (PMT_GATE_LOAD(pmt_gate_large) != g->large) {
         return 1;
     }
-    if (atomic_load_explicit(&pmt_gate_blocks, memory_order_relaxed) - g->blocks
-            >= g->limit_blocks) {
+    if (PMT_GATE_LOAD(pmt_gate_bytes_max) - g->hw_bytes >= (int64_t)g->limit_bytes
+            || g->bytes - PMT_GATE_LOAD(pmt_gate_bytes) >= PMT_GATE_DROP_BYTES) {
+        return 1;
+    }
+    if (PMT_GATE_LOAD(pmt_gate_blocks_max) - g->hw_blocks >= g->limit_blocks) {
         return 1;
     }
     if (++g->events >= g->limit_events && g->limit_events) {

@@ -185,13 +185,56 @@ test_gate(void)
     pmt_gate_add_bytes(4095);
     CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
     pmt_gate_add_bytes(1);
-    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* bytes */
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* live bytes rose 4096 over the mark */
+    pmt_gate_mark_rss(&g, now, 1 << 20);
+
+    /* reuse: freeing and allocating again under the high-water mark reads nothing */
+    pmt_gate_init(&g, 4096, 64, 0, 0, now);
+    pmt_gate_add_bytes(100000);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
+    pmt_gate_mark_rss(&g, now, 1 << 20);
+    for (int i = 0; i < 1000; i++) {
+        pmt_gate_add_bytes(-2000);
+        pmt_gate_add_bytes(2000);
+        CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    }
+    /* a spike above the mark between two events still counts */
+    pmt_gate_add_bytes(5000);
+    pmt_gate_add_bytes(-5000);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
+    pmt_gate_mark_rss(&g, now, 1 << 20);
+    /* a fall by PMT_GATE_DROP_BYTES may give memory back */
+    pmt_gate_add_bytes(-(PMT_GATE_DROP_BYTES - 1));
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    pmt_gate_add_bytes(-1);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
+    /* RSS stayed: the mark stays, growing back is reuse */
+    pmt_gate_mark_rss(&g, now, 1 << 20);
+    pmt_gate_add_bytes(PMT_GATE_DROP_BYTES);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+    pmt_gate_add_bytes(-2 * PMT_GATE_DROP_BYTES);     /* a fall from the last read */
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
+    /* RSS fell: the mark restarts, growing back is new memory */
+    pmt_gate_mark_rss(&g, now, (1 << 20) - (64 << 10));
+    pmt_gate_add_bytes(4096);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
+    pmt_gate_mark_rss(&g, now, 1 << 20);
+    /* large blocks and arenas: any one */
+    pmt_gate_add_large();
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 1);
     pmt_gate_mark(&g, now);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
+
+    pmt_gate_init(&g, 4096, 64, 0, 0, now);
     pmt_gate_add_blocks(-10);
     pmt_gate_add_blocks(10 + 63);
     CHECK_EQ_INT(pmt_gate_due(&g, now), 0);
     pmt_gate_add_blocks(1);
     CHECK_EQ_INT(pmt_gate_due(&g, now), 1);   /* live small blocks rose by 64 */
+    pmt_gate_mark(&g, now);
+    pmt_gate_add_blocks(-64);
+    pmt_gate_add_blocks(64);
+    CHECK_EQ_INT(pmt_gate_due(&g, now), 0);   /* and again under the mark: reuse */
     pmt_gate_init(&g, 4096, 64, 0, 1000000, now);
     CHECK_EQ_INT(pmt_gate_due(&g, now + 999999), 0);
     CHECK_EQ_INT(pmt_gate_due(&g, now + 1000000), 1);   /* time */

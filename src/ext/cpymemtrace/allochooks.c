@@ -26,23 +26,39 @@ static int raw_free_usable;
 static int pym_direct;
 static int pym_free_unsized;
 
-static inline uint64_t
-freed_size(void *p)
+/* n bytes allocated: live bytes rise; a large block is malloc's own mapping. */
+static inline void
+count_alloc(uint64_t n)
+{
+    if (n >= PMT_GATE_LARGE) {
+        pmt_gate_add_large();
+    }
+    pmt_gate_add_bytes((int64_t)n);
+}
+
+/* The block at p is about to be freed. */
+static inline void
+count_free(void *p)
 {
 #ifdef __GLIBC__
     if (raw_free_usable) {
-        return (uint64_t)malloc_usable_size(p);
+        size_t u = malloc_usable_size(p);
+        if (u >= PMT_GATE_LARGE) {
+            pmt_gate_add_large();
+        }
+        pmt_gate_add_bytes(-(int64_t)u);
+        return;
     }
 #endif
     (void)p;
-    return PMT_GATE_LIMIT_BYTES;    /* unknown: make the next event read */
+    pmt_gate_add_large();   /* size unknown: make the next event read */
 }
 
 static void *
 hook_raw_malloc(void *ctx, size_t n)
 {
     (void)ctx;
-    pmt_gate_add_bytes(n);
+    count_alloc(n);
     return orig_raw.malloc(orig_raw.ctx, n);
 }
 
@@ -50,7 +66,7 @@ static void *
 hook_raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     (void)ctx;
-    pmt_gate_add_bytes((uint64_t)nelem * (uint64_t)elsize);
+    count_alloc((uint64_t)nelem * (uint64_t)elsize);
     return orig_raw.calloc(orig_raw.ctx, nelem, elsize);
 }
 
@@ -58,7 +74,10 @@ static void *
 hook_raw_realloc(void *ctx, void *p, size_t n)
 {
     (void)ctx;
-    pmt_gate_add_bytes(n + (p ? freed_size(p) : 0));
+    if (p != NULL) {
+        count_free(p);
+    }
+    count_alloc(n);
     return orig_raw.realloc(orig_raw.ctx, p, n);
 }
 
@@ -67,7 +86,7 @@ hook_raw_free(void *ctx, void *p)
 {
     (void)ctx;
     if (p != NULL) {
-        pmt_gate_add_bytes(freed_size(p));
+        count_free(p);
     }
     orig_raw.free(orig_raw.ctx, p);
 }
@@ -80,7 +99,7 @@ hook_raw_free(void *ctx, void *p)
         (void)ctx;                                                              \
         pmt_gate_add_blocks(1);                                                 \
         if (pym_direct) {                                                       \
-            pmt_gate_add_bytes(n);                                              \
+            count_alloc(n);                                                     \
         }                                                                       \
         return ORIG.malloc(ORIG.ctx, n);                                        \
     }                                                                           \
@@ -90,7 +109,7 @@ hook_raw_free(void *ctx, void *p)
         (void)ctx;                                                              \
         pmt_gate_add_blocks(1);                                                 \
         if (pym_direct) {                                                       \
-            pmt_gate_add_bytes((uint64_t)nelem * (uint64_t)elsize);             \
+            count_alloc((uint64_t)nelem * (uint64_t)elsize);                    \
         }                                                                       \
         return ORIG.calloc(ORIG.ctx, nelem, elsize);                            \
     }                                                                           \
@@ -102,7 +121,10 @@ hook_raw_free(void *ctx, void *p)
             pmt_gate_add_blocks(1);                                             \
         }                                                                       \
         if (pym_direct) {                                                       \
-            pmt_gate_add_bytes(n + (p && !pym_free_unsized ? freed_size(p) : 0));   \
+            if (p != NULL && !pym_free_unsized) {                               \
+                count_free(p);                                                  \
+            }                                                                   \
+            count_alloc(n);                                                     \
         }                                                                       \
         return ORIG.realloc(ORIG.ctx, p, n);                                    \
     }                                                                           \
@@ -113,7 +135,7 @@ hook_raw_free(void *ctx, void *p)
         if (p != NULL) {                                                        \
             pmt_gate_add_blocks(-1);                                            \
             if (pym_direct && !pym_free_unsized) {                              \
-                pmt_gate_add_bytes(freed_size(p));                              \
+                count_free(p);                                                  \
             }                                                                   \
         }                                                                       \
         ORIG.free(ORIG.ctx, p);                                                 \
@@ -126,7 +148,8 @@ static void *
 hook_arena_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    pmt_gate_add_bytes(size);
+    (void)size;
+    pmt_gate_add_large();
     return orig_arena.alloc(orig_arena.ctx, size);
 }
 
@@ -134,7 +157,7 @@ static void
 hook_arena_free(void *ctx, void *ptr, size_t size)
 {
     (void)ctx;
-    pmt_gate_add_bytes(size);
+    pmt_gate_add_large();
     orig_arena.free(orig_arena.ctx, ptr, size);
 }
 
@@ -144,7 +167,7 @@ hook_arena_free(void *ctx, void *ptr, size_t size)
 static int
 raw_hook_in_chain(void)
 {
-    uint64_t before = atomic_load(&pmt_gate_bytes);
+    int64_t before = atomic_load(&pmt_gate_bytes);
     void *p = PyMem_RawMalloc(1);
     int seen = atomic_load(&pmt_gate_bytes) != before;
     PyMem_RawFree(p);
@@ -174,10 +197,10 @@ arena_hook_in_chain(void)
     if (cur.alloc == hook_arena_alloc) {
         return 1;
     }
-    uint64_t before = atomic_load(&pmt_gate_bytes);
+    uint64_t before = atomic_load(&pmt_gate_large);
     size_t size = (size_t)pmt_page_size();
     void *p = cur.alloc(cur.ctx, size);
-    int seen = atomic_load(&pmt_gate_bytes) != before;
+    int seen = atomic_load(&pmt_gate_large) != before;
     if (p != NULL) {
         cur.free(cur.ctx, p, size);
     }

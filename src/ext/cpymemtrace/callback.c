@@ -137,7 +137,7 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
             rss = self->rss = v;
         }
         self->rss_reads++;
-        pmt_gate_mark(&self->gate, now);
+        pmt_gate_mark_rss(&self->gate, now, v);
     }
     int64_t ev;
     int prev_due;
