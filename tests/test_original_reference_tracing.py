@@ -288,3 +288,23 @@ def test_reference_tracing_decorator(tmp_path):
     finally:
         os.chdir(old)
     assert path and os.path.isfile(path)
+
+
+@needs_hook
+def test_other_threads_events_go_to_the_innermost_tracer(tmp_path):
+    import threading
+    log = tmp_path / "threads.log"
+
+    def worker(out):
+        made = [Leaky(1) for _ in range(5)]
+        out.extend(made[:2])        # two survive the thread
+        made.clear()
+
+    kept = []
+    with rtm.ReferenceTracing(filepath=str(log), include_tp_names=["Leaky"]) as rt:
+        t = threading.Thread(target=worker, args=(kept,))
+        t.start()
+        t.join()
+    assert rt.live_object_counts() == {"Leaky": 2}
+    assert len(_rows(log.read_text(), "NEW:", "Leaky")) == 5
+    assert len(kept) == 2
