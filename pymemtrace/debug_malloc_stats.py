@@ -121,8 +121,9 @@ class SysDebugMallocStats(OriginalSnapshotAPI, _mallocstats.Snapshot):
 
     ``SysDebugMallocStats()`` takes a snapshot now;
     ``SysDebugMallocStats(text)`` parses text (str or bytes) that
-    ``sys._debugmallocstats()`` wrote (CPython 3.8 to 3.13 layouts); empty
-    bytes take a snapshot now, as in the original pymemtrace;
+    ``sys._debugmallocstats()`` wrote (CPython 3.8 to 3.13 layouts; other
+    text, the empty str included, raises ValueError saying what is wrong);
+    empty bytes take a snapshot now, as in the original pymemtrace;
     ``SysDebugMallocStats(take=False)`` is empty until :meth:`take` is called.
     ``repr()`` of a pymalloc snapshot is the text itself.
 

@@ -271,9 +271,25 @@ def test_bad_snapshot_arguments():
         dms.SysDebugMallocStats(take=True, spam=1)
     empty.take()
     assert empty.pymalloc
-    garbage = dms.SysDebugMallocStats("not\nmalloc stats\n")
-    assert garbage.unparsed_lines == 2 and not garbage.pymalloc and garbage.size_classes == []
-    assert garbage.total is None and garbage.arena_size is None
+
+
+def test_text_that_is_not_statistics_is_refused():
+    """Issue 15: empty or foreign text was accepted as a snapshot "<no pymalloc>"."""
+    with pytest.raises(ValueError, match=r"^text is empty text: sys._debugmallocstats\(\) writes"):
+        dms.SysDebugMallocStats("")
+    with pytest.raises(ValueError, match="only blank lines"):
+        dms.SysDebugMallocStats("\n   \n")
+    with pytest.raises(ValueError, match=r'not the text sys._debugmallocstats\(\) writes .* '
+                                         r'it starts "not"'):
+        dms.SysDebugMallocStats("not\nmalloc stats\n")
+    with pytest.raises(ValueError, match='it starts "total = 3"'):
+        dms.SysDebugMallocStats(b"total = 3\n")
+    # real statistics still parse: pymalloc now, and the other layouts
+    good = dms.SysDebugMallocStats()
+    assert dms.SysDebugMallocStats(good.text).pymalloc
+    for name in ("cpython-3.11-malloc.txt", "cpython-3.13t-mimalloc.txt"):
+        s = dms.SysDebugMallocStats((FIXTURES / name).read_text())
+        assert s.free_lists and not s.pymalloc
 
 
 def test_without_pymalloc_gives_a_clear_message():

@@ -372,6 +372,49 @@ pmt_ms_parse(const char *text, size_t len, pmt_mallocstats_t *out)
     return understood;
 }
 
+int
+pmt_ms_check(const char *text, size_t len, const pmt_mallocstats_t *s, char *err, size_t errlen)
+{
+    if (s->pymalloc || s->mimalloc || s->nfreelists > 0) {
+        return 0;
+    }
+    /* the first non-blank line, to say what the text is instead */
+    size_t i = 0;
+    while (i < len) {
+        const char *line = text + i;
+        const char *nl = memchr(line, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - line) : len - i;
+        i += n + 1;
+        const char *nul = memchr(line, '\0', n);
+        if (nul != NULL) {
+            n = (size_t)(nul - line);
+        }
+        trim(&line, &n);
+        if (n == 0) {
+            continue;
+        }
+        /* printable ASCII only in the message: the text may be anything */
+        char first[64];
+        size_t k = 0;
+        for (size_t j = 0; j < n && k < sizeof(first) - 4; j++) {
+            unsigned char c = (unsigned char)line[j];
+            first[k++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        }
+        if (k < n) {
+            memcpy(first + k, "...", 3);
+            k += 3;
+        }
+        first[k] = '\0';
+        snprintf(err, errlen,
+                 "not the text sys._debugmallocstats() writes (no \"Small block threshold\" "
+                 "line, mimalloc summary or free-list line); it starts \"%s\"", first);
+        return -1;
+    }
+    snprintf(err, errlen, "%s: sys._debugmallocstats() writes at least its free lists",
+             len == 0 ? "empty text" : "only blank lines");
+    return -1;
+}
+
 /* ---- lookups ------------------------------------------------------------------ */
 
 const pmt_ms_class_t *

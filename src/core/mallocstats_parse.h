@@ -88,6 +88,14 @@ typedef struct {
  * understood. */
 int pmt_ms_parse(const char *text, size_t len, pmt_mallocstats_t *out);
 
+/* Whether text (parsed into *s) is allocator statistics at all: it holds
+ * pymalloc's "Small block threshold" line, mimalloc's summary or a free-list
+ * line (the interpreter always writes its free lists).  Returns 0 if so;
+ * otherwise -1 with err saying what was wrong (empty, only blank lines, or
+ * which line it starts with).  The parser itself never refuses text. */
+int pmt_ms_check(const char *text, size_t len, const pmt_mallocstats_t *s, char *err,
+                 size_t errlen);
+
 /* Lookups; NULL if absent.  section < 0 matches any section. */
 const pmt_ms_class_t *pmt_ms_find_class(const pmt_mallocstats_t *s, uint32_t index);
 const pmt_ms_value_t *pmt_ms_find_value(const pmt_mallocstats_t *s, int section,

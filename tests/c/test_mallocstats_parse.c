@@ -6,6 +6,7 @@
 #include "mallocstats_parse.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static void
 check_pymalloc_invariants(const pmt_mallocstats_t *s, int64_t pool_size, int64_t arena_size,
@@ -179,9 +180,62 @@ test_robustness(void)
     CHECK_EQ_STR(pmt_ms_section_name(PMT_MS_SEC_ARENA_MAP_BYTES), "arena_map_bytes");
 }
 
+static void
+expect_refused(const char *text, size_t len, const char *what)
+{
+    static pmt_mallocstats_t s;
+    char err[256] = "";
+    pmt_ms_parse(text, len, &s);
+    CHECK_EQ_INT(pmt_ms_check(text, len, &s, err, sizeof(err)), -1);
+    if (!strstr(err, what)) {
+        fprintf(stderr, "error \"%s\" does not say \"%s\"\n", err, what);
+        CHECK(0);
+    }
+}
+
+/* Text that is not statistics is refused, naming what was wrong; every
+ * fixture (pymalloc, malloc, mimalloc, a cut pymalloc text) is accepted. */
+static void
+test_check(void)
+{
+    expect_refused("", 0, "empty text");
+    expect_refused("\n  \n\t\n", 5, "only blank lines");
+    const char *junk = "not\nmalloc stats\n";
+    expect_refused(junk, strlen(junk), "it starts \"not\"");
+    expect_refused(junk, strlen(junk), "no \"Small block threshold\" line");
+    /* label = value lines alone are not statistics */
+    const char *kv = "\n  x = 5\ny = 6\n";
+    expect_refused(kv, strlen(kv), "it starts \"x = 5\"");
+    /* control bytes and long lines are shown safely, cut */
+    char bin[200];
+    memset(bin, 'b', sizeof(bin));
+    bin[0] = '\x01';
+    bin[1] = '\xff';
+    expect_refused(bin, sizeof(bin), "it starts \"??bbb");
+    expect_refused(bin, sizeof(bin), "bbb...\"");
+    static const char *ok[] = {"cpython-3.9.txt", "cpython-3.13.txt", "cpython-3.11-malloc.txt",
+                               "cpython-3.13t-mimalloc.txt"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        size_t len;
+        char *text = read_file(ok[i], &len);
+        static pmt_mallocstats_t s;
+        char err[256];
+        pmt_ms_parse(text, len, &s);
+        CHECK_EQ_INT(pmt_ms_check(text, len, &s, err, sizeof(err)), 0);
+        /* cut after the threshold line: still statistics */
+        size_t cut = (size_t)(strchr(text, '\n') - text) + 1;
+        pmt_ms_parse(text, cut, &s);
+        if (strstr(ok[i], "malloc.txt") == NULL) {
+            CHECK_EQ_INT(pmt_ms_check(text, cut, &s, err, sizeof(err)), 0);
+        }
+        free(text);
+    }
+}
+
 int
 main(void)
 {
+    test_check();
     test_fixture("cpython-3.8.txt", 4096, 262144, 0, 19, 1, 1);
     test_fixture("cpython-3.8-pydebug.txt", 4096, 262144, 0, 19, 1, 1);
     test_fixture("cpython-3.9.txt", 4096, 262144, 0, 19, 1, 0);

@@ -52,7 +52,7 @@ msx_snapshot_take(SnapshotObject *self)
 }
 
 static int
-snapshot_set_text(SnapshotObject *self, const char *text, Py_ssize_t n)
+snapshot_set_text(SnapshotObject *self, const char *text, Py_ssize_t n, int check)
 {
     char *nb = PyMem_RawRealloc(self->text, (size_t)n + 1);
     if (nb == NULL) {
@@ -65,6 +65,12 @@ snapshot_set_text(SnapshotObject *self, const char *text, Py_ssize_t n)
     self->cap = (size_t)n + 1;
     self->len = (size_t)n;
     pmt_ms_parse(self->text, self->len, self->stats);
+    char err[256];
+    if (check && pmt_ms_check(self->text, self->len, self->stats, err, sizeof(err)) < 0) {
+        self->taken = 0;
+        PyErr_Format(PyExc_ValueError, "text is %s", err);
+        return -1;
+    }
     self->writer_true = self->stats->pymalloc || self->stats->mimalloc;
     self->taken = 1;
     return 0;
@@ -73,10 +79,11 @@ snapshot_set_text(SnapshotObject *self, const char *text, Py_ssize_t n)
 static int
 Snapshot_init(SnapshotObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"text", "take", NULL};
+    static char *kwlist[] = {"text", "take", "check", NULL};
     PyObject *text = Py_None;
-    int take = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$p:SysDebugMallocStats", kwlist, &text, &take)) {
+    int take = 1, check = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$pp:SysDebugMallocStats", kwlist, &text, &take,
+                                     &check)) {
         return -1;
     }
     if (text != Py_None) {
@@ -91,7 +98,7 @@ Snapshot_init(SnapshotObject *self, PyObject *args, PyObject *kw)
         if (s == NULL) {
             return -1;
         }
-        return snapshot_set_text(self, s, n);
+        return snapshot_set_text(self, s, n, check);
     }
     if (take) {
         return msx_snapshot_take(self);
@@ -321,9 +328,10 @@ PyTypeObject msx_Snapshot_Type = {
     .tp_basicsize = sizeof(SnapshotObject),
     .tp_dealloc = (destructor)Snapshot_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Snapshot(text=None, *, take=True)\n--\n\n"
+    .tp_doc = "Snapshot(text=None, *, take=True, check=True)\n--\n\n"
               "The small-object allocator's statistics, parsed in C.  With text, parse "
-              "that text; otherwise take a snapshot now unless take is False.",
+              "that text (ValueError if it is not allocator statistics, unless check is "
+              "False: one block of them); otherwise take a snapshot now unless take is False.",
     .tp_methods = Snapshot_methods,
     .tp_getset = Snapshot_getset,
     .tp_init = (initproc)Snapshot_init,
