@@ -34,6 +34,8 @@ extern "C" {
 #define PMT_MC_HEADER_SIZE 64
 #define PMT_MC_ENDIAN 0x01020304u
 #define PMT_MC_FLAG_NATIVE 1u   /* records carry the native return address */
+#define PMT_MC_FLAG_STACKS 2u   /* events name a STACK node (code = node id): whole stacks */
+#define PMT_MC_VERSION_STACKS 2 /* the version of a capture with PMT_MC_FLAG_STACKS */
 
 typedef struct {
     char magic[8];          /* "PMTMALC\0" */
@@ -71,6 +73,9 @@ enum {
                                  * status (PMT_MC_PY_*), payload: none */
     PMT_MC_END = 35,            /* clean end: a = events written, b = events dropped,
                                  * code = PMT_MC_END_* (why it ended) */
+    PMT_MC_STACK = 36,          /* a node of the stack tree (PMT_MC_FLAG_STACKS): a = node id,
+                                 * b = parent node id (0: outermost frame), code = code id,
+                                 * line = line; no payload */
 };
 
 enum {

@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "preload.h"
 
@@ -75,4 +76,28 @@ resolve_real(void)
     real.exit_ = dlsym(RTLD_NEXT, "_exit");
     real.Exit_ = dlsym(RTLD_NEXT, "_Exit");
     atomic_store(&resolve_state, 2);
+}
+
+/* Double an open-addressing table of the tracer's own (first size 4096),
+ * from the real allocator: each used entry is copied to the slot that
+ * place() finds for it in the new table. */
+int
+table_grow(void **table, size_t *cap, size_t esize, int (*used)(const void *entry),
+           void *(*place)(void *table, size_t cap, const void *entry))
+{
+    size_t ocap = *cap, ncap = ocap ? ocap * 2 : 4096;
+    unsigned char *old = *table;
+    void *n = real.calloc(ncap, esize);
+    if (!n) {
+        return -1;
+    }
+    for (size_t i = 0; i < ocap; i++) {
+        if (used(old + i * esize)) {
+            memcpy(place(n, ncap, old + i * esize), old + i * esize, esize);
+        }
+    }
+    *table = n;
+    *cap = ncap;
+    real.free(old);
+    return 0;
 }

@@ -6,7 +6,7 @@
  * child opens its file lazily (first full buffer or exit, see lifecycle.c),
  * so a child that execs at once leaves no file of its own beside the exec'd
  * program's.  The file starts with the header and a META record
- * (src/core/malloccap.h); buffers of whole records follow.
+ * (src/core/capture_format.h); buffers of whole records follow.
  */
 #define _GNU_SOURCE 1     /* RTLD_NEXT, dl_iterate_phdr, execvpe, reallocarray */
 #include <errno.h>
@@ -201,10 +201,10 @@ open_capture(void)
     pmt_mc_header h;
     memset(&h, 0, sizeof(h));
     memcpy(h.magic, PMT_MC_MAGIC, 8);
-    h.version = PMT_MC_VERSION;
+    h.version = g_stacks ? PMT_MC_VERSION_STACKS : PMT_MC_VERSION;
     h.header_size = PMT_MC_HEADER_SIZE;
     h.record_size = g_rs;
-    h.flags = g_native ? PMT_MC_FLAG_NATIVE : 0;
+    h.flags = (g_native ? PMT_MC_FLAG_NATIVE : 0) | (g_stacks ? PMT_MC_FLAG_STACKS : 0);
     h.pid = (uint32_t)g_pid;
     h.ppid = (uint32_t)getppid();
     struct timespec ts;

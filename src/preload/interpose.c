@@ -3,7 +3,7 @@
  * Interposes the allocator entry points glibc exports (malloc, calloc,
  * realloc, reallocarray, free, posix_memalign, aligned_alloc, memalign,
  * valloc, pvalloc) and anonymous mmap/munmap, and records one fixed-size
- * event per call in the capture format of src/core/malloccap.h.  Before the
+ * event per call in the capture format of src/core/capture_format.h.  Before the
  * real allocator is known (dlsym may allocate) calls are served from the
  * bootstrap arena (boot.c).
  */
@@ -30,7 +30,12 @@ trace_alloc(unsigned kind, const void *p, uint64_t size, const void *ret)
     uint32_t code = 0;
     int32_t line = -1;
     if (g_py_on) {
-        py_site(tb, &code, &line);
+        if (g_stacks) {
+            py_stack_site(tb, &code, &line);
+        }
+        else {
+            py_site(tb, &code, &line);
+        }
     }
     put_event(tb, next_seq(), kind, p, size, code, line, ret);
     tb_unlock(tb);

@@ -19,6 +19,7 @@
 _Atomic int g_ready;
 _Atomic int g_on;
 int g_native;
+int g_stacks;
 uint32_t g_rs = PMT_MC_RECORD_BASE;
 pid_t g_pid;
 TLS int t_guard;
@@ -145,12 +146,12 @@ after_fork_child(void)
     g_open_pending = 1;
     g_write_err = 0;
     atomic_store(&g_dropped, 0);
-    py_forget_codes();      /* code ids are defined again in the child's capture */
+    py_forget_codes();      /* code ids and stacks are defined again in the child's capture */
+    py_forget_stacks();
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         tb->len = 0;
         tb->events = 0;
-        memset(tb->codes, 0, sizeof(tb->codes));
-        memset(tb->lines, 0, sizeof(tb->lines));
+        tb_forget(tb);
         if (tb != t_buf) {
             atomic_store(&tb->in_use, 0);
         }
@@ -178,6 +179,8 @@ pmt_preload_init(void)
     memcpy(g_path, out, n + 1);
     const char *nat = getenv("PYMEMTRACE_MALLOC_NATIVE");
     g_native = nat != NULL && strcmp(nat, "1") == 0;
+    const char *stk = getenv("PYMEMTRACE_MALLOC_STACKS");
+    g_stacks = stk != NULL && strcmp(stk, "1") == 0;
     g_rs = g_native ? PMT_MC_RECORD_NATIVE : PMT_MC_RECORD_BASE;
     g_pid = getpid();
     if (!real.malloc || !real.free || !real.mmap || !real.munmap) {

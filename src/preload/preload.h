@@ -8,6 +8,7 @@
  *   tbuf.c       per-thread record buffers, handed whole to the capture
  *   pyinterp.c   which Python this is, and whether its frames can be read
  *   pyframe.c    the calling thread's Python frames -> (code id, line)
+ *   pystack.c    whole stacks, interned as a tree of STACK records
  *   lifecycle.c  load, exit, fork, exec, _exit, and control from the program
  * Everything here is hidden (-fvisibility=hidden); only the interposed
  * functions and pymemtrace_malloc_control are exported (EXPORT).
@@ -15,6 +16,8 @@
  * Configuration is read from the environment once, at load:
  *   PYMEMTRACE_MALLOC_OUT     capture path (unset or empty: trace nothing)
  *   PYMEMTRACE_MALLOC_NATIVE  "1": also record each caller's return address
+ *   PYMEMTRACE_MALLOC_STACKS  "1": every allocation carries its whole Python
+ *                             stack (format version 2, pystack.c)
  *   PYMEMTRACE_MALLOC_START   "paused": start paused; the program switches
  *                             tracing with pymemtrace_malloc_control()
  *
@@ -35,7 +38,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "malloccap.h"
+#include "capture_format.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
@@ -77,6 +80,8 @@ extern unsigned char boot_arena[BOOT_SIZE];
 void resolve_real(void);
 void *boot_alloc(size_t n, size_t align);
 size_t boot_size(const void *p);
+int table_grow(void **table, size_t *cap, size_t esize, int (*used)(const void *entry),
+               void *(*place)(void *table, size_t cap, const void *entry));
 
 static inline int
 in_boot(const void *p)
@@ -96,6 +101,7 @@ resolving(void)
 extern _Atomic int g_ready;             /* the capture is set up */
 extern _Atomic int g_on;                /* tracing (0 while paused) */
 extern int g_native;                    /* records carry the return address */
+extern int g_stacks;                    /* events carry whole Python stacks */
 extern uint32_t g_rs;                   /* record size */
 extern pid_t g_pid;                     /* the process the state belongs to */
 extern TLS int t_guard;                 /* > 0: inside the tracer, do not trace */
@@ -122,6 +128,8 @@ void write_buffer(const void *data, size_t len);  /* g_write_lock held */
 #define LINE_CACHE 256
 #define TB_BYTES (80 * 1024)     /* a multiple of 32 and of 40 */
 #define PAYLOAD_MAX 2048
+#define STACK_MAX 128            /* frames per stack (the innermost ones) */
+#define STACK_CACHE 256
 
 typedef struct {
     const void *co, *file, *name;
@@ -135,6 +143,12 @@ typedef struct {
     int line;
 } line_slot;
 
+typedef struct {
+    uint64_t hash;
+    uint32_t node;
+    int32_t line;
+} stack_slot;
+
 typedef struct tbuf {
     atomic_flag lock;
     _Atomic int in_use;
@@ -143,6 +157,7 @@ typedef struct tbuf {
     uint64_t events;        /* recorded through this buffer */
     code_slot codes[CODE_CACHE];
     line_slot lines[LINE_CACHE];
+    stack_slot stacks[STACK_CACHE];
     unsigned char data[TB_BYTES];
 } tbuf;
 
@@ -245,7 +260,14 @@ void resolve_python(void);
 /* The calling thread's Python stack, innermost first: at most max frames.
  * Only when g_py_on. */
 int py_stack(pmt_pyframe *out, int max);
-void py_site(tbuf *tb, uint32_t *code, int32_t *line);   /* tb locked */
+/* The innermost frame's (code id, line), or the innermost node of the whole
+ * stack (pystack.c, with g_stacks).  tb locked; nothing set if no frame. */
+void py_site(tbuf *tb, uint32_t *code, int32_t *line);
+void py_stack_site(tbuf *tb, uint32_t *node, int32_t *line);
+uint32_t py_frame_site(tbuf *tb, const pmt_pyframe *fr, int32_t *line);
+uint64_t py_frame_hash(const pmt_pyframe *fr);
 void py_forget_codes(void);             /* a forked child defines them again */
+void py_forget_stacks(void);
+void tb_forget(tbuf *tb);               /* empty a buffer's caches */
 
 #endif

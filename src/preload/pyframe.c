@@ -26,8 +26,8 @@
 
 pthread_mutex_t g_code_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int
-py_stack(pmt_pyframe *out, int max)
+static inline __attribute__((always_inline)) int
+stack_walk(pmt_pyframe *out, int max)
 {
     const pmt_pylayout *L = g_py.layout;
     if (g_py.finalizing && g_py.finalizing()) {
@@ -68,6 +68,12 @@ py_stack(pmt_pyframe *out, int max)
         n++;
     }
     return n;
+}
+
+int
+py_stack(pmt_pyframe *out, int max)
+{
+    return stack_walk(out, max);
 }
 
 /* UTF-8 of a str object, read without calling into Python (the thread may
@@ -142,35 +148,26 @@ ptr_hash(const void *p)
 }
 
 static code_entry *
-code_find(const void *co)
+code_find_in(code_entry *table, size_t cap, const void *co)
 {
-    size_t mask = g_codes_cap - 1;
+    size_t mask = cap - 1;
     for (size_t i = ptr_hash(co) & mask;; i = (i + 1) & mask) {
-        if (g_codes[i].co == co || g_codes[i].co == NULL) {
-            return &g_codes[i];
+        if (table[i].co == co || table[i].co == NULL) {
+            return &table[i];
         }
     }
 }
 
 static int
-code_grow(void)
+code_used(const void *e)
 {
-    size_t ncap = g_codes_cap ? g_codes_cap * 2 : 4096;
-    code_entry *old = g_codes;
-    size_t ocap = g_codes_cap;
-    code_entry *n = real.calloc(ncap, sizeof(code_entry));
-    if (!n) {
-        return -1;
-    }
-    g_codes = n;
-    g_codes_cap = ncap;
-    for (size_t i = 0; i < ocap; i++) {
-        if (old[i].co) {
-            *code_find(old[i].co) = old[i];
-        }
-    }
-    real.free(old);
-    return 0;
+    return ((const code_entry *)e)->co != NULL;
+}
+
+static void *
+code_place(void *table, size_t cap, const void *e)
+{
+    return code_find_in(table, cap, ((const code_entry *)e)->co);
 }
 
 /* The id of code object co, writing its definition if new.  tb is locked. */
@@ -180,11 +177,14 @@ code_id_slow(tbuf *tb, const char *co, const void *file, const void *name,
 {
     uint32_t id = 0;
     pthread_mutex_lock(&g_code_lock);
-    if ((g_codes_len + 1) * 10 >= g_codes_cap * 7 && code_grow() < 0) {
+    void *tab = g_codes;
+    if ((g_codes_len + 1) * 10 >= g_codes_cap * 7 &&
+        table_grow(&tab, &g_codes_cap, sizeof(code_entry), code_used, code_place) < 0) {
         pthread_mutex_unlock(&g_code_lock);
         return 0;
     }
-    code_entry *e = code_find(co);
+    g_codes = tab;
+    code_entry *e = code_find_in(g_codes, g_codes_cap, co);
     if (e->co == co && e->file == file && e->name == name && e->firstlineno == firstlineno) {
         id = e->id;
     }
@@ -210,15 +210,13 @@ code_id_slow(tbuf *tb, const char *co, const void *file, const void *name,
 }
 
 
-void
-py_site(tbuf *tb, uint32_t *code, int32_t *line)
+/* The (code id, line) of one frame, through the thread's caches; 0 if the
+ * code object cannot be defined (out of memory).  tb is locked. */
+static inline uint32_t
+frame_site(tbuf *tb, const pmt_pyframe *fr, int32_t *line)
 {
-    pmt_pyframe fr;
-    if (py_stack(&fr, 1) != 1) {
-        return;
-    }
     const pmt_pylayout *L = g_py.layout;
-    const char *co = fr.code;
+    const char *co = fr->code;
     const void *file = AT(co, L->co_filename, const void *);
     const void *name = AT(co, L->co_name, const void *);
     code_slot *cs = &tb->codes[(ptr_hash(co) >> 3) & (CODE_CACHE - 1)];
@@ -229,14 +227,14 @@ py_site(tbuf *tb, uint32_t *code, int32_t *line)
     else {
         id = code_id_slow(tb, co, file, name, AT(co, L->co_firstlineno, int));
         if (!id) {
-            return;
+            return 0;
         }
         cs->co = co;
         cs->file = file;
         cs->name = name;
         cs->id = id;
     }
-    int addr = fr.addr;
+    int addr = fr->addr;
     line_slot *ls = &tb->lines[(ptr_hash(co) ^ ((size_t)addr * 0x9E3779B1u)) & (LINE_CACHE - 1)];
     if (!(ls->co == co && ls->id == id && ls->lasti == addr)) {
         ls->co = co;
@@ -244,8 +242,41 @@ py_site(tbuf *tb, uint32_t *code, int32_t *line)
         ls->lasti = addr;
         ls->line = g_py.addr2line(co, addr);
     }
-    *code = id;
     *line = ls->line;
+    return id;
+}
+
+uint32_t
+py_frame_site(tbuf *tb, const pmt_pyframe *fr, int32_t *line)
+{
+    return frame_site(tb, fr, line);
+}
+
+void
+py_site(tbuf *tb, uint32_t *code, int32_t *line)
+{
+    pmt_pyframe fr;
+    int32_t l;
+    uint32_t id;
+    if (stack_walk(&fr, 1) == 1 && (id = frame_site(tb, &fr, &l)) != 0) {
+        *code = id;
+        *line = l;
+    }
+}
+
+/* The identity of a frame for a stack's hash: code object (and its file and
+ * name, so that a freed code object's address reused by another is not
+ * taken for it) and position. */
+uint64_t
+py_frame_hash(const pmt_pyframe *fr)
+{
+    const pmt_pylayout *L = g_py.layout;
+    const char *co = fr->code;
+    uint64_t x = (uint64_t)(uintptr_t)co ^
+                 (uint64_t)(uintptr_t)AT(co, L->co_filename, const void *) << 1 ^
+                 (uint64_t)(uintptr_t)AT(co, L->co_name, const void *) << 2 ^
+                 (uint64_t)(uint32_t)fr->addr << 40;
+    return ptr_hash((const void *)(uintptr_t)x);
 }
 
 /* A forked child writes its own capture: every code object is defined again. */

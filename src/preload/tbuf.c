@@ -69,12 +69,19 @@ acquire_tbuf(void)
     }
     pthread_mutex_unlock(&g_reg_lock);
     if (tb) {
-        memset(tb->codes, 0, sizeof(tb->codes));
-        memset(tb->lines, 0, sizeof(tb->lines));
+        tb_forget(tb);
         t_buf = tb;
         pthread_setspecific(g_key, tb);
     }
     return tb;
+}
+
+void
+tb_forget(tbuf *tb)
+{
+    memset(tb->codes, 0, sizeof(tb->codes));
+    memset(tb->lines, 0, sizeof(tb->lines));
+    memset(tb->stacks, 0, sizeof(tb->stacks));
 }
 
 /* A definition record with a payload (zero-padded to whole records). */
