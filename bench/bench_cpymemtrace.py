@@ -18,6 +18,11 @@ time are under "wall_clock".  The modes:
   * profile0:     cPyMemTrace.Profile(0): every event written.    target <= 4
   * profile_exact / profile0_exact: the same with set_exact_rss(True) (a pread per
                   event); exact_vs_floor = profile_exact / floor_pread, target <= 1.10.
+workloads: bench/cpmt_workloads.py (recursion, allocation churn, a JSON round trip, a
+class-heavy object graph), each Profile() / Profile(0) against the no-op profile
+function and Trace() against the no-op trace function on the same workload
+(targets 1.15, 2 and 1.15).  bench/callgrind_cpymemtrace.py gives the same
+comparisons in instruction counts, which repeat exactly on a busy machine.
 calls_only: the same ratios for the calls alone (fib + list building, no 1 MiB
 strings), the worst case for a per-event cost.
 Also reported: per run, the events seen, the RSS reads actually made and the rows
@@ -58,8 +63,10 @@ def _load_reference_functions():
 
 
 _cpmt_bench = _load_reference_functions()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpmt_workloads import WORKLOADS    # noqa: E402  (fib, churn, json, objects)
 
-RUNS = 9
+RUNS = int(os.environ.get("PMT_BENCH_RUNS", "9"))
 INNER = 3
 MIB = 1024 ** 2
 
@@ -120,6 +127,19 @@ def _floor(mode, work=workload):
     return run
 
 
+def _trace_floor(work):
+    def body():
+        _cpmt_bench.trace_floor("noop")
+        try:
+            work()
+        finally:
+            _cpmt_bench.trace_floor(None)
+
+    def run():
+        return _timed(body)
+    return run
+
+
 def _ctx(factory, exact, tmp, tag, work=workload):
     counter = [0]
 
@@ -171,6 +191,17 @@ def run() -> dict:
             "calls_profile0": _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p), False, tmp,
                                    "cp0", calls),
         }
+        # bench/cpmt_workloads.py: each against the no-op function of the same kind
+        for w, fn in WORKLOADS.items():
+            modes[f"w_{w}_untraced"] = _untraced(fn)
+            modes[f"w_{w}_noop"] = _floor("noop", fn)
+            modes[f"w_{w}_profile"] = _ctx(lambda p: cPyMemTrace.Profile(filepath=p), False,
+                                           tmp, f"w{w}p", fn)
+            modes[f"w_{w}_profile0"] = _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p),
+                                            False, tmp, f"w{w}p0", fn)
+            modes[f"w_{w}_noop_trace"] = _trace_floor(fn)
+            modes[f"w_{w}_trace"] = _ctx(lambda p: cPyMemTrace.Trace(filepath=p), False, tmp,
+                                         f"w{w}t", fn)
         for fn in modes.values():     # warm up: imports, caches, the first log file
             fn()
         # One round times every mode back to back (each the best of INNER runs, which
@@ -185,7 +216,8 @@ def run() -> dict:
             return statistics.median(r[a][k] / r[b][k] for r in rounds)
 
         out = {f"{name}_ratio": round(ratio(name, "untraced"), 2)
-               for name in modes if name != "untraced" and not name.startswith("calls_")}
+               for name in modes if name != "untraced"
+               and not name.startswith(("calls_", "w_"))}
         out["calls_only"] = {f"{name[6:]}_ratio": round(ratio(name, "calls_untraced"), 2)
                              for name in modes
                              if name.startswith("calls_") and name != "calls_untraced"}
@@ -194,6 +226,19 @@ def run() -> dict:
         out["wall_clock"] = {f"{name}_ratio": round(ratio(name, "untraced", 1), 2)
                              for name in ("floor_noop", "floor_pread", "profile", "trace",
                                           "profile0", "profile_exact")}
+        out["workloads"] = {}
+        for w in WORKLOADS:
+            out["workloads"][w] = {
+                "untraced_ms": round(
+                    statistics.median(r[f"w_{w}_untraced"][0] for r in rounds) * 1e3, 2),
+                "noop_ratio": round(ratio(f"w_{w}_noop", f"w_{w}_untraced"), 2),
+                "profile_ratio": round(ratio(f"w_{w}_profile", f"w_{w}_untraced"), 2),
+                "profile_vs_noop": round(ratio(f"w_{w}_profile", f"w_{w}_noop"), 2),
+                "profile0_vs_noop": round(ratio(f"w_{w}_profile0", f"w_{w}_noop"), 2),
+                "noop_trace_ratio": round(ratio(f"w_{w}_noop_trace", f"w_{w}_untraced"), 2),
+                "trace_vs_noop_trace": round(ratio(f"w_{w}_trace", f"w_{w}_noop_trace"), 2),
+                "profile_vs_noop_wall": round(ratio(f"w_{w}_profile", f"w_{w}_noop", 1), 2),
+            }
         out["untraced_ms"] = round(statistics.median(r["untraced"][0] for r in rounds) * 1e3, 2)
         out["exact_vs_floor"] = round(ratio("profile_exact", "floor_pread"), 3)
         out["exact0_vs_floor"] = round(ratio("profile0_exact", "floor_pread"), 3)
@@ -202,7 +247,9 @@ def run() -> dict:
         out["per_run_profile0"] = _counts(lambda p: cPyMemTrace.Profile(0, filepath=p), tmp)
         out["runs"] = f"median over {RUNS} rounds of best-of-{INNER}; thread CPU time"
         out["targets"] = {"profile_ratio": 2.5, "trace_ratio": 3.0, "profile0_ratio": 4.0,
-                          "exact_vs_floor": 1.10}
+                          "exact_vs_floor": 1.10, "workloads: profile_vs_noop": 1.15,
+                          "workloads: trace_vs_noop_trace": 1.15,
+                          "workloads: profile0_vs_noop": 2.0}
         out["command"] = "make bench  (or: .venv/bin/python bench/run_all.py cpymemtrace)"
     return out
 

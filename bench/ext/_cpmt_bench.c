@@ -3,7 +3,8 @@
  *
  * floor("noop") attaches a C profile function that does nothing (the cost of
  * the hook itself); floor("pread") one that reads RSS once per event (the cost
- * of a tracer that reads at every event); floor(None) detaches. */
+ * of a tracer that reads at every event); floor(None) detaches.
+ * trace_floor("noop") / trace_floor(None): the no-op as a trace function. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <frameobject.h>
@@ -57,10 +58,27 @@ bench_floor(PyObject *Py_UNUSED(m), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* The same no-op as the thread's trace function (the floor of Trace()). */
+static PyObject *
+bench_trace_floor(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    if (arg != Py_None
+            && !(PyUnicode_Check(arg) && PyUnicode_CompareWithASCIIString(arg, "noop") == 0)) {
+        PyErr_SetString(PyExc_ValueError, "trace_floor(mode): mode is 'noop' or None");
+        return NULL;
+    }
+    if (pmt_cpmt_set_hook(0, arg == Py_None ? NULL : floor_noop, arg == Py_None ? NULL : Py_None) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef bench_methods[] = {
     {"floor", bench_floor, METH_O,
      "floor(mode): attach a reference profile function to this thread: 'noop' does\n"
      "nothing, 'pread' reads RSS once per event; None detaches."},
+    {"trace_floor", bench_trace_floor, METH_O,
+     "trace_floor(mode): 'noop' attaches a trace function that does nothing; None detaches."},
     {NULL, NULL, 0, NULL},
 };
 
