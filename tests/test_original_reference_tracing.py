@@ -308,3 +308,23 @@ def test_other_threads_events_go_to_the_innermost_tracer(tmp_path):
     assert rt.live_object_counts() == {"Leaky": 2}
     assert len(_rows(log.read_text(), "NEW:", "Leaky")) == 5
     assert len(kept) == 2
+
+
+@needs_hook
+def test_exiting_inside_the_block_keeps_the_log(tmp_path):
+    import subprocess
+    import textwrap
+    log = tmp_path / "exit.log"
+    code = textwrap.dedent(f"""
+        import sys
+        from pymemtrace import reference_tracing
+        class Leaky:
+            pass
+        rt = reference_tracing.ReferenceTracing(filepath={str(log)!r}, include_tp_names=["Leaky"])
+        rt.__enter__()
+        kept = [Leaky() for _ in range(3)]
+        sys.exit(3)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert len(_rows(log.read_text(), "NEW:", "Leaky")) == 3

@@ -260,6 +260,8 @@ static PyMethodDef module_methods[] = {
      "Write a MSG line to the innermost active ReferenceTracing's log."},
     {"reference_tracing_live_object_counts", mod_live_object_counts, METH_NOARGS,
      "live_object_counts() of the innermost active ReferenceTracing."},
+    {"_flush_all", mod_flush_all, METH_NOARGS,
+     "Write out the active logs' buffers (registered with atexit)."},
 #endif
     {NULL, NULL, 0, NULL}
 };
@@ -293,5 +295,17 @@ PyInit__reftrace(void)
         Py_DECREF(m);
         return NULL;
     }
+#if PMT_HAVE_REFTRACER
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *flush = PyObject_GetAttrString(m, "_flush_all");
+    PyObject *r = (atexit && flush) ? PyObject_CallMethod(atexit, "register", "O", flush) : NULL;
+    Py_XDECREF(atexit);
+    Py_XDECREF(flush);
+    if (r == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(r);
+#endif
     return m;
 }

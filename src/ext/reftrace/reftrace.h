@@ -68,6 +68,7 @@ PyObject *mod_simple_wrapper_depth(PyObject *m, PyObject *unused);
 PyObject *mod_log_path(PyObject *m, PyObject *unused);
 PyObject *mod_write_message_to_log(PyObject *m, PyObject *arg);
 PyObject *mod_live_object_counts(PyObject *m, PyObject *unused);
+PyObject *mod_flush_all(PyObject *m, PyObject *unused);
 #endif
 
 #endif /* PMT_REFTRACE_H */

@@ -632,4 +632,17 @@ mod_live_object_counts(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a))
     return live_counts(t);
 }
 
+/* atexit: write out what the active tracers' logs still buffer, so a program
+ * that exits inside a with block (sys.exit, an uncaught exception) keeps it. */
+PyObject *
+mod_flush_all(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a))
+{
+    for (RefTraceObject *t = top; t; t = t->below) {
+        if (t->kind == KIND_FULL && t->w) {
+            (void)pmt_lw_flush(t->w);     /* errors stay sticky for __exit__ */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 #endif /* PMT_HAVE_REFTRACER */
