@@ -26,6 +26,7 @@ LIBRARY = pathlib.Path(__file__).resolve().parent / "libpymemtrace_malloc.so"
 ENV_OUT = "PYMEMTRACE_MALLOC_OUT"
 ENV_NATIVE = "PYMEMTRACE_MALLOC_NATIVE"
 ENV_START = "PYMEMTRACE_MALLOC_START"
+ENV_STACKS = "PYMEMTRACE_MALLOC_STACKS"
 
 _RUN_EXAMPLE = """\
 examples:
@@ -48,7 +49,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
             "to the Python function and line that made it; or, with 'report FILE', "
             "summarise a capture."
         ),
-        usage="pymemtrace malloc [-o FILE] [--native] [--python-malloc] [--paused] "
+        usage="pymemtrace malloc [-o FILE] [--native] [--stacks] [--python-malloc] [--paused] "
               "-- CMD [ARGS...]\n"
               "       pymemtrace malloc report FILE [--json] [--top N]",
         epilog=_RUN_EXAMPLE,
@@ -61,6 +62,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--python-malloc", action="store_true",
                    help="run Python with PYTHONMALLOC=malloc so every object is a malloc "
                         "(slower; without it small objects appear as 1 MiB arena mmaps)")
+    p.add_argument("--stacks", action="store_true",
+                   help="record each allocation's whole Python stack (interned in the "
+                        "capture); the report still attributes by the innermost line")
     p.add_argument("--paused", action="store_true",
                    help="start with tracing paused: the program traces chosen blocks with "
                         "pymemtrace.malloc_trace.MallocTrace()")
@@ -76,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
         command = command[1:]
     if command and command[0] == "report" and not explicit_dashes:
         return report_main(command[1:])
-    return run(command, args.output, args.native, args.python_malloc, args.paused)
+    return run(command, args.output, args.native, args.python_malloc, args.paused, args.stacks)
 
 
 # ---- run --------------------------------------------------------------------
@@ -112,7 +116,7 @@ def _siblings(path: str) -> set:
 
 
 def run(command: Sequence[str], output: Optional[str], native: bool,
-        python_malloc: bool, paused: bool = False) -> int:
+        python_malloc: bool, paused: bool = False, stacks: bool = False) -> int:
     if not command:
         raise UserError("no command given: pymemtrace malloc [-o FILE] -- CMD [ARGS...]")
     exe = _resolve_command(command[0])
@@ -139,6 +143,10 @@ def run(command: Sequence[str], output: Optional[str], native: bool,
         env[ENV_NATIVE] = "1"
     else:
         env.pop(ENV_NATIVE, None)
+    if stacks:
+        env[ENV_STACKS] = "1"
+    else:
+        env.pop(ENV_STACKS, None)
     if python_malloc:
         env["PYTHONMALLOC"] = "malloc"
     if paused:

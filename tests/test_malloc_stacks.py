@@ -1,10 +1,11 @@
-"""pymemtrace malloc, whole Python stacks (issue 12, the writer side).
+"""pymemtrace malloc --stacks: whole Python stacks per allocation (issue 12, started).
 
-With PYMEMTRACE_MALLOC_STACKS=1 the preload library writes a version-2
-capture in which every allocation names the innermost node of its stack, and
-each node (parent, code id, line) is a STACK record written once.  The C
-reader does not aggregate stacks yet: it refuses such a capture with one line,
-so these tests walk the records themselves to check what was written.
+With --stacks the preload library writes a version-2 capture in which every
+allocation names the innermost node of its stack, and each node (parent,
+code id, line) is a STACK record written once.  The C reader reads such a
+capture and attributes by the innermost frame as before; it has no by-stack
+view yet, so these tests also walk the records themselves to check the
+stacks that were written.
 """
 import os
 import pathlib
@@ -77,9 +78,8 @@ def test_every_allocation_carries_its_whole_stack(python, tmp_path):
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(SCRIPT))
     cap = tmp_path / "app.cap"
-    env = dict(os.environ, PYMEMTRACE_MALLOC_STACKS="1")
-    p = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "-o", str(cap), "--",
-                        python, str(script)], capture_output=True, text=True, env=env)
+    p = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "--stacks", "-o",
+                        str(cap), "--", python, str(script)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     at = {m: line_of(script, m) for m in ("LEAF", "MID", "TOP", "MODULE")}
     whole = [("leaf", at["LEAF"]), ("mid", at["MID"]), ("top", at["TOP"]),
@@ -91,6 +91,8 @@ def test_every_allocation_carries_its_whole_stack(python, tmp_path):
         assert [f for f in frames if f[0] != "<listcomp>"] == whole, frames
     # both allocations (one stack, written once) resolve to the same frames
     assert got[0] == got[1]
-    # today's reader says clearly that it does not read stacks yet
-    with pytest.raises(ValueError, match="version 2 is not supported"):
-        _cli_malloc.load(str(cap))
+    # the report reads it and attributes each block to its innermost line
+    r = _cli_malloc.load(str(cap))
+    assert r["complete"] and r["python_status"] == "on"
+    big = [(b["function"], b["line"]) for b in r["largest"] if b["size"] == 3_000_018]
+    assert big == [whole[0], whole[0]]

@@ -130,8 +130,9 @@ py_site_of(aggregator *ag, const pmt_mc_record *h)
 {
     uint32_t file, name;
     int32_t line = h->line;
-    const pmt_cap_code *code = pmt_capture_code(&ag->cap, h->code);
-    if (h->code == 0) {
+    uint32_t id = pmt_capture_event_code(&ag->cap, h);
+    const pmt_cap_code *code = pmt_capture_code(&ag->cap, id);
+    if (id == 0) {
         file = ag->no_frame_file;
         name = ag->no_frame_name;
         line = 0;

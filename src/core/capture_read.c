@@ -58,12 +58,16 @@ check_header(pmt_capture *c)
     if (h->endian != PMT_MC_ENDIAN) {
         return fail(c, "capture written on a machine of the other byte order");
     }
-    if (h->version != PMT_MC_VERSION) {
+    if (h->version != PMT_MC_VERSION && h->version != PMT_MC_VERSION_STACKS) {
         snprintf(c->error, sizeof(c->error),
-                 "capture format version %u is not supported (this reader: %u)", h->version,
-                 PMT_MC_VERSION);
+                 "capture format version %u is not supported (this reader: %u and %u)",
+                 h->version, PMT_MC_VERSION, PMT_MC_VERSION_STACKS);
         return -1;
     }
+    if ((h->version == PMT_MC_VERSION_STACKS) != !!(h->flags & PMT_MC_FLAG_STACKS)) {
+        return fail(c, "corrupt capture header (version disagrees with the stacks flag)");
+    }
+    c->stacks = h->version == PMT_MC_VERSION_STACKS;
     if (h->header_size != PMT_MC_HEADER_SIZE ||
         (h->record_size != PMT_MC_RECORD_BASE && h->record_size != PMT_MC_RECORD_NATIVE)) {
         return fail(c, "corrupt capture header (header or record size)");
@@ -103,6 +107,29 @@ add_code(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t 
     c->codes[id].file = (uint32_t)fo;
     c->codes[id].name = (uint32_t)no;
     c->codes[id].defined = 1;
+    return 0;
+}
+
+/* STACK: a = node id, b = parent id.  The writer numbers a node after its
+ * parent, so a parent id not below the node's is corrupt (and would let a
+ * reader walking towards the root loop): such a node is ignored. */
+static int
+add_node(pmt_capture *c, const pmt_mc_record *h)
+{
+    uint64_t id = h->a;
+    if (id == 0 || id > MAX_CODE_ID || h->b >= id) {
+        return 0;
+    }
+    if (id >= c->nodes_cap) {
+        size_t old = c->nodes_cap;
+        if (pmt_grow((void **)&c->nodes, &c->nodes_cap, (size_t)id + 1,
+                     sizeof(pmt_cap_node)) < 0) {
+            return -1;
+        }
+        memset(c->nodes + old, 0, (c->nodes_cap - old) * sizeof(pmt_cap_node));
+    }
+    c->nodes[id] = (pmt_cap_node){.parent = (uint32_t)h->b, .code = h->code,
+                                  .line = h->line, .defined = 1};
     return 0;
 }
 
@@ -170,6 +197,12 @@ scan(pmt_capture *c, uint64_t *seq_min, uint64_t *seq_max)
                 return fail(c, "out of memory");
             }
             off += rs + nrec * rs;
+        }
+        else if (kind == PMT_MC_STACK && c->stacks) {
+            if (add_node(c, &h) < 0) {
+                return fail(c, "out of memory");
+            }
+            off += rs;
         }
         else if (kind == PMT_MC_META) {
             c->python_hex = h.a;
@@ -254,9 +287,12 @@ pmt_capture_close(pmt_capture *c)
     pmt_strpool_free(&c->strs);
     free(c->codes);
     free(c->mods);
+    free(c->nodes);
     free(c->ev);
     c->codes = NULL;
     c->mods = NULL;
+    c->nodes = NULL;
+    c->nodes_cap = 0;
     c->ev = NULL;
     c->n_ev = c->n_mods = c->codes_cap = 0;
 }

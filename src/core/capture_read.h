@@ -27,6 +27,14 @@ typedef struct {
     int defined;
 } pmt_cap_code;
 
+/* A node of the stack tree (PMT_MC_FLAG_STACKS captures). */
+typedef struct {
+    uint32_t parent;        /* node id, 0: the outermost frame */
+    uint32_t code;          /* code id */
+    int32_t line;
+    int defined;
+} pmt_cap_node;
+
 typedef struct {
     uint64_t lo, hi, bias;
     uint32_t path;          /* string offset */
@@ -42,6 +50,9 @@ typedef struct {
     size_t codes_cap;
     pmt_cap_module *mods;
     size_t n_mods, mods_cap;
+    pmt_cap_node *nodes;        /* by node id (stacks captures) */
+    size_t nodes_cap;
+    int stacks;                 /* events name a stack node, not a code id */
     uint64_t *ev;               /* offsets of event records, in sequence order */
     size_t n_ev, ev_cap;
     uint64_t seq_gaps;          /* numbers in [first, last] never seen (lost buffers) */
@@ -79,6 +90,25 @@ static inline const pmt_cap_code *
 pmt_capture_code(const pmt_capture *c, uint32_t id)
 {
     return id < c->codes_cap && c->codes[id].defined ? &c->codes[id] : NULL;
+}
+
+/* The stack node with this id (NULL if never defined). */
+static inline const pmt_cap_node *
+pmt_capture_node(const pmt_capture *c, uint32_t id)
+{
+    return id < c->nodes_cap && c->nodes[id].defined ? &c->nodes[id] : NULL;
+}
+
+/* The code id of an event's innermost frame (0: no Python frame): its code
+ * field, or in a stacks capture the code of the node it names. */
+static inline uint32_t
+pmt_capture_event_code(const pmt_capture *c, const pmt_mc_record *r)
+{
+    if (!c->stacks || r->code == 0) {
+        return r->code;
+    }
+    const pmt_cap_node *n = pmt_capture_node(c, r->code);
+    return n ? n->code : UINT32_MAX;    /* UINT32_MAX: an undefined node */
 }
 
 /* The module whose range holds addr (NULL if none). */

@@ -157,8 +157,8 @@ test_bad_headers(void)
     header(48);
     expect_error(len, "record size");
     header(PMT_MC_RECORD_BASE);
-    buf[8] = 2;     /* version */
-    expect_error(len, "version 2 is not supported");
+    buf[8] = 3;     /* version */
+    expect_error(len, "version 3 is not supported");
     header(PMT_MC_RECORD_BASE);
     buf[20] = 1;    /* flags: native, with 32-byte records */
     expect_error(len, "flags disagree");
@@ -194,6 +194,49 @@ test_file_load(void)
     unlink(path);
 }
 
+/* A stacks capture (version 2): events name nodes of the stack tree. */
+static void
+test_stack_nodes(void)
+{
+    header(PMT_MC_RECORD_BASE);
+    pmt_mc_header *h = (pmt_mc_header *)buf;
+    h->version = PMT_MC_VERSION_STACKS;
+    h->flags |= PMT_MC_FLAG_STACKS;
+    code(1, "a.py", "<module>");
+    code(2, "a.py", "f");
+    pmt_mc_record n1 = {PMT_MC_STACK, 1, 0, 1, 9, 0};      /* <module>:9 */
+    pmt_mc_record n2 = {PMT_MC_STACK, 2, 1, 2, 4, 0};      /* f:4 called from it */
+    pmt_mc_record bad = {PMT_MC_STACK, 3, 3, 2, 5, 0};     /* its own parent: ignored */
+    put(&n1, PMT_MC_RECORD_BASE);
+    put(&n2, PMT_MC_RECORD_BASE);
+    put(&bad, PMT_MC_RECORD_BASE);
+    ev(1, PMT_MC_MALLOC, 0x10, 100, 2, 4);
+    ev(2, PMT_MC_MALLOC, 0x20, 100, 0, -1);                 /* no Python frame */
+    ev(3, PMT_MC_MALLOC, 0x30, 100, 3, 5);                  /* an undefined node */
+    end();
+    pmt_capture c;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+    CHECK(c.stacks && c.complete);
+    const pmt_cap_node *leaf = pmt_capture_node(&c, 2);
+    CHECK(leaf != NULL && pmt_capture_node(&c, 3) == NULL);
+    if (leaf) {
+        CHECK_EQ_INT(leaf->parent, 1);
+        CHECK_EQ_INT(leaf->code, 2);
+        CHECK_EQ_INT(leaf->line, 4);
+    }
+    pmt_mc_record e0 = pmt_capture_event(&c, 0), e1 = pmt_capture_event(&c, 1),
+                  e2 = pmt_capture_event(&c, 2);
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e0), 2);
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e1), 0);
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e2), UINT32_MAX);
+    pmt_capture_close(&c);
+    /* the version and the flag must agree */
+    h->flags &= ~PMT_MC_FLAG_STACKS;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), -1);
+    CHECK(strstr(c.error, "stacks flag") != NULL);
+    pmt_capture_close(&c);
+}
+
 int
 main(void)
 {
@@ -203,5 +246,6 @@ main(void)
     test_cut_short_and_corrupt();
     test_bad_headers();
     test_file_load();
+    test_stack_nodes();
     CTEST_MAIN_END();
 }
