@@ -16,5 +16,6 @@ They are the decorators ``cPyMemTrace.profile`` and ``cPyMemTrace.trace``
 from __future__ import annotations
 
 from pymemtrace._cpmt_decorators import profile, trace
+from pymemtrace.reference_tracing import reference_tracing  # the original's third decorator (CPython 3.13+)
 
 __all__ = ["profile", "trace"]

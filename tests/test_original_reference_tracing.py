@@ -34,6 +34,13 @@ def test_before_313_a_clear_error_not_an_import_error():
                  cPyMemTrace.reference_tracing_live_object_counts):
         with pytest.raises(RuntimeError, match=r"reference tracer hook.*3\.13"):
             make()
+    from pymemtrace import cpymemtrace_decs
+
+    @cpymemtrace_decs.reference_tracing()
+    def work():
+        return 1
+    with pytest.raises(RuntimeError, match=r"reference tracer hook.*3\.13"):
+        work()
 
 
 def test_cpymemtrace_has_the_original_names():
@@ -270,7 +277,9 @@ def test_reference_tracing_decorator(tmp_path):
         assert rtm.reference_tracing_wrapper_depth() == 1
         return [Leaky(1) for _ in range(n)]
 
-    @rtm.reference_tracing
+    from pymemtrace import cpymemtrace_decs     # the original's module of the decorators
+
+    @cpymemtrace_decs.reference_tracing
     def bare():
         return rtm.reference_tracing_log_path()
 
