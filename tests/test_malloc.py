@@ -690,3 +690,23 @@ def test_a_c_program_threads_and_native_symbols(tmp_path):
     assert len(child) == 1
     rc = _cli_malloc.load(str(child[0]))
     assert any(b["size"] == 99991 and b["freed"] for b in rc["largest"])
+
+
+
+@needs_preload
+def test_a_forked_child_that_execs_leaves_the_parents_capture_in_place(tmp_path):
+    """fork then exec without vfork (CPython 3.9's subprocess): the child's exec
+    must not move the parent's FILE aside, nor leave an empty capture of its own."""
+    import glob
+    py39 = sorted(glob.glob("/root/.pyenv/versions/3.9.*/bin/python3.9"))
+    if not py39:
+        pytest.skip("needs CPython 3.9 (its subprocess forks without vfork)")
+    cap = tmp_path / "w.cap"
+    src = "import os, subprocess, sys; subprocess.run([sys.executable, '-c', 'pass']); print(os.getpid())"
+    p = cli("-o", str(cap), "--", py39[-1], "-c", src, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    parent = _cli_malloc.load(str(cap))
+    assert parent["pid"] == int(p.stdout) and parent["complete"]
+    children = list(tmp_path.glob("w.cap.*"))
+    assert len(children) == 1, children       # the exec'd Python's, nothing from before exec
+    assert _cli_malloc.load(str(children[0]))["ppid"] == parent["pid"]

@@ -144,6 +144,7 @@ after_fork_child(void)
     g_pid = getpid();
     close_capture();        /* the parent's capture: never written by a child */
     g_open_pending = 1;
+    g_owns_main = 0;        /* PATH is the parent's: an exec here must not move it */
     g_write_err = 0;
     atomic_store(&g_dropped, 0);
     py_forget_codes();      /* code ids and stacks are defined again in the child's capture */
@@ -254,10 +255,19 @@ finish_image(uint32_t reason)
     }
     t_guard++;
     int was_on = atomic_exchange(&g_on, 0);
-    write_end(reason);
-    pthread_mutex_lock(&g_reg_lock);
-    flush_all();
-    pthread_mutex_unlock(&g_reg_lock);
+    /* A forked child that execs before recording anything (fork + exec
+     * without vfork: Python 3.9's subprocess, a shell) leaves no file: the
+     * program it becomes writes its own capture. */
+    uint64_t events = 0;
+    for (tbuf *b = g_bufs; b; b = b->next) {
+        events += b->events;
+    }
+    if (!(reason == PMT_MC_END_EXEC && g_open_pending && events == 0)) {
+        write_end(reason);
+        pthread_mutex_lock(&g_reg_lock);
+        flush_all();
+        pthread_mutex_unlock(&g_reg_lock);
+    }
     int moved = 0;
     if (reason == PMT_MC_END_EXEC && g_owns_main) {
         size_t plen = strlen(g_path);
