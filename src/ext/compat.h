@@ -106,6 +106,14 @@ pmt_cpmt_allocator_name(void)
 
 /* ---- mallocstats --------------------------------------------------------- */
 
+/* The interpreter's allocator statistics writers (what sys._debugmallocstats()
+ * calls).  Both are exported by libpython 3.9 to 3.13; _PyObject_DebugMallocStats
+ * is declared only in internal headers, and 3.13 moved _PyObject_DebugTypeStats
+ * there too, so both are declared here for every version. */
+#include <stdio.h>
+extern int _PyObject_DebugMallocStats(FILE *out);
+extern void _PyObject_DebugTypeStats(FILE *out);
+
 /* ---- reftrace ----------------------------------------------------------- */
 
 /* The reference tracer hook (PyRefTracer_SetTracer) is in CPython 3.13+;

@@ -13,11 +13,6 @@
 
 #include "mallocstats_ext.h"
 
-/* The interpreter's writers.  Both are exported by libpython (3.8 to 3.13);
- * _PyObject_DebugMallocStats is declared only in internal headers. */
-extern int _PyObject_DebugMallocStats(FILE *out);
-extern void _PyObject_DebugTypeStats(FILE *out);
-
 #define INITIAL_TEXT_CAP (32 * 1024)
 
 /* pymalloc's object-domain allocator, recorded at import if the writer then
