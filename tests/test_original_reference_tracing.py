@@ -256,6 +256,26 @@ def test_ref_trace_analyse_reads_a_log(tmp_path):
     assert rta.main([str(tmp_path / "missing.log")]) == 1
 
 
+def test_ref_trace_analyse_process_file_as_the_original_calls_it(tmp_path):
+    from pymemtrace.util import ref_trace_analyse as rta
+    child = tmp_path / "child.log"
+    child.write_text("SOF\nNEW:     0.1     0x10       1 int  /c.py  3 f  1 0\nEOF\n")
+    log = tmp_path / "rt.log"
+    log.write_text(LOG_SAMPLE.format(child=child))
+    with open(log) as f:     # the original 0.6.3's keywords
+        res = rta.process_file(f, log_file_id="the id", file_size=1, include_untracked=False,
+                               recurse_log_files=False)
+    assert res.log_file_id == "the id" and res.live_by_type() == {"Leaky": 1, "dict": 1}
+    assert not res.untracked and not res.children
+    with open(log) as f:     # and its positional order
+        res = rta.process_file(f, "id2", 0, True, True)
+    assert res.path == "id2" and [o.type_name for o in res.untracked] == ["list"]
+    assert len(res.children) == 1
+    with open(log) as f:
+        with pytest.raises(TypeError, match="log_file_id, file_size"):
+            rta.process_file(f, "id", 0, True)
+
+
 @needs_hook
 def test_ref_trace_analyse_agrees_with_the_tracer(tmp_path):
     from pymemtrace.util import ref_trace_analyse as rta

@@ -65,6 +65,11 @@ class LogFileResult:
     rows: int = 0
     bad_lines: int = 0
 
+    @property
+    def log_file_id(self) -> str:
+        """The original's name for :attr:`path`."""
+        return self.path
+
     def live_by_type(self) -> typing.Dict[str, int]:
         out: typing.Dict[str, int] = {}
         for obj in self.live.values():
@@ -114,10 +119,28 @@ def _parse_row(line: str) -> typing.Optional[typing.Tuple[str, int, str, Site]]:
     return parts[0], address, parts[4], Site(" ".join(parts[5:-4]), lineno, parts[-3])
 
 
-def process_file(file: typing.TextIO, include_untracked: bool,
-                 recurse_files: bool) -> LogFileResult:
-    """Read one ReferenceTracing log from an open text file."""
-    result = LogFileResult(path=getattr(file, "name", "") or "")
+def process_file(file: typing.TextIO, *args: typing.Any, include_untracked: bool = False,
+                 recurse_files: bool = False, log_file_id: typing.Optional[str] = None,
+                 file_size: int = 0, recurse_log_files: typing.Optional[bool] = None,
+                 ) -> LogFileResult:
+    """Read one ReferenceTracing log from an open text file.
+
+    ``process_file(file, include_untracked, recurse_files)``, or as the
+    original's 0.6 release calls it, ``process_file(file, log_file_id,
+    file_size, include_untracked, recurse_log_files)`` (``log_file_id`` names
+    the log in the report; ``file_size`` only fed the original's progress bar).
+    """
+    if len(args) == 2:
+        include_untracked, recurse_files = args
+    elif len(args) == 4:
+        log_file_id, file_size, include_untracked, recurse_files = args
+    elif args:
+        raise TypeError("process_file(file, include_untracked, recurse_files) or "
+                        "process_file(file, log_file_id, file_size, include_untracked, "
+                        f"recurse_log_files): got {1 + len(args)} positional arguments")
+    if recurse_log_files is not None:
+        recurse_files = recurse_log_files
+    result = LogFileResult(path=log_file_id if log_file_id is not None else getattr(file, "name", "") or "")
     if not isinstance(result.path, str):
         result.path = ""
     lines = file.read().split("\n")
