@@ -1,0 +1,244 @@
+/* proctree.c: a process and its living descendants, summed (see proctree.h). */
+#include "proctree.h"
+#include "procfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+static int32_t
+name_to_pid(const char *name)
+{
+    int64_t v = 0;
+    if (*name == '\0') {
+        return -1;
+    }
+    for (; *name; name++) {
+        if (*name < '0' || *name > '9' || v > 0x7fffffff / 10) {
+            return -1;
+        }
+        v = v * 10 + (*name - '0');
+    }
+    return (int32_t)v;
+}
+
+/* The parent of pid from its stat file, or -1. */
+static int32_t
+parent_of(int32_t pid)
+{
+    int fd = pmt_procfs_open(pid, "stat");
+    if (fd < 0) {
+        return -1;
+    }
+    char buf[1024];
+    ssize_t n = pmt_procfs_read(fd, buf, sizeof(buf));
+    (void)close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    pmt_procsample s;
+    uint64_t start;
+    if (pmt_parse_stat(buf, (size_t)n, pmt_clock_hz(), &s, &start) != 0) {
+        return -1;
+    }
+    if (s.state == 'Z' || s.state == 'X') {
+        return -1;
+    }
+    return s.ppid;
+}
+
+int
+pmt_descendants(pid_t root, int32_t *out, int max, int32_t *scan_pid,
+                int32_t *scan_ppid)
+{
+    int dfd;
+    do {
+        dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (dfd < 0 && errno == EINTR);
+    if (dfd < 0) {
+        return -1;
+    }
+    /* 1. every process and its parent */
+    int nscan = 0;
+    char dbuf[8192] __attribute__((aligned(8)));
+    for (;;) {
+#ifdef SYS_getdents64
+        long n = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
+#else
+        long n = -1;
+        errno = ENOSYS;
+#endif
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int e = errno;
+            (void)close(dfd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(dbuf + off);
+            off += d->d_reclen;
+            int32_t pid = name_to_pid(d->d_name);
+            if (pid <= 0 || pid == (int32_t)root || nscan >= PMT_SCAN_MAX) {
+                continue;
+            }
+            int32_t ppid = parent_of(pid);
+            if (ppid <= 0) {
+                continue;
+            }
+            scan_pid[nscan] = pid;
+            scan_ppid[nscan] = ppid;
+            nscan++;
+        }
+    }
+    (void)close(dfd);
+    /* 2. breadth first from root: out[] is the queue; beyond max, count only
+     * (a descendant not stored cannot be expanded, hence "possibly more"). */
+    int found = 0;
+    int head = -1;          /* -1: expanding root itself */
+    int32_t parent = (int32_t)root;
+    for (;;) {
+        for (int k = 0; k < nscan; k++) {
+            if (scan_ppid[k] == parent) {
+                if (found < max) {
+                    out[found] = scan_pid[k];
+                }
+                found++;
+            }
+        }
+        head++;
+        if (head >= found || head >= max) {
+            break;
+        }
+        parent = out[head];
+    }
+    return found;
+}
+
+int
+pmt_tree_open(pmt_proctree *t, pid_t pid, int flags)
+{
+    t->nkids = 0;
+    t->truncated = 0;
+    return pmt_proc_open(&t->root, pid, flags);
+}
+
+static void
+tree_rescan(pmt_proctree *t)
+{
+    int n = pmt_descendants(t->root.pid, t->found, PMT_TREE_MAX,
+                            t->scan_pid, t->scan_ppid);
+    if (n < 0) {
+        return;     /* keep following the known ones */
+    }
+    t->truncated = n > PMT_TREE_MAX;
+    if (n > PMT_TREE_MAX) {
+        n = PMT_TREE_MAX;
+    }
+    /* drop the ones that are no longer descendants */
+    for (int k = 0; k < t->nkids;) {
+        int keep = 0;
+        for (int j = 0; j < n; j++) {
+            if (t->found[j] == t->kids[k].pid) {
+                keep = 1;
+                break;
+            }
+        }
+        if (keep) {
+            k++;
+        }
+        else {
+            pmt_proc_close(&t->kids[k]);
+            t->kids[k] = t->kids[--t->nkids];
+        }
+    }
+    /* open the new ones */
+    for (int j = 0; j < n && t->nkids < PMT_TREE_MAX; j++) {
+        int known = 0;
+        for (int k = 0; k < t->nkids; k++) {
+            if (t->kids[k].pid == t->found[j]) {
+                known = 1;
+                break;
+            }
+        }
+        if (!known && pmt_proc_open(&t->kids[t->nkids], t->found[j],
+                                    t->root.flags) == 0) {
+            t->nkids++;
+        }
+    }
+}
+
+static void
+add_opt(int64_t *sum, int64_t v)
+{
+    if (v >= 0) {
+        *sum = *sum < 0 ? v : *sum + v;
+    }
+}
+
+int
+pmt_tree_sample(pmt_proctree *t, pmt_procsample *s, int rescan)
+{
+    if (pmt_proc_sample(&t->root, s) != 0) {
+        return -1;
+    }
+    if (rescan) {
+        tree_rescan(t);
+    }
+    for (int k = 0; k < t->nkids;) {
+        pmt_procsample c;
+        if (pmt_proc_sample(&t->kids[k], &c) != 0) {
+            pmt_proc_close(&t->kids[k]);
+            t->kids[k] = t->kids[--t->nkids];
+            continue;
+        }
+        s->rss += c.rss;
+        s->vms += c.vms;
+        s->shared += c.shared;
+        s->text += c.text;
+        s->data += c.data;
+        s->minflt += c.minflt;
+        s->majflt += c.majflt;
+        s->cminflt += c.cminflt;
+        s->cmajflt += c.cmajflt;
+        s->utime += c.utime;
+        s->stime += c.stime;
+        s->cutime += c.cutime;
+        s->cstime += c.cstime;
+        s->num_threads += c.num_threads;
+        add_opt(&s->swap, c.swap);
+        add_opt(&s->rss_peak, c.rss_peak);
+        add_opt(&s->pss, c.pss);
+        add_opt(&s->uss, c.uss);
+        s->nprocs++;
+        k++;
+    }
+    return 0;
+}
+
+void
+pmt_tree_close(pmt_proctree *t)
+{
+    for (int k = 0; k < t->nkids; k++) {
+        pmt_proc_close(&t->kids[k]);
+    }
+    t->nkids = 0;
+    pmt_proc_close(&t->root);
+}

@@ -1,0 +1,71 @@
+/* test_proctree.c: unit tests for src/core/proctree (a process and its descendants). */
+#include "ctest.h"
+#include "procsample.h"
+#include "proctree.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pmt_proctree tree;
+
+static void
+test_tree(void)
+{
+    int pipefd[2];
+    CHECK_EQ_INT(pipe(pipefd), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        /* child forks a grandchild; both wait on the pipe */
+        close(pipefd[1]);
+        pid_t g = fork();
+        char c;
+        ssize_t r = read(pipefd[0], &c, 1);
+        (void)r;
+        if (g > 0) {
+            waitpid(g, NULL, 0);
+        }
+        _exit(0);
+    }
+    close(pipefd[0]);
+    CHECK_EQ_INT(pmt_tree_open(&tree, getpid(), 0), 0);
+    pmt_procsample s;
+    int nprocs = 0;
+    for (int tries = 0; tries < 200 && nprocs < 3; tries++) {
+        CHECK_EQ_INT(pmt_tree_sample(&tree, &s, 1), 0);
+        nprocs = s.nprocs;
+        if (nprocs < 3) {
+            usleep(10000);
+        }
+    }
+    CHECK_EQ_INT(nprocs, 3);
+    pmt_proc self;
+    pmt_procsample me;
+    CHECK_EQ_INT(pmt_proc_open(&self, getpid(), 0), 0);
+    CHECK_EQ_INT(pmt_proc_sample(&self, &me), 0);
+    CHECK(s.rss > me.rss);
+    CHECK_EQ_INT(s.pid, getpid());
+    pmt_proc_close(&self);
+
+    int32_t out[8];
+    CHECK_EQ_INT(pmt_descendants(getpid(), out, 8, tree.scan_pid, tree.scan_ppid), 2);
+    CHECK(out[0] == child);
+    /* only max are stored, all are counted */
+    CHECK_EQ_INT(pmt_descendants(getpid(), out, 1, tree.scan_pid, tree.scan_ppid) >= 1, 1);
+
+    close(pipefd[1]);
+    waitpid(child, NULL, 0);
+    CHECK_EQ_INT(pmt_tree_sample(&tree, &s, 1), 0);
+    CHECK_EQ_INT(s.nprocs, 1);
+    pmt_tree_close(&tree);
+}
+
+int
+main(void)
+{
+    test_tree();
+    CTEST_MAIN_END();
+}
