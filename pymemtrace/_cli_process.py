@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -30,7 +29,10 @@ examples:
 Each output line is one JSON object: timestamp, memory_info {rss, vms,
 pfaults, pageins, shared, text, data}, cpu_times {user, system,
 children_user, children_system}, elapsed_time, pid, num_threads; the first
-has "event": "start", the last "event": "stop".  On Linux pfaults counts
+has "event": "start", the last "event": "stop" and the peaks: rss_max_sampled
+(the highest RSS sampled) and rss_peak_kernel, the kernel's own peak, which
+sampling can miss, with rss_peak_source: "wait4 ru_maxrss" for a command
+launched here (the largest single process), "VmHWM" for --pid.  On Linux pfaults counts
 minor+major page faults and pageins major ones.  With --children the numbers
 are summed over the process and its living descendants ("nprocs" says how
 many).  Without -o the log goes to process_PID_YYYYmmdd_HHMMSS.jsonl (never
@@ -180,46 +182,65 @@ def _note(msg: str) -> None:
     print(f"pymemtrace process: {msg}", file=sys.stderr, flush=True)
 
 
+def _exited(popen: subprocess.Popen, timeout: float = 0.0) -> bool:
+    """True once the command has exited, waiting up to *timeout* seconds.
+
+    The command is not reaped here (WNOWAIT): :func:`_reap` does that with
+    wait4, which alone gives its kernel peak RSS."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _reap(popen: subprocess.Popen) -> int:
+    """Reap the command; set its returncode; its peak RSS in bytes (-1 if unknown)."""
+    if popen.returncode is not None:
+        return -1
+    try:
+        _, status, usage = os.wait4(popen.pid, 0)
+    except ChildProcessError:
+        popen.wait()
+        return -1
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss * 1024       # KiB on Linux
+
+
 def _monitor(sampler, pid: int, out_name: str, popen: Optional[subprocess.Popen]) -> int:
     """Wait until the process ends (or Ctrl-C), finish the log.  Returns the
     sampler's errno (0 if it ended because the process exited or on Ctrl-C)."""
     interrupted = False
     try:
         while not sampler.wait(0.25):
-            if popen is not None and popen.poll() is not None:
+            if popen is not None and _exited(popen):
                 break
     except KeyboardInterrupt:
         interrupted = True
     if interrupted and popen is not None:
         # the command got the same SIGINT (same process group): let it finish
         try:
-            while True:
-                try:
-                    popen.wait(timeout=5)
-                    break
-                except subprocess.TimeoutExpired:
-                    _note(f"command {popen.pid} still running after Ctrl-C: terminating it")
-                    popen.terminate()
-                    try:
-                        popen.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        popen.kill()
+            while not _exited(popen, 5):
+                _note(f"command {popen.pid} still running after Ctrl-C: terminating it")
+                popen.terminate()
+                if not _exited(popen, 5):
+                    popen.kill()
         except KeyboardInterrupt:
             popen.kill()
-            popen.wait()
     sampler.stop()
     stats = sampler.stats()
+    stop = dict(event="stop", gone_key="reason",
+                gone_text="interrupted" if interrupted else "process exited")
     if popen is not None:
-        popen.wait()
+        peak = _reap(popen)
+        stop.update(exit_code=popen.returncode, peak=peak, peak_source="wait4 ru_maxrss")
     try:
-        _, text = sampler.sample(event="stop")
-    except ProcessLookupError:
-        reason = "interrupted" if interrupted else "process exited"
-        note = {"timestamp": datetime.datetime.now().isoformat(sep=" "), "pid": pid,
-                "event": "stop", "reason": reason}
-        if popen is not None:
-            note["exit_code"] = popen.returncode
-        text = json.dumps(note)
+        _, text, _ = sampler.stop_record(**stop)
     except OSError:
         text = None
     if text is not None:
@@ -264,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("nothing to monitor: give --pid PID, or a command after -- "
                         "(or 'table LOG' / 'plot LOG')")
     kwargs = dict(children=args.children, status=args.status, smaps=args.smaps,
-                  latency=min(0.5, max(0.1, interval)))
+                  latency=min(0.5, max(0.1, interval)), hwm=args.pid is not None)
 
     if args.pid is not None:
         if args.pid <= 0:

@@ -35,6 +35,17 @@ The JSON object has the keys:
     Present when :func:`add_message_to_queue` queued a message: the next
     sample carries it (the oldest message first, one per sample).
 
+The STOP record also has the peaks, which sampling alone can miss (a peak
+shorter than *interval* falls between two samples):
+
+``rss_max_sampled``
+    The highest RSS of the samples taken.
+``rss_peak_kernel``, ``rss_peak_source``
+    The kernel's own high-water mark of the RSS, whatever the interval, and
+    where it comes from: ``"VmHWM"`` (``/proc/PID/status`` read at STOP) or,
+    for another process that has exited by then, ``"VmHWM at the last
+    sample"``.  With *children* it is the sampled process's own.
+
 Sampling and logging are decoupled: the sampler thread keeps its schedule
 even while Python code holds the GIL, and a second C thread hands the samples
 to :mod:`logging` in batches (at most *latency* seconds old, 0.1 s by
@@ -58,12 +69,10 @@ from __future__ import annotations
 import atexit
 import errno
 import functools
-import json
 import logging
 import math
 import os
 import threading
-import time
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from pymemtrace import _process
@@ -216,8 +225,10 @@ class log_process:
             # hand-over per handler I/O); one sample at a time (interval >=
             # latency) by the delivery thread, so a slow handler's I/O never
             # runs in the main thread.
+            # another process may be gone at STOP: follow its kernel peak
             kwargs = dict(children=self.children, status=self.status, smaps=self.smaps,
-                          latency=self.latency, via_main=self.interval < self.latency)
+                          latency=self.latency, via_main=self.interval < self.latency,
+                          hwm=self.pid != os.getpid())
             if self.output is not None:
                 kwargs["path"] = self.output
             else:
@@ -264,17 +275,9 @@ class log_process:
         if self.stats.get("dropped"):
             self.logger.warning("pymemtrace.process: %d samples dropped (logging was "
                                 "blocked for too long)", self.stats["dropped"])
-        try:
-            created, text = sampler.sample(event="stop" if self.output else None)
-        except ProcessLookupError:
-            created = time.time()
-            text = json.dumps({
-                "timestamp": _local_timestamp(created), "pid": self.pid,
-                "error": "process exited",
-                **({"event": "stop"} if self.output else {}),
-            })
-            if not self.output:
-                self.logger.warning("pymemtrace.process: process %d exited", self.pid)
+        created, text, gone = sampler.stop_record(event="stop" if self.output else None)
+        if gone and not self.output:
+            self.logger.warning("pymemtrace.process: process %d exited", self.pid)
         if self.output is not None:
             sampler.write_line(text)
             try:
@@ -345,11 +348,6 @@ class log_process:
 
 
 _EMIT_LINE = log_process._emit.__code__.co_firstlineno
-
-
-def _local_timestamp(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%Y-%m-%d %H:%M:%S", lt) + f".{int((t % 1) * 1e6):06d}"
 
 
 @atexit.register

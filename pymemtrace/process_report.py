@@ -141,6 +141,13 @@ def read_log(path: str) -> ProcessLog:
 
 # ---- table -----------------------------------------------------------------
 
+def _number(v: object) -> Optional[float]:
+    """v if it is a finite number (not a bool), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
 def _fmt_int(v: float) -> str:
     return "" if math.isnan(v) else f"{int(v):,d}"
 
@@ -207,6 +214,16 @@ def table(log: ProcessLog, out: TextIO) -> None:
                   f"RSS min {_fmt_int(low.mem('rss'))} at {low.time - t0:.3f} s, "
                   f"max {_fmt_int(peak.mem('rss'))} at {peak.time - t0:.3f} s, "
                   f"last {_fmt_int(samples[-1].mem('rss'))}.\n")
+    for r in recs:
+        if r.kind != "STOP":
+            continue
+        sampled = _number(r.data.get("rss_max_sampled"))
+        kernel = _number(r.data.get("rss_peak_kernel"))
+        source = r.data.get("rss_peak_source")
+        if kernel is not None and isinstance(source, str):
+            pid = f" of pid {r.pid}" if many_pids else ""
+            out.write(f"Peak RSS{pid}: {_fmt_int(kernel)} from the kernel ({source[:60]}); "
+                      f"{_fmt_int(sampled) if sampled is not None else 'none'} sampled.\n")
     notes = []
     if log.skipped:
         notes.append(f"{log.skipped} other lines skipped")

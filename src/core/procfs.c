@@ -79,6 +79,20 @@ pmt_procfs_read(int fd, char *buf, size_t cap)
     return (ssize_t)len;
 }
 
+ssize_t
+pmt_procfs_read_file(pid_t pid, const char *leaf, char *buf, size_t cap)
+{
+    int fd = pmt_procfs_open(pid, leaf);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = pmt_procfs_read(fd, buf, cap);
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    return n;
+}
+
 void
 pmt_procfs_close(int *fd)
 {

@@ -25,6 +25,9 @@ int pmt_procfs_open(pid_t pid, const char *leaf);
  * Returns the length, or -1 with errno (ESRCH for a process that has gone). */
 ssize_t pmt_procfs_read(int fd, char *buf, size_t cap);
 
+/* Open, read whole and close /proc/<pid>/<leaf> (for a one-off read). */
+ssize_t pmt_procfs_read_file(pid_t pid, const char *leaf, char *buf, size_t cap);
+
 /* Close *fd if open and set it to -1 (idempotent). */
 void pmt_procfs_close(int *fd);
 

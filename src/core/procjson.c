@@ -151,80 +151,143 @@ pmt_json_string(char *out, size_t cap, const char *s, size_t n)
     return b.len;
 }
 
+/* A JSON string literal appended to b. */
+static void
+jb_string(jbuf *b, const char *s, size_t n)
+{
+    b->len += pmt_json_string(b->len < b->cap ? b->out + b->len : NULL,
+                              b->len < b->cap ? b->cap - b->len : 0, s, n);
+}
+
+/* "{"timestamp": "...": the opening every record shares. */
+static void
+jb_open(jbuf *b, pmt_tscache *tc, double wall)
+{
+    char ts[PMT_TS_LEN];
+    pmt_fmt_timestamp(tc, wall, ts);
+    JB_LIT(b, "{\"timestamp\": \"");
+    jb_bytes(b, ts, PMT_TS_LEN);
+    JB_LIT(b, "\"");
+}
+
+/* The keys of a sample, after the timestamp, up to "event"/"label". */
+static void
+jb_sample(jbuf *b, const pmt_procsample *s, int keys)
+{
+    JB_LIT(b, ", \"memory_info\": {\"rss\": ");
+    jb_int(b, s->rss);
+    JB_LIT(b, ", \"vms\": ");
+    jb_int(b, s->vms);
+    JB_LIT(b, ", \"pfaults\": ");
+    jb_int(b, s->minflt + s->majflt);
+    JB_LIT(b, ", \"pageins\": ");
+    jb_int(b, s->majflt);
+    if (keys & PMT_JSON_EXTRA) {
+        JB_LIT(b, ", \"shared\": ");
+        jb_int(b, s->shared);
+        JB_LIT(b, ", \"text\": ");
+        jb_int(b, s->text);
+        JB_LIT(b, ", \"data\": ");
+        jb_int(b, s->data);
+    }
+    if (s->rss_peak >= 0) {
+        JB_LIT(b, ", \"rss_peak\": ");
+        jb_int(b, s->rss_peak);
+    }
+    if (s->swap >= 0) {
+        JB_LIT(b, ", \"swap\": ");
+        jb_int(b, s->swap);
+    }
+    if (s->pss >= 0) {
+        JB_LIT(b, ", \"pss\": ");
+        jb_int(b, s->pss);
+    }
+    if (s->uss >= 0) {
+        JB_LIT(b, ", \"uss\": ");
+        jb_int(b, s->uss);
+    }
+    JB_LIT(b, "}, \"cpu_times\": {\"user\": ");
+    jb_seconds(b, s->utime);
+    JB_LIT(b, ", \"system\": ");
+    jb_seconds(b, s->stime);
+    JB_LIT(b, ", \"children_user\": ");
+    jb_seconds(b, s->cutime);
+    JB_LIT(b, ", \"children_system\": ");
+    jb_seconds(b, s->cstime);
+    JB_LIT(b, "}, \"elapsed_time\": ");
+    jb_seconds(b, s->elapsed);
+    JB_LIT(b, ", \"pid\": ");
+    jb_int(b, s->pid);
+    if (keys & PMT_JSON_EXTRA) {
+        JB_LIT(b, ", \"num_threads\": ");
+        jb_int(b, s->num_threads);
+    }
+    if (keys & PMT_JSON_NPROCS) {
+        JB_LIT(b, ", \"nprocs\": ");
+        jb_int(b, s->nprocs);
+    }
+}
+
+/* ", "event": ..., "label": ..." when given. */
+static void
+jb_event_label(jbuf *b, const char *event, const char *label, size_t label_len)
+{
+    if (event != NULL) {
+        JB_LIT(b, ", \"event\": ");
+        jb_string(b, event, strlen(event));
+    }
+    if (label != NULL) {
+        JB_LIT(b, ", \"label\": ");
+        jb_string(b, label, label_len);
+    }
+}
+
 size_t
 pmt_ps_json(char *out, size_t cap, const pmt_procsample *s, pmt_tscache *tc,
             int keys, const char *event, const char *label, size_t label_len)
 {
     jbuf b = {out, cap, 0};
-    char ts[PMT_TS_LEN];
-    pmt_fmt_timestamp(tc, s->wall, ts);
-    JB_LIT(&b, "{\"timestamp\": \"");
-    jb_bytes(&b, ts, PMT_TS_LEN);
-    JB_LIT(&b, "\", \"memory_info\": {\"rss\": ");
-    jb_int(&b, s->rss);
-    JB_LIT(&b, ", \"vms\": ");
-    jb_int(&b, s->vms);
-    JB_LIT(&b, ", \"pfaults\": ");
-    jb_int(&b, s->minflt + s->majflt);
-    JB_LIT(&b, ", \"pageins\": ");
-    jb_int(&b, s->majflt);
-    if (keys & PMT_JSON_EXTRA) {
-        JB_LIT(&b, ", \"shared\": ");
-        jb_int(&b, s->shared);
-        JB_LIT(&b, ", \"text\": ");
-        jb_int(&b, s->text);
-        JB_LIT(&b, ", \"data\": ");
-        jb_int(&b, s->data);
+    jb_open(&b, tc, s->wall);
+    jb_sample(&b, s, keys);
+    jb_event_label(&b, event, label, label_len);
+    JB_LIT(&b, "}");
+    return b.len;
+}
+
+size_t
+pmt_stop_json(char *out, size_t cap, const pmt_procsample *s, pmt_tscache *tc,
+              int keys, const pmt_stopinfo *info, const char *label,
+              size_t label_len)
+{
+    jbuf b = {out, cap, 0};
+    jb_open(&b, tc, s ? s->wall : info->wall);
+    if (s != NULL) {
+        jb_sample(&b, s, keys);
     }
-    if (s->rss_peak >= 0) {
-        JB_LIT(&b, ", \"rss_peak\": ");
-        jb_int(&b, s->rss_peak);
+    else {
+        JB_LIT(&b, ", \"pid\": ");
+        jb_int(&b, info->pid);
     }
-    if (s->swap >= 0) {
-        JB_LIT(&b, ", \"swap\": ");
-        jb_int(&b, s->swap);
+    jb_event_label(&b, info->event, label, label_len);
+    if (s == NULL && info->gone_key != NULL) {
+        JB_LIT(&b, ", \"");
+        jb_bytes(&b, info->gone_key, strlen(info->gone_key));
+        JB_LIT(&b, "\": ");
+        jb_string(&b, info->gone_text, strlen(info->gone_text));
     }
-    if (s->pss >= 0) {
-        JB_LIT(&b, ", \"pss\": ");
-        jb_int(&b, s->pss);
+    if (info->has_exit_code) {
+        JB_LIT(&b, ", \"exit_code\": ");
+        jb_int(&b, info->exit_code);
     }
-    if (s->uss >= 0) {
-        JB_LIT(&b, ", \"uss\": ");
-        jb_int(&b, s->uss);
+    if (info->rss_max >= 0) {
+        JB_LIT(&b, ", \"rss_max_sampled\": ");
+        jb_int(&b, info->rss_max);
     }
-    JB_LIT(&b, "}, \"cpu_times\": {\"user\": ");
-    jb_seconds(&b, s->utime);
-    JB_LIT(&b, ", \"system\": ");
-    jb_seconds(&b, s->stime);
-    JB_LIT(&b, ", \"children_user\": ");
-    jb_seconds(&b, s->cutime);
-    JB_LIT(&b, ", \"children_system\": ");
-    jb_seconds(&b, s->cstime);
-    JB_LIT(&b, "}, \"elapsed_time\": ");
-    jb_seconds(&b, s->elapsed);
-    JB_LIT(&b, ", \"pid\": ");
-    jb_int(&b, s->pid);
-    if (keys & PMT_JSON_EXTRA) {
-        JB_LIT(&b, ", \"num_threads\": ");
-        jb_int(&b, s->num_threads);
-    }
-    if (keys & PMT_JSON_NPROCS) {
-        JB_LIT(&b, ", \"nprocs\": ");
-        jb_int(&b, s->nprocs);
-    }
-    if (event != NULL) {
-        JB_LIT(&b, ", \"event\": ");
-        size_t need = pmt_json_string(b.len < b.cap ? b.out + b.len : NULL,
-                                      b.len < b.cap ? b.cap - b.len : 0,
-                                      event, strlen(event));
-        b.len += need;
-    }
-    if (label != NULL) {
-        JB_LIT(&b, ", \"label\": ");
-        size_t need = pmt_json_string(b.len < b.cap ? b.out + b.len : NULL,
-                                      b.len < b.cap ? b.cap - b.len : 0,
-                                      label, label_len);
-        b.len += need;
+    if (info->peak >= 0 && info->peak_source != NULL) {
+        JB_LIT(&b, ", \"rss_peak_kernel\": ");
+        jb_int(&b, info->peak);
+        JB_LIT(&b, ", \"rss_peak_source\": ");
+        jb_string(&b, info->peak_source, strlen(info->peak_source));
     }
     JB_LIT(&b, "}");
     return b.len;

@@ -47,6 +47,29 @@ size_t pmt_ps_json(char *out, size_t cap, const pmt_procsample *s,
                    pmt_tscache *tc, int keys, const char *event,
                    const char *label, size_t label_len);
 
+
+/* What a STOP record adds to the last sample (pmt_stop_json). */
+typedef struct pmt_stopinfo {
+    const char *event;          /* "event" value, or NULL */
+    int32_t pid;                /* the process (when there is no sample) */
+    double wall;                /* the time (when there is no sample) */
+    const char *gone_key;       /* no sample: the key ("error", "reason") ... */
+    const char *gone_text;      /* ... and its text ("process exited") */
+    int has_exit_code;
+    int exit_code;
+    int64_t rss_max;            /* the highest RSS sampled, -1: none */
+    int64_t peak;               /* the kernel's peak RSS, -1: unknown */
+    const char *peak_source;    /* where peak comes from ("VmHWM", ...) */
+} pmt_stopinfo;
+
+/* The STOP record: the sample s (or, if s is NULL because the process has
+ * gone, only timestamp, pid and gone_key), then event, label, exit_code,
+ * "rss_max_sampled", "rss_peak_kernel" and "rss_peak_source" when known.
+ * Returns the length needed, writing what fits, as pmt_ps_json. */
+size_t pmt_stop_json(char *out, size_t cap, const pmt_procsample *s,
+                     pmt_tscache *tc, int keys, const pmt_stopinfo *info,
+                     const char *label, size_t label_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,7 +45,7 @@ pmt_proc_open(pmt_proc *p, pid_t pid, int flags)
     int err = 0;
     if ((p->stat_fd = pmt_procfs_open(pid, "stat")) < 0
         || (p->statm_fd = pmt_procfs_open(pid, "statm")) < 0
-        || ((flags & PMT_PS_STATUS)
+        || ((flags & (PMT_PS_STATUS | PMT_PS_HWM))
             && (p->status_fd = pmt_procfs_open(pid, "status")) < 0)
         || ((flags & PMT_PS_SMAPS)
             && (p->smaps_fd = pmt_procfs_open(pid, "smaps_rollup")) < 0)) {
@@ -76,7 +76,7 @@ pmt_proc_sample(pmt_proc *p, pmt_procsample *s)
 
     s->pid = p->pid;
     s->nprocs = 1;
-    s->swap = s->rss_peak = s->pss = s->uss = -1;
+    s->swap = s->rss_peak = s->pss = s->uss = s->hwm = -1;
     s->wall = now_clock(CLOCK_REALTIME);
 
     if (p->stat_fd < 0) {
@@ -114,8 +114,11 @@ pmt_proc_sample(pmt_proc *p, pmt_procsample *s)
         if ((n = pmt_procfs_read(p->status_fd, buf, sizeof(buf))) < 0) {
             return -1;
         }
-        s->swap = pmt_parse_kb(buf, (size_t)n, "VmSwap:");
-        s->rss_peak = pmt_parse_kb(buf, (size_t)n, "VmHWM:");
+        s->hwm = pmt_parse_kb(buf, (size_t)n, "VmHWM:");
+        if (p->flags & PMT_PS_STATUS) {
+            s->swap = pmt_parse_kb(buf, (size_t)n, "VmSwap:");
+            s->rss_peak = s->hwm;
+        }
     }
     if (p->smaps_fd >= 0) {
         if ((n = pmt_procfs_read(p->smaps_fd, buf, sizeof(buf))) < 0) {
@@ -128,6 +131,21 @@ pmt_proc_sample(pmt_proc *p, pmt_procsample *s)
         s->uss = (pc < 0 || pd < 0) ? -1 : pc + pd + (ph > 0 ? ph : 0);
     }
     return 0;
+}
+
+int64_t
+pmt_proc_read_hwm(pid_t pid)
+{
+    char buf[4096];
+    ssize_t n = pmt_procfs_read_file(pid, "status", buf, sizeof(buf));
+    if (n < 0) {
+        return -1;
+    }
+    int64_t v = pmt_parse_kb(buf, (size_t)n, "VmHWM:");
+    if (v < 0) {
+        errno = ESRCH;
+    }
+    return v;
 }
 
 void

@@ -24,6 +24,7 @@ extern "C" {
 /* Optional fields (flags for pmt_proc_open). */
 #define PMT_PS_STATUS 0x1   /* swap and peak RSS from /proc/PID/status */
 #define PMT_PS_SMAPS  0x2   /* pss and uss from /proc/PID/smaps_rollup */
+#define PMT_PS_HWM    0x4   /* hwm (VmHWM) from /proc/PID/status, not logged */
 
 typedef struct pmt_procsample {
     int32_t pid;
@@ -42,6 +43,8 @@ typedef struct pmt_procsample {
     /* optional, bytes; -1 when not asked for or not available */
     int64_t swap, rss_peak; /* PMT_PS_STATUS */
     int64_t pss, uss;       /* PMT_PS_SMAPS */
+    int64_t hwm;            /* VmHWM, the kernel's peak RSS, with either
+                               PMT_PS_STATUS or PMT_PS_HWM; -1 otherwise */
 } pmt_procsample;
 
 typedef struct pmt_proc {
@@ -59,6 +62,11 @@ int pmt_proc_open(pmt_proc *p, pid_t pid, int flags);
 /* Take one sample.  Returns 0, or -1 with errno: ESRCH once the process has
  * exited (a zombie counts as exited), EPROTO if /proc text is malformed. */
 int pmt_proc_sample(pmt_proc *p, pmt_procsample *s);
+
+/* The kernel's peak RSS of pid (VmHWM of /proc/PID/status) in bytes, read
+ * now; -1 with errno if it cannot be read (the process has gone, or it is a
+ * zombie, whose memory is already released). */
+int64_t pmt_proc_read_hwm(pid_t pid);
 
 /* Close the descriptors (idempotent). */
 void pmt_proc_close(pmt_proc *p);

@@ -38,13 +38,8 @@ name_to_pid(const char *name)
 static int32_t
 parent_of(int32_t pid)
 {
-    int fd = pmt_procfs_open(pid, "stat");
-    if (fd < 0) {
-        return -1;
-    }
     char buf[1024];
-    ssize_t n = pmt_procfs_read(fd, buf, sizeof(buf));
-    (void)close(fd);
+    ssize_t n = pmt_procfs_read_file(pid, "stat", buf, sizeof(buf));
     if (n <= 0) {
         return -1;
     }

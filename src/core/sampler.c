@@ -1,8 +1,11 @@
-/* sampler.c: the sampler and delivery threads of a process sampler (see sampler.h). */
+/* sampler.c: a process sampler's set-up, its sampler thread, start and stop,
+ * and the records taken in the caller's thread (see sampler.h; the delivery
+ * thread is handover.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE         /* pthread_setname_np */
 #endif
 #include "sampler.h"
+#include "sampler_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,52 +14,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* The schedule runs on CLOCK_MONOTONIC where condition variables can wait
- * on it (Linux), else on CLOCK_REALTIME. */
-#ifdef __linux__
-#define SCHED_CLOCK CLOCK_MONOTONIC
-#else
-#define SCHED_CLOCK CLOCK_REALTIME
-#endif
-
-enum { BATCH_NONE = 0, BATCH_READY = 1, BATCH_BUSY = 2 };
-
-/* ---- time ------------------------------------------------------------------ */
-
-static double
-sched_now(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(SCHED_CLOCK, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static struct timespec
-to_timespec(double t)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec += 1;
-        ts.tv_nsec -= 1000000000L;
-    }
-    if (ts.tv_nsec < 0) {
-        ts.tv_nsec = 0;
-    }
-    return ts;
-}
-
-/* Wait on cond (a CLOCK_REALTIME condition) for at most `seconds`. */
-static void
-wait_for(pthread_cond_t *cond, pthread_mutex_t *mu, double seconds)
-{
-    struct timespec now;
-    (void)clock_gettime(CLOCK_REALTIME, &now);
-    struct timespec ts = to_timespec((double)now.tv_sec + now.tv_nsec * 1e-9 + seconds);
-    (void)pthread_cond_timedwait(cond, mu, &ts);
-}
 
 double
 pmt_sched_next(double next, double now, double interval, uint64_t *missed)
@@ -83,6 +40,7 @@ pmt_sampler_init(pmt_sampler *s, const pmt_sampler_config *cfg)
         return -1;
     }
     s->cfg = *cfg;
+    s->hwm_last = -1;
     if (s->cfg.pid <= 0) {
         s->cfg.pid = getpid();
     }
@@ -213,17 +171,20 @@ take_sample(pmt_sampler *s, pmt_procsample *ps, int rescan)
     return pmt_proc_sample(&s->proc, ps);
 }
 
-/* Format ps into buf, or a malloc'd *heap when it needs more than cap.
- * Returns the text, or NULL when out of memory. */
+/* Format ps (a STOP record if stop is not NULL) into buf, or a malloc'd
+ * *heap when it needs more than cap.  Returns the text, or NULL when out of
+ * memory. */
 static const char *
 format_record(pmt_sampler *s, pmt_tscache *tc, const pmt_procsample *ps,
-              const char *event, const pmt_label *l, char *buf, size_t cap,
-              size_t *len, char **heap)
+              const char *event, const pmt_stopinfo *stop, const pmt_label *l,
+              char *buf, size_t cap, size_t *len, char **heap)
 {
     const char *lt = l ? l->text : NULL;
     size_t ll = l ? l->len : 0;
+    int keys = s->cfg.keys;
     *heap = NULL;
-    size_t n = pmt_ps_json(buf, cap, ps, tc, s->cfg.keys, event, lt, ll);
+    size_t n = stop ? pmt_stop_json(buf, cap, ps, tc, keys, stop, lt, ll)
+                    : pmt_ps_json(buf, cap, ps, tc, keys, event, lt, ll);
     if (n <= cap) {
         *len = n;
         return buf;
@@ -233,9 +194,22 @@ format_record(pmt_sampler *s, pmt_tscache *tc, const pmt_procsample *ps,
         errno = ENOMEM;
         return NULL;
     }
-    *len = pmt_ps_json(h, n, ps, tc, s->cfg.keys, event, lt, ll);
+    *len = stop ? pmt_stop_json(h, n, ps, tc, keys, stop, lt, ll)
+                : pmt_ps_json(h, n, ps, tc, keys, event, lt, ll);
     *heap = h;
     return h;
+}
+
+/* What the samples say about the peak; mu held. */
+static void
+note_peaks(pmt_sampler *s, const pmt_procsample *ps)
+{
+    if (ps->rss > s->rss_max) {
+        s->rss_max = ps->rss;
+    }
+    if (ps->hwm > s->hwm_last) {
+        s->hwm_last = ps->hwm;
+    }
 }
 
 static pmt_label *
@@ -283,7 +257,7 @@ sampler_main(void *arg)
 #ifdef __linux__
     (void)pthread_setname_np(pthread_self(), "pmt-sampler");
 #endif
-    double next = sched_now();
+    double next = pmt_sched_now();
     double last_flush = next;
     /* a tree is rescanned for new descendants at most every 50 ms */
     uint64_t rescan_every = 1;
@@ -305,11 +279,11 @@ sampler_main(void *arg)
         const char *event = (s->lw && kind == PMT_KIND_START) ? "start" : NULL;
         size_t len;
         char *heap;
-        const char *text = format_record(s, &s->tc_thread, &ps, event, l,
+        const char *text = format_record(s, &s->tc_thread, &ps, event, NULL, l,
                                          buf, sizeof(buf), &len, &heap);
         free(l);
         n++;
-        double now = sched_now();
+        double now = pmt_sched_now();
         if (text != NULL) {
             if (s->lw) {
                 err = write_record(s, text, len, now, &last_flush);
@@ -324,11 +298,12 @@ sampler_main(void *arg)
         }
         (void)pthread_mutex_lock(&s->mu);
         s->samples = n;
+        note_peaks(s, &ps);
         if (n == 1) {
             (void)pthread_cond_broadcast(&s->ended_cond);
         }
         next = pmt_sched_next(next, now, s->cfg.interval, &s->missed);
-        struct timespec ts = to_timespec(next);
+        struct timespec ts = pmt_to_timespec(next);
         while (!s->stopping) {
             if (pthread_cond_timedwait(&s->wake_sampler, &s->mu, &ts) == ETIMEDOUT) {
                 break;
@@ -353,137 +328,6 @@ sampler_main(void *arg)
     }
     (void)pthread_cond_broadcast(&s->wake_deliverer);
     (void)pthread_cond_broadcast(&s->ended_cond);
-    (void)pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-/* ---- delivery ------------------------------------------------------------------------ */
-
-int
-pmt_sampler_deliver(pmt_sampler *s, int by_main, pmt_deliver_fn fn, void *arg)
-{
-    (void)pthread_mutex_lock(&s->mu);
-    if (s->batch_state != BATCH_READY) {
-        (void)pthread_mutex_unlock(&s->mu);
-        return 0;
-    }
-    s->batch_state = BATCH_BUSY;
-    if (by_main) {
-        s->batches_main++;
-    }
-    else {
-        s->batches_thread++;
-    }
-    s->delivering = 1;
-    s->delivering_thread = pthread_self();
-    const pmt_slot *recs = s->ring.spare;
-    size_t n = s->ring.nbatch;
-    (void)pthread_mutex_unlock(&s->mu);
-    fn(arg, recs, n);
-    (void)pthread_mutex_lock(&s->mu);
-    s->delivering = 0;
-    pmt_ring_clear_batch(&s->ring);
-    s->batch_state = BATCH_NONE;
-    (void)pthread_cond_broadcast(&s->batch_cond);
-    (void)pthread_mutex_unlock(&s->mu);
-    return 1;
-}
-
-int
-pmt_sampler_asked_done(pmt_sampler *s)
-{
-    (void)pthread_mutex_lock(&s->mu);
-    int left = --s->pending_calls;
-    (void)pthread_mutex_unlock(&s->mu);
-    return left;
-}
-
-int
-pmt_sampler_asked_pending(pmt_sampler *s)
-{
-    (void)pthread_mutex_lock(&s->mu);
-    int left = s->pending_calls;
-    (void)pthread_mutex_unlock(&s->mu);
-    return left;
-}
-
-int
-pmt_sampler_delivering_here(pmt_sampler *s)
-{
-    if (s->owner != getpid()) {
-        return 0;
-    }
-    (void)pthread_mutex_lock(&s->mu);
-    int here = s->delivering && pthread_equal(s->delivering_thread, pthread_self());
-    (void)pthread_mutex_unlock(&s->mu);
-    return here;
-}
-
-/* mu held, a batch READY: ask the other thread and give it PMT_MAIN_GRACE. */
-static void
-offer_to_main(pmt_sampler *s)
-{
-    if (!s->cfg.via_main || s->cfg.hooks.ask_main == NULL || s->stopping
-        || s->pending_calls != 0) {
-        return;
-    }
-    if (s->cfg.hooks.ask_main(s->cfg.hooks.ctx) != 0) {
-        return;
-    }
-    s->pending_calls++;
-    double until = sched_now() + PMT_MAIN_GRACE;
-    while (s->batch_state == BATCH_READY && !s->stopping) {
-        double left = until - sched_now();
-        if (left <= 0) {
-            break;
-        }
-        wait_for(&s->batch_cond, &s->mu, left);
-    }
-    while (s->batch_state == BATCH_BUSY) {
-        (void)pthread_cond_wait(&s->batch_cond, &s->mu);
-    }
-}
-
-static void *
-deliverer_main(void *arg)
-{
-    pmt_sampler *s = (pmt_sampler *)arg;
-#ifdef __linux__
-    (void)pthread_setname_np(pthread_self(), "pmt-deliver");
-#endif
-    (void)pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->stopping && !s->due && !s->ended) {
-            (void)pthread_cond_wait(&s->wake_deliverer, &s->mu);
-        }
-        /* never touch the batch while someone delivers it */
-        while (s->batch_state == BATCH_BUSY) {
-            (void)pthread_cond_wait(&s->batch_cond, &s->mu);
-        }
-        if (s->batch_state == BATCH_NONE) {
-            if (s->stopping || (s->ended && s->ring.nfill == 0)) {
-                break;
-            }
-            if (!s->due) {
-                continue;
-            }
-            (void)pmt_ring_swap(&s->ring);
-            s->due = 0;
-            s->batch_state = BATCH_READY;
-            offer_to_main(s);
-        }
-        if (s->batch_state == BATCH_READY) {
-            (void)pthread_mutex_unlock(&s->mu);
-            if (s->cfg.hooks.deliver_here) {
-                s->cfg.hooks.deliver_here(s->cfg.hooks.ctx);
-            }
-            (void)pthread_mutex_lock(&s->mu);
-            if (s->batch_state == BATCH_READY) {    /* not taken: dropped */
-                pmt_ring_clear_batch(&s->ring);
-                s->batch_state = BATCH_NONE;
-            }
-        }
-    }
     (void)pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -528,7 +372,7 @@ pmt_sampler_start(pmt_sampler *s)
     if (rc == 0) {
         s->have_sampler = 1;
         if (s->cfg.logging) {
-            rc = pthread_create(&s->deliverer_thread, NULL, deliverer_main, s);
+            rc = pthread_create(&s->deliverer_thread, NULL, pmt_deliverer_main, s);
             if (rc == 0) {
                 s->have_deliverer = 1;
             }
@@ -582,7 +426,7 @@ pmt_sampler_wait(pmt_sampler *s, double timeout)
     }
     struct timespec now;
     (void)clock_gettime(CLOCK_REALTIME, &now);
-    struct timespec ts = to_timespec((double)now.tv_sec + now.tv_nsec * 1e-9
+    struct timespec ts = pmt_to_timespec((double)now.tv_sec + now.tv_nsec * 1e-9
                                      + (timeout > 0 ? timeout : 0));
     (void)pthread_mutex_lock(&s->mu);
     while (!s->ended && !s->stopping) {
@@ -627,10 +471,52 @@ pmt_sampler_sample_now(pmt_sampler *s, const char *event, char *buf,
         return NULL;
     }
     pmt_label *l = next_label(s);
-    const char *text = format_record(s, &s->tc_caller, &ps, event, l, buf,
-                                     cap, len, heap);
+    const char *text = format_record(s, &s->tc_caller, &ps, event, NULL, l,
+                                     buf, cap, len, heap);
     free(l);
     *wall = ps.wall;
+    return text;
+}
+
+const char *
+pmt_sampler_stop_record(pmt_sampler *s, pmt_stopinfo *info, char *buf,
+                        size_t cap, size_t *len, char **heap, double *wall,
+                        int *gone)
+{
+    pmt_procsample ps;
+    int have = take_sample(s, &ps, 1) == 0;
+    if (!have && errno != ESRCH) {
+        return NULL;
+    }
+    *gone = !have;
+    if (have) {
+        note_peaks(s, &ps);     /* the threads are stopped: no lock needed */
+    }
+    info->rss_max = s->samples > 0 || have ? s->rss_max : -1;
+    if (info->peak < 0) {
+        /* the kernel's own high-water mark: now, or at the last sample
+         * that read it (a process that has gone has no /proc status) */
+        int64_t now = -1;
+        if (have) {
+            now = ps.hwm;
+            if (now < 0 && s->cfg.hooks.sample == NULL) {
+                now = pmt_proc_read_hwm(s->cfg.pid);
+            }
+        }
+        info->peak = now >= 0 ? now : s->hwm_last;
+        info->peak_source = now >= 0 ? "VmHWM" : "VmHWM at the last sample";
+    }
+    if (!have) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        info->pid = (int32_t)s->cfg.pid;
+        info->wall = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    pmt_label *l = have ? next_label(s) : NULL;
+    const char *text = format_record(s, &s->tc_caller, have ? &ps : NULL, NULL,
+                                     info, l, buf, cap, len, heap);
+    free(l);
+    *wall = have ? ps.wall : info->wall;
     return text;
 }
 

@@ -97,6 +97,8 @@ typedef struct pmt_sampler {
     /* counters, under mu */
     uint64_t samples, missed, batches_main, batches_thread;
     int err;
+    int64_t rss_max;            /* the highest RSS sampled, 0 if none */
+    int64_t hwm_last;           /* the highest VmHWM read (PMT_PS_HWM), -1 */
     /* the batch (ring.spare): handed over once */
     int batch_state;            /* PMT_BATCH_*, under mu */
     int pending_calls;          /* asked (ask_main) and not yet answered */
@@ -151,6 +153,17 @@ void pmt_sampler_drain(pmt_sampler *s, pmt_deliver_fn fn, void *arg);
 const char *pmt_sampler_sample_now(pmt_sampler *s, const char *event,
                                    char *buf, size_t cap, size_t *len,
                                    char **heap, double *wall);
+
+/* The STOP record, in the calling thread, threads not running: a last
+ * sample with its label, or (the process has gone: *gone = 1) a record of
+ * timestamp, pid and info->gone_key; then info's exit code and peaks.
+ * info->rss_max is filled in (the highest RSS sampled); info->peak, if the
+ * caller has none (-1; a parent has wait4's ru_maxrss), is the kernel's
+ * VmHWM read now or, once the process has gone, at the last sample that
+ * read it (PMT_PS_HWM).  Returns as pmt_sampler_sample_now. */
+const char *pmt_sampler_stop_record(pmt_sampler *s, pmt_stopinfo *info,
+                                    char *buf, size_t cap, size_t *len,
+                                    char **heap, double *wall, int *gone);
 
 /* File mode, threads not running: append text[0:n] and a newline. */
 int pmt_sampler_write_line(pmt_sampler *s, const char *text, size_t n);

@@ -75,9 +75,51 @@ test_format(void)
     CHECK(strstr(j, "\"event\": \"stop\"}") != NULL);
 }
 
+static void
+test_stop_record(void)
+{
+    pmt_tscache tc = {0, {0}};
+    pmt_procsample s;
+    memset(&s, 0, sizeof(s));
+    s.pid = 7;
+    s.wall = 1739369818.5;
+    s.rss = 4096;
+    s.swap = s.rss_peak = s.pss = s.uss = s.hwm = -1;
+    pmt_stopinfo info;
+    memset(&info, 0, sizeof(info));
+    info.event = "stop";
+    info.rss_max = 8192;
+    info.peak = 1 << 20;
+    info.peak_source = "VmHWM";
+    char j[1024];
+    size_t len = pmt_stop_json(j, sizeof(j), &s, &tc, 0, &info, "done", 4);
+    j[len] = '\0';
+    CHECK(strstr(j, "\"memory_info\": {\"rss\": 4096") != NULL);
+    CHECK(strstr(j, "\"pid\": 7, \"event\": \"stop\", \"label\": \"done\", "
+                    "\"rss_max_sampled\": 8192, \"rss_peak_kernel\": 1048576, "
+                    "\"rss_peak_source\": \"VmHWM\"}") != NULL);
+    /* the process has gone: no sample, the reason and the exit code */
+    info.pid = 9;
+    info.wall = s.wall;
+    info.gone_key = "reason";
+    info.gone_text = "process exited";
+    info.has_exit_code = 1;
+    info.exit_code = 3;
+    info.peak = -1;
+    len = pmt_stop_json(j, sizeof(j), NULL, &tc, 0, &info, NULL, 0);
+    j[len] = '\0';
+    CHECK(strstr(j, "memory_info") == NULL);
+    CHECK(strstr(j, "\", \"pid\": 9, \"event\": \"stop\", \"reason\": \"process exited\", "
+                    "\"exit_code\": 3, \"rss_max_sampled\": 8192}") != NULL);
+    /* the length needed is reported when the buffer is small */
+    char small[8];
+    CHECK_EQ_INT(pmt_stop_json(small, sizeof(small), NULL, &tc, 0, &info, NULL, 0), len);
+}
+
 int
 main(void)
 {
     test_format();
+    test_stop_record();
     CTEST_MAIN_END();
 }

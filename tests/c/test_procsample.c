@@ -72,9 +72,34 @@ test_missing_and_exited(void)
     pmt_proc_close(&p);
 }
 
+static void
+test_kernel_peak(void)
+{
+    pmt_proc p;
+    CHECK_EQ_INT(pmt_proc_open(&p, getpid(), PMT_PS_HWM), 0);
+    pmt_procsample s;
+    CHECK_EQ_INT(pmt_proc_sample(&p, &s), 0);
+    CHECK(s.hwm >= s.rss);
+    CHECK(s.rss_peak == -1 && s.swap == -1);    /* read, not logged */
+    pmt_proc_close(&p);
+    /* a short peak between two samples is in the kernel's high-water mark */
+    int64_t before = pmt_proc_read_hwm(getpid());
+    size_t sz = 64u << 20;
+    char *m = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (size_t i = 0; i < sz; i += 4096) {
+        m[i] = 1;
+    }
+    munmap(m, sz);
+    CHECK(pmt_proc_read_hwm(getpid()) >= before + (int64_t)(60u << 20) || before > (int64_t)(200u << 20));
+    errno = 0;
+    CHECK_EQ_INT(pmt_proc_read_hwm(0x3ffffff0), -1);
+    CHECK_EQ_INT(errno, ESRCH);
+}
+
 int
 main(void)
 {
+    test_kernel_peak();
     test_sample_self();
     test_missing_and_exited();
     CTEST_MAIN_END();

@@ -47,6 +47,8 @@ fake_sample(void *ctx, pmt_procsample *ps, int rescan)
     ps->wall = wall_now();
     ps->rss = 1000 * f->calls;
     ps->swap = ps->rss_peak = ps->pss = ps->uss = -1;
+    ps->rss = f->calls == 3 ? 999999 : 1000 * f->calls;   /* a peak */
+    ps->hwm = 5000000;
     return 0;
 }
 
@@ -255,6 +257,25 @@ test_process_exit_ends_sampling(void)
     pmt_sampler_stop(&s);
     pmt_sampler_drain(&s, collect, &f);
     CHECK_EQ_INT(f.delivered, 4);   /* the records before the exit are kept */
+    /* the STOP record of a process that has gone: the sampled and kernel peaks */
+    pmt_stopinfo info;
+    memset(&info, 0, sizeof(info));
+    info.event = "stop";
+    info.gone_key = "error";
+    info.gone_text = "process exited";
+    info.peak = -1;
+    char sbuf[PMT_SLOT_TEXT];
+    size_t slen;
+    char *sheap = NULL;
+    double swall;
+    int gone = 0;
+    const char *st_text = pmt_sampler_stop_record(&s, &info, sbuf, sizeof(sbuf) - 1, &slen,
+                                                  &sheap, &swall, &gone);
+    CHECK(st_text == sbuf && gone == 1);
+    sbuf[slen] = '\0';
+    CHECK(strstr(sbuf, "\"pid\": 4242, \"event\": \"stop\", \"error\": \"process exited\", "
+                       "\"rss_max_sampled\": 999999, \"rss_peak_kernel\": 5000000, "
+                       "\"rss_peak_source\": \"VmHWM at the last sample\"}") != NULL);
     /* sample_now reports the exit */
     char buf[PMT_SLOT_TEXT];
     size_t len;

@@ -49,23 +49,23 @@ Sampler_init(SamplerObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"pid", "interval", "callback", "path", "fd",
                              "append", "children", "status", "smaps",
-                             "extra", "latency", "via_main", NULL};
+                             "extra", "latency", "via_main", "hwm", NULL};
     int pid;
     double interval;
     PyObject *callback = Py_None;
     PyObject *path = Py_None;
     int fd = -1, append = 0, children = 0, status = 0, smaps = 0, extra = 1;
     double latency = 0.1;
-    int via_main = 1;
+    int via_main = 1, hwm = 0;
     if (self->initialised) {
         PyErr_SetString(PyExc_RuntimeError, "Sampler.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "id|$OO&ipppppdp", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "id|$OO&ipppppdpp", kwlist,
                                      &pid, &interval, &callback,
                                      PyUnicode_FSConverter, &path, &fd,
                                      &append, &children, &status, &smaps,
-                                     &extra, &latency, &via_main)) {
+                                     &extra, &latency, &via_main, &hwm)) {
         return -1;
     }
     int rc = -1;
@@ -91,7 +91,8 @@ Sampler_init(SamplerObject *self, PyObject *args, PyObject *kwds)
     cfg.pid = pid > 0 ? pid : getpid();
     cfg.interval = interval;
     cfg.latency = latency;
-    cfg.flags = (status ? PMT_PS_STATUS : 0) | (smaps ? PMT_PS_SMAPS : 0);
+    cfg.flags = (status ? PMT_PS_STATUS : 0) | (smaps ? PMT_PS_SMAPS : 0)
+                | (hwm ? PMT_PS_HWM : 0);
     cfg.keys = (extra ? PMT_JSON_EXTRA : 0) | (children ? PMT_JSON_NPROCS : 0);
     cfg.children = children;
     cfg.logging = !file_mode;
@@ -237,6 +238,63 @@ Sampler_sample(SamplerObject *self, PyObject *args, PyObject *kwds)
     return r;
 }
 
+/* stop_record(event=None, gone_key="error", gone_text="process exited",
+ *             exit_code=None, peak=-1, peak_source=None)
+ *   -> (time, json_text, gone): the STOP record, after stop(). */
+static PyObject *
+Sampler_stop_record(SamplerObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"event", "gone_key", "gone_text", "exit_code",
+                             "peak", "peak_source", NULL};
+    pmt_stopinfo info;
+    memset(&info, 0, sizeof(info));
+    info.gone_key = "error";
+    info.gone_text = "process exited";
+    info.peak = -1;
+    PyObject *exit_code = Py_None;
+    long long peak = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zssOLz", kwlist, &info.event,
+                                     &info.gone_key, &info.gone_text, &exit_code,
+                                     &peak, &info.peak_source)) {
+        return NULL;
+    }
+    if (exit_code != Py_None) {
+        info.exit_code = (int)PyLong_AsLong(exit_code);
+        if (info.exit_code == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        info.has_exit_code = 1;
+    }
+    if (peak >= 0 && info.peak_source != NULL) {
+        info.peak = (int64_t)peak;
+    }
+    if (check_ready(self) < 0) {
+        return NULL;
+    }
+    if (self->core.started && !self->stopped) {
+        PyErr_SetString(PyExc_RuntimeError, "stop_record() while the sampler runs");
+        return NULL;
+    }
+    char buf[PMT_SLOT_TEXT];
+    char *heap = NULL;
+    size_t len = 0;
+    double wall = 0;
+    int gone = 0, e;
+    const char *text;
+    Py_BEGIN_ALLOW_THREADS
+    text = pmt_sampler_stop_record(&self->core, &info, buf, sizeof(buf), &len,
+                                   &heap, &wall, &gone);
+    e = errno;
+    Py_END_ALLOW_THREADS
+    if (text == NULL) {
+        return raise_errno(e, self->core.cfg.pid);
+    }
+    PyObject *r = Py_BuildValue("(ds#O)", wall, text, (Py_ssize_t)len,
+                                gone ? Py_True : Py_False);
+    free(heap);
+    return r;
+}
+
 /* write_line(text): file mode only, after stop(): append a line. */
 static PyObject *
 Sampler_write_line(SamplerObject *self, PyObject *arg)
@@ -330,6 +388,10 @@ static PyMethodDef Sampler_methods[] = {
      "waiting to the callback from this thread."},
     {"sample", (PyCFunction)(void (*)(void))Sampler_sample, METH_VARARGS | METH_KEYWORDS,
      "sample(event=None)\n--\n\nOne sample now: (time, json_text).  Not while running."},
+    {"stop_record", (PyCFunction)(void (*)(void))Sampler_stop_record, METH_VARARGS | METH_KEYWORDS,
+     "stop_record(event=None, gone_key='error', gone_text='process exited', exit_code=None, "
+     "peak=-1, peak_source=None)\n--\n\n"
+     "After stop(): the STOP record (time, json_text, gone) with the sampled and kernel peaks."},
     {"write_line", (PyCFunction)Sampler_write_line, METH_O,
      "write_line(text)\n--\n\nFile mode, after stop(): append one line."},
     {"close", (PyCFunction)Sampler_close, METH_NOARGS,
@@ -347,7 +409,8 @@ static PyTypeObject SamplerType = {
     .tp_basicsize = sizeof(SamplerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Sampler(pid, interval, *, callback=None, path=None, fd=-1, append=False,\n"
-              "        children=False, status=False, smaps=False, extra=True, latency=0.1)\n\n"
+              "        children=False, status=False, smaps=False, extra=True, latency=0.1,\n"
+              "        via_main=True, hwm=False)\n\n"
               "Samples process pid every interval seconds on a C thread.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Sampler_init,
