@@ -112,7 +112,37 @@ pmt_cpmt_allocator_name(void)
  * there too, so both are declared here for every version. */
 #include <stdio.h>
 extern int _PyObject_DebugMallocStats(FILE *out);
+
+/* The free-list writer (the "free PyDictObjects" lines).  3.13 builds it but
+ * no longer exports it (it is hidden in libpython), so there it is looked up
+ * at run time and, when absent, the snapshot has no free-list section
+ * (pmt_debug_type_stats returns 0; the allocator section is unaffected). */
+#if PY_VERSION_HEX >= 0x030D0000
+#include <dlfcn.h>
+static inline int
+pmt_debug_type_stats(FILE *out)
+{
+    static void (*fn)(FILE *);
+    static int looked;
+    if (!looked) {
+        *(void **)&fn = dlsym(RTLD_DEFAULT, "_PyObject_DebugTypeStats");
+        looked = 1;
+    }
+    if (fn == NULL) {
+        return 0;
+    }
+    fn(out);
+    return 1;
+}
+#else
 extern void _PyObject_DebugTypeStats(FILE *out);
+static inline int
+pmt_debug_type_stats(FILE *out)
+{
+    _PyObject_DebugTypeStats(out);
+    return 1;
+}
+#endif
 
 /* ---- reftrace ----------------------------------------------------------- */
 

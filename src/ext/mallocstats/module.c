@@ -96,7 +96,7 @@ time_writer(PyObject *Py_UNUSED(module), PyObject *args)
             if (msx_write_stats(f)) {
                 fputc('\n', f);
             }
-            _PyObject_DebugTypeStats(f);
+            pmt_debug_type_stats(f);
             fflush(f);
         }
         t1 = now_ns();

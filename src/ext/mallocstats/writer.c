@@ -2,7 +2,8 @@
  * memory (what sys._debugmallocstats() calls: _PyObject_DebugMallocStats()
  * then, after a blank line if that returned true, _PyObject_DebugTypeStats()),
  * through an fmemopen(3) stream over a raw-malloc buffer.  File descriptor 2
- * is never touched and no Python object is created.
+ * is never touched and no Python object is created, except on an interpreter
+ * that hides its free-list writer (CPython 3.13: see type_stats_via_sys).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -10,6 +11,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mallocstats_ext.h"
 
@@ -62,6 +65,68 @@ msx_record_pymalloc_allocator(void)
     return 0;
 }
 
+/* CPython 3.13 builds _PyObject_DebugTypeStats but does not export it: the
+ * free-list lines are then taken from sys._debugmallocstats() itself, whose
+ * stderr is pointed at a memory file for the length of the call (the GIL is
+ * held, so no Python thread writes to stderr meanwhile; descriptor 2 is put
+ * back before returning).  Only its free-list lines ("N free ...Objects *
+ * B bytes each = T") are copied to f; the allocator section comes from our
+ * own writer call as on every other version.  0, or -1 with errno set. */
+static int
+type_stats_via_sys(FILE *f)
+{
+    PyObject *fn = PySys_GetObject("_debugmallocstats");   /* borrowed */
+    if (fn == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int mfd = memfd_create("pymemtrace-mallocstats", MFD_CLOEXEC);
+    if (mfd < 0) {
+        return -1;
+    }
+    fflush(stderr);
+    int saved = dup(2);
+    if (saved < 0 || dup2(mfd, 2) < 0) {
+        int e = errno;
+        if (saved >= 0) {
+            close(saved);
+        }
+        close(mfd);
+        errno = e;
+        return -1;
+    }
+    PyObject *r = PyObject_CallNoArgs(fn);
+    fflush(stderr);
+    int restore = dup2(saved, 2);
+    close(saved);
+    Py_XDECREF(r);
+    if (r == NULL) {
+        PyErr_Clear();
+    }
+    if (restore < 0 || r == NULL) {
+        close(mfd);
+        errno = EIO;
+        return -1;
+    }
+    off_t end = lseek(mfd, 0, SEEK_END);
+    char *text = end > 0 ? mmap(NULL, (size_t)end, PROT_READ, MAP_PRIVATE, mfd, 0) : NULL;
+    close(mfd);
+    if (end <= 0 || text == MAP_FAILED) {
+        errno = end < 0 ? errno : EIO;
+        return -1;
+    }
+    for (const char *p = text, *stop = text + end; p < stop;) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+        if (memmem(p, n, " free ", 6) != NULL && memmem(p, n, " bytes each", 11) != NULL) {
+            fwrite(p, 1, n, f);
+        }
+        p += n;
+    }
+    munmap(text, (size_t)end);
+    return 0;
+}
+
 /* Into memory (see mallocstats_ext.h). */
 int
 msx_run_writer(char **buf, size_t *cap, size_t *len, int *pymalloc)
@@ -85,12 +150,18 @@ msx_run_writer(char **buf, size_t *cap, size_t *len, int *pymalloc)
         if (r) {
             fputc('\n', f);
         }
-        _PyObject_DebugTypeStats(f);
+        int type_err = 0;
+        if (!pmt_debug_type_stats(f)) {
+            type_err = type_stats_via_sys(f);
+        }
         int flush_err = fflush(f);
         long pos = ftell(f);
         int stream_err = ferror(f);
         if (fclose(f) != 0 && !flush_err) {
             flush_err = -1;
+        }
+        if (type_err < 0) {
+            return -1;
         }
         if (pos >= 0 && (size_t)pos + 1 < *cap && !flush_err && !stream_err) {
             *len = (size_t)pos;
