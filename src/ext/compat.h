@@ -107,9 +107,9 @@ pmt_cpmt_allocator_name(void)
 /* ---- mallocstats --------------------------------------------------------- */
 
 /* The interpreter's allocator statistics writers (what sys._debugmallocstats()
- * calls).  Both are exported by libpython 3.9 to 3.13; _PyObject_DebugMallocStats
- * is declared only in internal headers, and 3.13 moved _PyObject_DebugTypeStats
- * there too, so both are declared here for every version. */
+ * calls).  _PyObject_DebugMallocStats is exported by libpython 3.9 to 3.13 but
+ * declared only in internal headers, so it is declared here.
+ * _PyObject_DebugTypeStats is exported up to 3.12 only (see below). */
 #include <stdio.h>
 extern int _PyObject_DebugMallocStats(FILE *out);
 
