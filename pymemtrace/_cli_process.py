@@ -81,6 +81,8 @@ def _read(path: str):
         raise UserError(f"no such log file: {path}") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a log file") from None
+    except process_report.NotALogFile as err:
+        raise UserError(f"{err}: give a log file") from None
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror}") from None
     if not log.records:
@@ -107,14 +109,26 @@ def cmd_table(argv: List[str]) -> int:
         process_report.table(log, sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
-        # the reader (e.g. head) has gone: not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _quiet_broken_pipe()
     return 0
 
 
+def _quiet_broken_pipe() -> None:
+    """The reader of our output (head) has gone: not an error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def cmd_plot(argv: List[str]) -> int:
+    try:
+        return _cmd_plot(argv)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
+
+
+def _cmd_plot(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="pymemtrace process plot",
         description="Plot RSS over time with labels as markers: writes NAME.dat and NAME.plt "

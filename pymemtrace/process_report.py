@@ -44,14 +44,15 @@ class Record:
         return isinstance(self.data.get("memory_info"), dict)
 
     def mem(self, key: str, default: float = float("nan")) -> float:
-        mi = self.data.get("memory_info") or {}
-        v = mi.get(key, default)
-        return float(v) if isinstance(v, (int, float)) else default
+        mi = self.data.get("memory_info")
+        v = mi.get(key, default) if isinstance(mi, dict) else default
+        return _number(v) if _number(v) is not None else default
 
     def cpu(self, key: str) -> float:
-        ct = self.data.get("cpu_times") or {}
-        v = ct.get(key, float("nan"))
-        return float(v) if isinstance(v, (int, float)) else float("nan")
+        ct = self.data.get("cpu_times")
+        v = ct.get(key) if isinstance(ct, dict) else None
+        n = _number(v)
+        return n if n is not None else float("nan")
 
     @property
     def label(self) -> Optional[str]:
@@ -88,6 +89,21 @@ def _parse_time(text: object) -> Optional[float]:
     return None
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(f"{name} is not a number a log can hold")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _NotFinite(f"{text[:20]} is out of range")
+    return v
+
+
 def parse_lines(lines: Iterable[str]) -> ProcessLog:
     """Parse the lines of a log (see the module docstring)."""
     log = ProcessLog(records=[])
@@ -108,11 +124,17 @@ def parse_lines(lines: Iterable[str]) -> ProcessLog:
             if line.strip():
                 log.skipped += 1
             continue
+        if len(line) > MAX_LINE:
+            log.bad.append((no, f"longer than {MAX_LINE} bytes"))
+            continue
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        except RecursionError:
+            log.bad.append((no, "nested too deeply"))
+            continue
+        except ValueError as err:
             last_failed_json = True
-            log.bad.append((no, "not valid JSON"))
+            log.bad.append((no, str(err) if isinstance(err, _NotFinite) else "not valid JSON"))
             continue
         if not isinstance(data, dict):
             log.bad.append((no, "not a JSON object"))
@@ -133,19 +155,59 @@ def parse_lines(lines: Iterable[str]) -> ProcessLog:
     return log
 
 
+#: The longest line read; longer ones are malformed records (skipped).
+MAX_LINE = 1 << 20
+
+
+class NotALogFile(ValueError):
+    """The path is not a regular file (a device, a FIFO, a directory)."""
+
+
+def _bounded_lines(f) -> Iterable[str]:
+    """The lines of binary file f, each cut to MAX_LINE + 1 bytes at most
+    (the rest of a longer line is read and dropped, never kept)."""
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            while True:                     # drop the rest of the line
+                rest = f.readline(MAX_LINE)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield line.decode("utf-8", errors="replace")
+
+
 def read_log(path: str) -> ProcessLog:
-    """Read a process log file.  Raises OSError if it cannot be read."""
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
-        return parse_lines(f)
+    """Read a process log file.  Raises OSError if it cannot be read and
+    NotALogFile if it is not a regular file.  Lines longer than MAX_LINE
+    are malformed records; memory stays bounded by the records kept."""
+    import stat
+    # O_NONBLOCK: opening a FIFO must not wait for a writer
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotALogFile(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        return parse_lines(_bounded_lines(f))
 
 
 # ---- table -----------------------------------------------------------------
 
 def _number(v: object) -> Optional[float]:
     """v if it is a finite number (not a bool), else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _fmt_int(v: float) -> str:
@@ -171,7 +233,7 @@ def table(log: ProcessLog, out: TextIO) -> None:
     prev: Dict[int, float] = {}
     for r in recs:
         rss = r.mem("rss")
-        if r.has_memory:
+        if r.has_memory and not math.isnan(rss):
             d = rss - prev[r.pid] if r.pid in prev else 0.0
             prev[r.pid] = rss
             drss = f"{int(d):+,d}"
