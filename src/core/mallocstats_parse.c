@@ -346,21 +346,31 @@ parse_line(const char *s, size_t n, pmt_mallocstats_t *out, int *current)
     return parse_colon(s, n, out);
 }
 
+/* The line at text[*i] (its length in *n, up to a NUL in it); *i moves past
+ * its newline. */
+static const char *
+next_line(const char *text, size_t len, size_t *i, size_t *n)
+{
+    const char *line = text + *i;
+    const char *end = memchr(line, '\n', len - *i);
+    *n = end ? (size_t)(end - line) : len - *i;
+    *i += *n + 1;
+    const char *nul = memchr(line, '\0', *n);
+    if (nul != NULL) {
+        *n = (size_t)(nul - line);
+    }
+    return line;
+}
+
 int
 pmt_ms_parse(const char *text, size_t len, pmt_mallocstats_t *out)
 {
     int understood = 0;
     int current = PMT_MS_SEC_OTHER;
     memset(out, 0, sizeof(*out));
-    size_t i = 0;
+    size_t i = 0, n;
     while (i < len) {
-        const char *line = text + i;
-        const char *nl = memchr(line, '\n', len - i);
-        size_t n = nl ? (size_t)(nl - line) : len - i;
-        i += n + 1;
-        if (memchr(line, '\0', n) != NULL) {
-            n = strlen(line);
-        }
+        const char *line = next_line(text, len, &i, &n);
         int r = parse_line(line, n, out, &current);
         if (r > 0) {
             understood++;
@@ -379,16 +389,9 @@ pmt_ms_check(const char *text, size_t len, const pmt_mallocstats_t *s, char *err
         return 0;
     }
     /* the first non-blank line, to say what the text is instead */
-    size_t i = 0;
+    size_t i = 0, n;
     while (i < len) {
-        const char *line = text + i;
-        const char *nl = memchr(line, '\n', len - i);
-        size_t n = nl ? (size_t)(nl - line) : len - i;
-        i += n + 1;
-        const char *nul = memchr(line, '\0', n);
-        if (nul != NULL) {
-            n = (size_t)(nul - line);
-        }
+        const char *line = next_line(text, len, &i, &n);
         trim(&line, &n);
         if (n == 0) {
             continue;
