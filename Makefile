@@ -39,7 +39,7 @@ ctest: $(CTESTS)
 pytest: install
 	cd tests && ../$(VPY) -m pytest -q -rs $(PYTEST_ARGS)
 
-test: system-deps install ctest pytest
+test: system-deps install ctest fuzz-short pytest
 
 # The original pymemtrace's own test suite, unchanged, against this package:
 # its tests/ from its pinned release sdist (fetched once into build/, never
@@ -62,6 +62,44 @@ test-versions: system-deps ctest
 # `make test`.  SOAK_ARGS="--modules test_json --modes malloc" narrows it.
 soak: install
 	$(VPY) scripts/soak.py $(SOAK_ARGS)
+
+# ---- fuzzing (issue 15): a libFuzzer harness for every C parser, fuzz/fuzz_*.c,
+# with clang's -fsanitize=fuzzer,address,undefined; seeds in fuzz/corpus/NAME.
+# `make fuzz` runs each FUZZ_SECONDS (60), `make test` a few seconds each.  Without
+# clang's fuzzer runtime (scripts/system-deps.sh installs it as root on Debian)
+# both say so and skip.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Isrc/core -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
+FUZZ_OBJ := $(patsubst src/core/%.c,build/fuzz/obj/%.o,$(CORE_SRC))
+FUZZ_BIN := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
+build/fuzz/obj/%.o: src/core/%.c $(wildcard src/core/*.h)
+	@mkdir -p build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) -lm -lpthread
+
+.PRECIOUS: build/fuzz/obj/%.o
+
+build/fuzz/.runtime:
+	@mkdir -p build/fuzz
+	@printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' >build/fuzz/probe.c
+	@if $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o build/fuzz/probe build/fuzz/probe.c >/dev/null 2>&1; \
+	    then touch $@; fi
+
+fuzz-build: build/fuzz/.runtime
+	@if [ -f build/fuzz/.runtime ]; then $(MAKE) --no-print-directory $(FUZZ_BIN); fi
+
+fuzz: system-deps fuzz-build
+	@if [ -f build/fuzz/.runtime ]; then sh scripts/fuzz.sh $(FUZZ_SECONDS); \
+	else echo "fuzz: SKIPPED: $(FUZZ_CC) with libFuzzer (-fsanitize=fuzzer) is not available (as root: make system-deps)"; fi
+
+fuzz-short: fuzz-build
+	@if [ -f build/fuzz/.runtime ]; then sh scripts/fuzz.sh 3; \
+	else echo "fuzz: SKIPPED: $(FUZZ_CC) with libFuzzer (-fsanitize=fuzzer) is not available (as root: make system-deps)"; fi
 
 demo: install
 	$(VPY) examples/demo.py

@@ -1,6 +1,6 @@
 #!/bin/sh
 # system-deps.sh: install the Debian packages the tests and benchmarks use
-# (bpftrace, gnuplot, clang's sanitizer runtime, valgrind) and mount tracefs,
+# (bpftrace, gnuplot, clang with its sanitizer and libFuzzer runtimes, valgrind) and mount tracefs,
 # when running as root on Debian.  Best effort: anything it cannot do leaves
 # the tests that need it to skip with a reason; it never fails the build.
 set -u
@@ -8,6 +8,19 @@ want=""
 command -v bpftrace >/dev/null 2>&1 || want="$want bpftrace"
 command -v gnuplot >/dev/null 2>&1 || want="$want gnuplot-nox"
 command -v valgrind >/dev/null 2>&1 || want="$want valgrind"
+# clang with libFuzzer's runtime, for the fuzz harnesses (make fuzz, make test)
+if ! command -v clang >/dev/null 2>&1; then
+    want="$want clang"
+fi
+if command -v clang >/dev/null 2>&1; then
+    probe=$(mktemp -d)
+    printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' >"$probe/p.c"
+    if ! clang -fsanitize=fuzzer,address,undefined -o "$probe/p" "$probe/p.c" >/dev/null 2>&1; then
+        major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
+        [ -n "$major" ] && want="$want libclang-rt-$major-dev"
+    fi
+    rm -rf "$probe"
+fi
 if [ "$(id -u)" != 0 ]; then
     [ -n "$want" ] && echo "system-deps: not root; not installing:$want (tests needing them will skip)"
     exit 0

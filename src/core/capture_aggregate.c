@@ -123,6 +123,8 @@ typedef struct {
     size_t n_big;
     size_t big_min;         /* the smallest of big[] once it is full */
     uint32_t no_frame_file, no_frame_name, unknown_name;
+    uint32_t last_code_id;      /* py_site_of's cache (0: none) */
+    const pmt_cap_code *last_code;
 } aggregator;
 
 static uint32_t
@@ -131,7 +133,13 @@ py_site_of(aggregator *ag, const pmt_mc_record *h)
     uint32_t file, name;
     int32_t line = h->line;
     uint32_t id = pmt_capture_event_code(&ag->cap, h);
-    const pmt_cap_code *code = pmt_capture_code(&ag->cap, id);
+    /* consecutive events mostly come from one code object: remember the last
+     * (the table of codes does not change during the replay) */
+    if (id != ag->last_code_id) {
+        ag->last_code_id = id;
+        ag->last_code = pmt_capture_code(&ag->cap, id);
+    }
+    const pmt_cap_code *code = ag->last_code;
     if (id == 0) {
         file = ag->no_frame_file;
         name = ag->no_frame_name;

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #define MAX_PAYLOAD (1u << 20)
-#define MAX_CODE_ID (1u << 28)
 
 static int
 fail(pmt_capture *c, const char *what)
@@ -79,21 +78,41 @@ check_header(pmt_capture *c)
     return 0;
 }
 
+/* code ids and node ids: 32-bit keys at the start of their entries */
+static uint64_t
+id_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    uint32_t id;
+    memcpy(&id, key, sizeof(id));
+    return pmt_ht_hash_u64(id);
+}
+
+static int
+code_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    uint32_t id;
+    memcpy(&id, key, sizeof(id));
+    return ((const pmt_cap_code *)entry)->id == id;
+}
+
+static int
+node_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    uint32_t id;
+    memcpy(&id, key, sizeof(id));
+    return ((const pmt_cap_node *)entry)->id == id;
+}
+
 /* CODE payload: filename NUL function NUL. */
 static int
 add_code(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t plen)
 {
     uint32_t id = h->code;
-    if (id == 0 || id > MAX_CODE_ID) {
-        return 0;   /* not an id the writer makes: ignore */
-    }
-    if (id >= c->codes_cap) {
-        size_t old = c->codes_cap;
-        if (pmt_grow((void **)&c->codes, &c->codes_cap, (size_t)id + 1,
-                     sizeof(pmt_cap_code)) < 0) {
-            return -1;
-        }
-        memset(c->codes + old, 0, (c->codes_cap - old) * sizeof(pmt_cap_code));
+    if (id == 0) {
+        return 0;   /* 0 means "no Python frame": not an id the writer defines */
     }
     const char *f = (const char *)payload;
     size_t fl = strnlen(f, plen);
@@ -104,9 +123,14 @@ add_code(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t 
     if (fo < 0 || no < 0) {
         return -1;
     }
-    c->codes[id].file = (uint32_t)fo;
-    c->codes[id].name = (uint32_t)no;
-    c->codes[id].defined = 1;
+    int created;
+    pmt_cap_code *e = pmt_ht_insert(&c->codes, &id, &created);
+    if (!e) {
+        return -1;
+    }
+    e->id = id;     /* defined again: the last definition wins */
+    e->file = (uint32_t)fo;
+    e->name = (uint32_t)no;
     return 0;
 }
 
@@ -117,19 +141,16 @@ static int
 add_node(pmt_capture *c, const pmt_mc_record *h)
 {
     uint64_t id = h->a;
-    if (id == 0 || id > MAX_CODE_ID || h->b >= id) {
+    if (id == 0 || id > UINT32_MAX || h->b >= id) {
         return 0;
     }
-    if (id >= c->nodes_cap) {
-        size_t old = c->nodes_cap;
-        if (pmt_grow((void **)&c->nodes, &c->nodes_cap, (size_t)id + 1,
-                     sizeof(pmt_cap_node)) < 0) {
-            return -1;
-        }
-        memset(c->nodes + old, 0, (c->nodes_cap - old) * sizeof(pmt_cap_node));
+    uint32_t key = (uint32_t)id;
+    int created;
+    pmt_cap_node *n = pmt_ht_insert(&c->nodes, &key, &created);
+    if (!n) {
+        return -1;
     }
-    c->nodes[id] = (pmt_cap_node){.parent = (uint32_t)h->b, .code = h->code,
-                                  .line = h->line, .defined = 1};
+    *n = (pmt_cap_node){.id = key, .parent = (uint32_t)h->b, .code = h->code, .line = h->line};
     return 0;
 }
 
@@ -271,6 +292,8 @@ pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
 {
     memset(c, 0, sizeof(*c));
     pmt_strpool_init(&c->strs);
+    pmt_ht_init(&c->codes, sizeof(pmt_cap_code), id_hash, code_eq, NULL);
+    pmt_ht_init(&c->nodes, sizeof(pmt_cap_node), id_hash, node_eq, NULL);
     c->data = data;
     c->len = len;
     uint64_t seq_min, seq_max;
@@ -285,16 +308,13 @@ void
 pmt_capture_close(pmt_capture *c)
 {
     pmt_strpool_free(&c->strs);
-    free(c->codes);
+    pmt_ht_free(&c->codes);
     free(c->mods);
-    free(c->nodes);
+    pmt_ht_free(&c->nodes);
     free(c->ev);
-    c->codes = NULL;
     c->mods = NULL;
-    c->nodes = NULL;
-    c->nodes_cap = 0;
     c->ev = NULL;
-    c->n_ev = c->n_mods = c->codes_cap = 0;
+    c->n_ev = c->n_mods = 0;
 }
 
 const pmt_cap_module *

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "capture_format.h"
+#include "hashtab.h"
 #include "strpool.h"
 
 #ifdef __cplusplus
@@ -23,16 +24,16 @@ extern "C" {
 #endif
 
 typedef struct {
+    uint32_t id;            /* the key */
     uint32_t file, name;    /* string offsets */
-    int defined;
 } pmt_cap_code;
 
 /* A node of the stack tree (PMT_MC_FLAG_STACKS captures). */
 typedef struct {
+    uint32_t id;            /* the key */
     uint32_t parent;        /* node id, 0: the outermost frame */
     uint32_t code;          /* code id */
     int32_t line;
-    int defined;
 } pmt_cap_node;
 
 typedef struct {
@@ -46,12 +47,11 @@ typedef struct {
     pmt_mc_header header;
     uint32_t rs;                /* record size */
     pmt_strpool strs;           /* file, function and module names */
-    pmt_cap_code *codes;        /* by code id */
-    size_t codes_cap;
+    pmt_hashtab codes;          /* pmt_cap_code by id (ids are the writer's: any
+                                 * 32-bit value a corrupt capture holds) */
     pmt_cap_module *mods;
     size_t n_mods, mods_cap;
-    pmt_cap_node *nodes;        /* by node id (stacks captures) */
-    size_t nodes_cap;
+    pmt_hashtab nodes;          /* pmt_cap_node by id (stacks captures) */
     int stacks;                 /* events name a stack node, not a code id */
     uint64_t *ev;               /* offsets of event records, in sequence order */
     size_t n_ev, ev_cap;
@@ -89,14 +89,14 @@ pmt_capture_event(const pmt_capture *c, size_t i)
 static inline const pmt_cap_code *
 pmt_capture_code(const pmt_capture *c, uint32_t id)
 {
-    return id < c->codes_cap && c->codes[id].defined ? &c->codes[id] : NULL;
+    return pmt_ht_find(&c->codes, &id);
 }
 
 /* The stack node with this id (NULL if never defined). */
 static inline const pmt_cap_node *
 pmt_capture_node(const pmt_capture *c, uint32_t id)
 {
-    return id < c->nodes_cap && c->nodes[id].defined ? &c->nodes[id] : NULL;
+    return pmt_ht_find(&c->nodes, &id);
 }
 
 /* The code id of an event's innermost frame (0: no Python frame): its code

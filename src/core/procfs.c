@@ -221,8 +221,8 @@ pmt_parse_kb(const char *text, size_t len, const char *key)
                 k++;
             }
             uint64_t v;
-            if (parse_u64(text, len, &k, &v) != 0) {
-                return -1;
+            if (parse_u64(text, len, &k, &v) != 0 || v > (uint64_t)INT64_MAX / 1024) {
+                return -1;  /* malformed, or more kB than bytes can count */
             }
             return (int64_t)v * 1024;
         }

@@ -3,6 +3,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "capture_build.h"
@@ -237,6 +239,76 @@ test_stack_nodes(void)
     pmt_capture_close(&c);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* Fuzzing found it (build/fuzz/crash-capture-timeout-*): a CODE record with
+ * a large id (any 32-bit value in a corrupt capture) made the reader
+ * allocate and clear an array indexed by id: 3 GiB for an id near 2^28, a
+ * timeout, or "out of memory".  Ids are keys of a hash table now: a 1 KiB
+ * capture reads in a few KiB.  The same for the node ids of a stacks
+ * capture.  Checked in a child whose data segment is
+ * limited to 64 MiB (not under ASan, whose shadow memory would not fit). */
+static void
+test_huge_code_ids(void)
+{
+    header(PMT_MC_RECORD_BASE);
+    code(0x0fffffff, "big.py", "f");
+    code(0xfffffff0, "bigger.py", "g");
+    ev(1, PMT_MC_MALLOC, 0x10, 5, 0xfffffff0, 3);
+    size_t plain = len;
+    /* the same for the nodes of a stacks capture */
+    header(PMT_MC_RECORD_BASE);
+    pmt_mc_header *sh = (pmt_mc_header *)buf;
+    sh->version = PMT_MC_VERSION_STACKS;
+    sh->flags |= PMT_MC_FLAG_STACKS;
+    code(7, "s.py", "h");
+    pmt_mc_record node = {PMT_MC_STACK, 0xfffffff0, 0, 7, 2, 0};
+    put(&node, PMT_MC_RECORD_BASE);
+    ev(1, PMT_MC_MALLOC, 0x10, 5, 0xfffffff0, 2);
+    static uint8_t stacks[4096];
+    size_t stacks_len = len;
+    memcpy(stacks, buf, len);
+    header(PMT_MC_RECORD_BASE);
+    code(0x0fffffff, "big.py", "f");
+    code(0xfffffff0, "bigger.py", "g");
+    ev(1, PMT_MC_MALLOC, 0x10, 5, 0xfffffff0, 3);
+    CHECK_EQ_INT(len, plain);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+#ifndef UNDER_ASAN
+        struct rlimit lim = {64 << 20, 64 << 20};
+        if (setrlimit(RLIMIT_DATA, &lim) != 0) {
+            _exit(3);
+        }
+#endif
+        pmt_capture c;
+        int ok = pmt_capture_open(&c, buf, len) == 0 && c.n_ev == 1 &&
+                 pmt_capture_code(&c, 0x0fffffff) != NULL &&
+                 pmt_capture_code(&c, 0xfffffff0) != NULL &&
+                 strcmp(pmt_strpool_at(&c.strs, pmt_capture_code(&c, 0xfffffff0)->file),
+                        "bigger.py") == 0 &&
+                 pmt_capture_code(&c, 0xfffffff1) == NULL;
+        pmt_capture_close(&c);
+        ok = ok && pmt_capture_open(&c, stacks, stacks_len) == 0 && c.n_ev == 1;
+        if (ok) {
+            pmt_mc_record e = pmt_capture_event(&c, 0);
+            ok = pmt_capture_event_code(&c, &e) == 7;
+        }
+        pmt_capture_close(&c);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int
 main(void)
 {
@@ -247,5 +319,6 @@ main(void)
     test_bad_headers();
     test_file_load();
     test_stack_nodes();
+    test_huge_code_ids();
     CTEST_MAIN_END();
 }

@@ -54,6 +54,10 @@ test_parse_statm_and_kb(void)
     CHECK_EQ_INT(pmt_parse_kb(st, strlen(st), "VmSwap:"), 12 * 1024);
     CHECK_EQ_INT(pmt_parse_kb(st, strlen(st), "VmHWM:"), 2080 * 1024);
     CHECK_EQ_INT(pmt_parse_kb(st, strlen(st), "VmRSS:"), -1);
+    /* fuzzing found it: a value too big for bytes was a signed overflow (UB) */
+    const char *huge = "VmHWM:   9007199254740993 kB\nVmRSS:\t9007199254740991 kB\n";
+    CHECK_EQ_INT(pmt_parse_kb(huge, strlen(huge), "VmHWM:"), -1);
+    CHECK_EQ_INT(pmt_parse_kb(huge, strlen(huge), "VmRSS:"), (int64_t)9007199254740991 * 1024);
     /* a key must start a line */
     const char *sm = "XPss: 5 kB\nPss:    268 kB\n";
     CHECK_EQ_INT(pmt_parse_kb(sm, strlen(sm), "Pss:"), 268 * 1024);
