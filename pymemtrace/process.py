@@ -287,6 +287,11 @@ class log_process:
         else:
             self._emit(((created, _process.KIND_STOP, text),), threading.current_thread().name)
 
+    def add_message_to_queue(self, message: str) -> None:
+        """Queue *message* as the label of the next sample (the original
+        pymemtrace's method on the context's value; see the module function)."""
+        add_message_to_queue(message)
+
     # -- decorator ---------------------------------------------------------
     def _recreate(self) -> "log_process":
         return log_process(self.interval, self.log_level, self.pid, output=self.output,
