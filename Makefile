@@ -8,7 +8,7 @@ CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
 CORE_SRC := $(wildcard src/core/*.c)
 CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all venv install demo test test-versions soak ctest pytest bench sanitize valgrind clean system-deps test-original
+.PHONY: all venv install demo test test-quick test-versions soak ctest pytest bench sanitize valgrind clean system-deps test-original
 
 all: install
 
@@ -39,7 +39,14 @@ ctest: $(CTESTS)
 pytest: install
 	cd tests && ../$(VPY) -m pytest -q -rs $(PYTEST_ARGS)
 
-test: system-deps install ctest fuzz-short pytest
+# `make test` (what .ci/run runs) is everything: the C unit tests, a short
+# fuzz run of every C parser, then the whole pytest suite on every supported
+# CPython found (see test-versions).  `make test-quick` is the suite on
+# python3 alone, for a fast loop while working.
+test: system-deps ctest fuzz-short
+	$(PYTHON) scripts/test_versions.py -- $(PYTEST_ARGS)
+
+test-quick: system-deps install ctest fuzz-short pytest
 
 # The original pymemtrace's own test suite, unchanged, against this package:
 # its tests/ from its pinned release sdist (fetched once into build/, never
