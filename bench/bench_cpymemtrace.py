@@ -44,27 +44,13 @@ _clock = time.thread_time
 
 from pymemtrace import cPyMemTrace
 
-
-def _load_reference_functions():
-    """bench/ext/_cpmt_bench.c: the no-op (and one-pread) profile functions the ratios are
-    measured against.  Built by meson with the package but not installed: found in the
-    build directory (``make install`` uses build/meson; PYMEMTRACE_BUILD_DIR overrides)."""
-    build = os.environ.get("PYMEMTRACE_BUILD_DIR") or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "meson")
-    sys.path.insert(0, build)
-    try:
-        import _cpmt_bench
-    except ImportError:
-        sys.exit(f"bench_cpymemtrace: no _cpmt_bench module in {build}: run `make install` "
-                 "first (or set PYMEMTRACE_BUILD_DIR to the meson build directory)")
-    finally:
-        sys.path.remove(build)
-    return _cpmt_bench
-
-
-_cpmt_bench = _load_reference_functions()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from buildmod import load_build_module  # noqa: E402
 from cpmt_workloads import WORKLOADS    # noqa: E402  (fib, churn, json, objects)
+
+# bench/ext/_cpmt_bench.c: the no-op (and one-pread) profile functions the ratios
+# are measured against.
+_cpmt_bench = load_build_module("_cpmt_bench")
 
 RUNS = int(os.environ.get("PMT_BENCH_RUNS", "9"))
 INNER = 3

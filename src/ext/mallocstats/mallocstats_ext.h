@@ -22,7 +22,7 @@
  * errno and returns -1.  Needs the GIL.  Creates no Python object. */
 int msx_run_writer(char **buf, size_t *cap, size_t *len, int *pymalloc);
 
-/* The writer alone into f (for the benchmark helpers); returns what
+/* The writer alone into f (for bench/ext/_mallocstats_bench.c); returns what
  * _PyObject_DebugMallocStats returned. */
 int msx_write_stats(FILE *f);
 
