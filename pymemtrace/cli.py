@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -53,7 +54,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args) or 0)
+        rc = int(func(args) or 0)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        # The reader of our output (head, less) went away: not an error of
+        # ours, and no traceback.  Point stdout at /dev/null so the flush at
+        # exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except UserError as err:
         print(f"pymemtrace {args.pymemtrace_tool}: error: {err}", file=sys.stderr)
         return 2

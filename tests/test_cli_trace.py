@@ -1,4 +1,5 @@
 """`pymemtrace trace`: run a script under cPyMemTrace, print the log's path and a summary."""
+import os
 import pathlib
 import re
 import subprocess
@@ -118,3 +119,21 @@ def test_disk_full_is_one_clear_line(tmp_path):
     assert "writing the log /dev/full failed: No space left on device" in r.stderr
     assert "Traceback" not in r.stderr
     assert "script args: []" in r.stdout      # the script itself ran undisturbed
+
+
+def test_report_into_a_closed_pipe_is_quiet(tmp_path):
+    """`pymemtrace trace report LOG | head -1`: the reader has gone (here: before the
+    first write, so the write surely fails with EPIPE); the report stops without a
+    BrokenPipeError traceback and exits 0."""
+    (tmp_path / "work.py").write_text(SCRIPT)
+    r = _run(["--profile", "-o", "run.log", "work.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    rd, wr = os.pipe()
+    os.close(rd)
+    try:
+        p = subprocess.run([sys.executable, "-m", "pymemtrace", "trace", "report", "run.log"],
+                           stdout=wr, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    finally:
+        os.close(wr)
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.returncode == 0, p.stderr
