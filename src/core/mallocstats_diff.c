@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 /* ---- formatting ------------------------------------------------------------------ */
@@ -255,6 +256,9 @@ sized_prefix(const char *name)
     }
     long v = 0;
     for (const char *p = name + 5; is_digit(*p); p++) {
+        if (v > (LONG_MAX - 9) / 10) {
+            return LONG_MAX;    /* absurdly large: sorts last among the sized */
+        }
         v = v * 10 + (*p - '0');
     }
     return v;
