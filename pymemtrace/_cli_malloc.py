@@ -67,7 +67,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "capture); the report still attributes by the innermost line")
     p.add_argument("--paused", action="store_true",
                    help="start with tracing paused: the program traces chosen blocks with "
-                        "pymemtrace.malloc_trace.MallocTrace()")
+                        "pymemtrace.malloc.Tracing()")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
                    help="the command to run (after --), or: report FILE [--json]")
     p.set_defaults(func=main)

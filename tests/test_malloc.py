@@ -547,15 +547,15 @@ def test_killed_program_leaves_a_readable_capture(tmp_path):
 @needs_preload
 def test_malloc_trace_block_in_process(tmp_path):
     src = """\
-    from pymemtrace.malloc_trace import MallocTrace, is_tracing, is_traced
+    from pymemtrace.malloc import Tracing, is_tracing, is_traced
     def outside():
         return bytearray(1_000_037)  # OUTSIDE
     def inside():
         return bytearray(2_000_029)  # INSIDE
     assert is_traced() and not is_tracing()
     a = outside()
-    with MallocTrace():
-        with MallocTrace():
+    with Tracing():
+        with Tracing():
             b = inside()
         assert is_tracing()
     assert not is_tracing()
@@ -572,11 +572,11 @@ def test_malloc_trace_block_in_process(tmp_path):
 
 
 def test_malloc_trace_without_the_tracer_is_a_clear_error():
-    from pymemtrace.malloc_trace import MallocTrace, is_traced
+    from pymemtrace.malloc import Tracing, is_traced
     if is_traced():
         pytest.skip("needs a process not started by 'pymemtrace malloc' (this one is)")
     with pytest.raises(RuntimeError, match="pymemtrace malloc --paused"):
-        with MallocTrace():
+        with Tracing():
             pass
 
 

@@ -405,7 +405,7 @@ _Exit(int status)
  * buffers out, so the capture holds everything up to the pause), -1 only
  * ask.  Returns whether tracing was on before the call, or -1 if this
  * process has no capture (not started by `pymemtrace malloc`, or the capture
- * could not be created).  Used by pymemtrace.malloc_trace.MallocTrace
+ * could not be created).  Used by pymemtrace.malloc.Tracing
  * through the _malloccap extension (found with dlsym: no link dependency).
  */
 EXPORT int

@@ -5,9 +5,9 @@ so the in-process API switches an already loaded tracer on and off rather
 than loading one::
 
     # pymemtrace malloc --paused -o app.cap -- python app.py
-    from pymemtrace.malloc_trace import MallocTrace
+    from pymemtrace.malloc import Tracing
 
-    with MallocTrace():
+    with Tracing():
         build_index()          # only allocations made here are recorded
 
 Tracing is process-wide while a block runs (allocations by other threads in
@@ -25,7 +25,7 @@ from typing import Optional
 
 from pymemtrace import _malloccap
 
-__all__ = ["MallocTrace", "is_traced", "is_tracing"]
+__all__ = ["Tracing", "is_traced", "is_tracing"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -42,17 +42,17 @@ def is_tracing() -> bool:
     return _malloccap.control(-1) == 1
 
 
-class MallocTrace:
+class Tracing:
     """Context manager: record allocations made while the block runs."""
 
-    def __enter__(self) -> "MallocTrace":
+    def __enter__(self) -> "Tracing":
         global _depth, _was_on
         with _lock:
             if _depth == 0:
                 was = _malloccap.control(1)
                 if was < 0:
                     raise RuntimeError(
-                        "MallocTrace needs the preload tracer: run the program with "
+                        "pymemtrace.malloc.Tracing needs the preload tracer: run the program with "
                         "'pymemtrace malloc --paused -o FILE -- python ...'")
                 _was_on = was
             _depth += 1
