@@ -4,11 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 CC ?= cc
-CFLAGS_C := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Isrc/core
-CORE_SRC := $(wildcard src/core/*.c)
-CTESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/test_*.c))
+MESON := $(VENV)/bin/meson
+# Meson builds everything: the package (through pip), the C unit tests
+# (tests/c/meson.build, -Dtests=true) and the fuzz harnesses (fuzz/meson.build,
+# -Dfuzz=true), each kind in its own build directory.
+CTEST_NAMES := $(basename $(notdir $(wildcard tests/c/test_*.c)))
+FUZZ_NAMES := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
+# meson_setup DIR ARGS: configure DIR once, reconfigure it after (new test files are found then)
+meson_setup = if [ -f $(1)/build.ninja ]; then $(MESON) setup --reconfigure $(1) $(2) >/dev/null; \
+	else $(MESON) setup $(1) $(2) >/dev/null; fi
+CTEST_ARGS := -Dtests=true -Dbuildtype=debugoptimized -Db_ndebug=false
 
-.PHONY: all venv install demo test test-quick test-versions soak ctest pytest bench sanitize valgrind clean system-deps test-original
+.PHONY: all venv install demo test test-quick test-versions soak ctest ctest-build fuzz-build pytest bench sanitize valgrind clean system-deps test-original
 
 all: install
 
@@ -29,12 +36,13 @@ system-deps:
 install: venv
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson .
 
-build/ctest/%: tests/c/%.c $(CORE_SRC) $(wildcard src/core/*.h) tests/c/ctest.h
-	@mkdir -p build/ctest
-	$(CC) $(CFLAGS_C) -o $@ $< $(CORE_SRC) -lm -lpthread
+# The C unit tests of src/core, built by meson into build/ctest and run by `meson test`.
+ctest-build: venv
+	@$(call meson_setup,build/ctest,$(CTEST_ARGS))
+	$(MESON) compile -C build/ctest $(CTEST_NAMES)
 
-ctest: $(CTESTS)
-	@for t in $(CTESTS); do echo "== $$t"; $$t || exit 1; done
+ctest: ctest-build
+	$(MESON) test -C build/ctest --no-rebuild --suite ctest --print-errorlogs
 
 pytest: install
 	cd tests && ../$(VPY) -m pytest -q -rs $(PYTEST_ARGS)
@@ -77,19 +85,6 @@ soak: install
 # both say so and skip.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Isrc/core -fno-omit-frame-pointer \
-	-fno-sanitize-recover=all
-FUZZ_OBJ := $(patsubst src/core/%.c,build/fuzz/obj/%.o,$(CORE_SRC))
-FUZZ_BIN := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
-
-build/fuzz/obj/%.o: src/core/%.c $(wildcard src/core/*.h)
-	@mkdir -p build/fuzz/obj
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
-
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) -lm -lpthread
-
-.PRECIOUS: build/fuzz/obj/%.o
 
 build/fuzz/.runtime:
 	@mkdir -p build/fuzz
@@ -97,8 +92,18 @@ build/fuzz/.runtime:
 	@if $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o build/fuzz/probe build/fuzz/probe.c >/dev/null 2>&1; \
 	    then touch $@; fi
 
-fuzz-build: build/fuzz/.runtime
-	@if [ -f build/fuzz/.runtime ]; then $(MAKE) --no-print-directory $(FUZZ_BIN); fi
+# the harnesses are built by meson (fuzz/meson.build) into build/fuzz-meson;
+# scripts/fuzz.sh runs them, with corpora and logs under build/fuzz
+fuzz-build: build/fuzz/.runtime venv
+	@if [ -f build/fuzz/.runtime ]; then \
+	    $(call meson_setup,build/fuzz-meson,-Dfuzz=true -Doptimization=1 -Ddebug=true --native-file build/fuzz/native.ini) \
+	    && $(MESON) compile -C build/fuzz-meson $(FUZZ_NAMES); fi
+
+build/fuzz/native.ini:
+	@mkdir -p build/fuzz
+	@printf "[binaries]\nc = '%s'\n" "$(FUZZ_CC)" >$@
+
+fuzz-build: build/fuzz/native.ini
 
 fuzz: system-deps fuzz-build
 	@if [ -f build/fuzz/.runtime ]; then sh scripts/fuzz.sh $(FUZZ_SECONDS); \
@@ -116,14 +121,10 @@ bench: install
 
 # Everything under AddressSanitizer + UndefinedBehaviorSanitizer: the C unit
 # tests, then the whole pytest suite against a sanitized build in .venv-san.
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize: venv
-	rm -rf build/ctest-san
-	@mkdir -p build/ctest-san
-	@for t in $(wildcard tests/c/test_*.c); do \
-	    b=build/ctest-san/$$(basename $$t .c); \
-	    $(CC) $(CFLAGS_C) $(SAN_FLAGS) -o $$b $$t $(CORE_SRC) -lm -lpthread || exit 1; \
-	    echo "== $$b"; $$b || exit 1; done
+	@$(call meson_setup,build/ctest-san,$(CTEST_ARGS) -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all)
+	$(MESON) compile -C build/ctest-san $(CTEST_NAMES)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(MESON) test -C build/ctest-san --no-rebuild --suite ctest --print-errorlogs
 	test -x .venv-san/bin/python || $(PYTHON) -m venv .venv-san
 	.venv-san/bin/python -m pip install -q -r requirements-dev.txt
 	.venv-san/bin/python -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson-san \
@@ -134,10 +135,10 @@ sanitize: venv
 	    ../.venv-san/bin/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 # The C unit tests under valgrind (memcheck): any error or definite leak fails.
-valgrind: $(CTESTS)
+valgrind: ctest-build
 	@command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 2; }
-	@for t in $(CTESTS); do echo "== valgrind $$t"; \
-	    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
+	$(MESON) test -C build/ctest --no-rebuild --suite ctest --print-errorlogs -t 20 \
+	    --wrapper 'valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite'
 
 clean:
 	rm -rf build .venv .venv-san .venv-3.* .venv-debian-*

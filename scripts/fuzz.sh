@@ -8,8 +8,8 @@ set -u
 seconds=${1:-60}
 cd "$(dirname "$0")/.." || exit 2
 status=0
-for bin in build/fuzz/fuzz_*; do
-    [ -x "$bin" ] || continue
+for bin in build/fuzz-meson/fuzz/fuzz_*; do
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
     name=$(basename "$bin" | sed 's/^fuzz_//')
     mkdir -p "build/fuzz/corpus-$name"
     seeds="fuzz/corpus/$name"
