@@ -48,12 +48,22 @@ pmt_elfsym_cache_free(pmt_elfsym_cache *c)
     free(c);
 }
 
-/* Find a symbol table of the given type; returns 0 on success. */
+/* Whether [off, off+len) lies inside the mapped file (no wrap-around). */
+static int
+in_file(const elf_file *f, uint64_t off, uint64_t len)
+{
+    return off <= f->len && len <= f->len - off;
+}
+
+/* Find a symbol table of the given type; returns 0 on success.  Every
+ * offset and size comes from the file: each is checked against its length
+ * and its alignment before anything is read through it. */
 static int
 find_table(elf_file *f, const Elf64_Ehdr *eh, uint32_t type)
 {
     if (eh->e_shoff == 0 || eh->e_shentsize != sizeof(Elf64_Shdr) ||
-        eh->e_shoff + (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr) > f->len) {
+        eh->e_shoff % _Alignof(Elf64_Shdr) != 0 ||
+        !in_file(f, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr))) {
         return -1;
     }
     const Elf64_Shdr *sh = (const Elf64_Shdr *)(const void *)(f->map + eh->e_shoff);
@@ -63,8 +73,9 @@ find_table(elf_file *f, const Elf64_Ehdr *eh, uint32_t type)
             continue;
         }
         const Elf64_Shdr *st = &sh[sh[i].sh_link];
-        if (sh[i].sh_offset + sh[i].sh_size > f->len || st->sh_offset + st->sh_size > f->len ||
-            sh[i].sh_offset % 8 != 0) {
+        if (!in_file(f, sh[i].sh_offset, sh[i].sh_size) ||
+            !in_file(f, st->sh_offset, st->sh_size) ||
+            sh[i].sh_offset % _Alignof(Elf64_Sym) != 0) {
             continue;
         }
         f->syms = (const Elf64_Sym *)(const void *)(f->map + sh[i].sh_offset);

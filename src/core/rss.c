@@ -53,6 +53,9 @@ pmt_statm_parse_resident(const char *text, long len)
     }
     int64_t pages = 0;
     while (i < len && text[i] >= '0' && text[i] <= '9') {
+        if (pages > (INT64_MAX - 9) / 10) {
+            return -1;      /* more pages than bytes can count: not a statm */
+        }
         pages = pages * 10 + (text[i] - '0');
         i++;
     }
@@ -74,7 +77,7 @@ pmt_rss_from_statm_fd(int fd)
         return -1;
     }
     int64_t pages = pmt_statm_parse_resident(buf, (long)n);
-    if (pages < 0) {
+    if (pages < 0 || pages > INT64_MAX / (int64_t)pmt_page_size()) {
         errno = EPROTO;
         return -1;
     }

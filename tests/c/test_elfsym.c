@@ -1,5 +1,9 @@
-/* test_elfsym.c: symbol lookup in an ELF file (this test's own executable). */
+/* test_elfsym.c: symbol lookup in an ELF file (this test's own executable),
+ * and files whose tables point outside themselves. */
+#include <elf.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,9 +38,73 @@ test_elfsym(void)
     pmt_elfsym_cache_free(c);
 }
 
+/* A 512-byte file: an ELF header with the given section header
+ * table, then one section header (a symbol table) and zeros. */
+static int
+write_elf(const char *path, uint64_t shoff, uint16_t shnum, uint64_t symoff, uint64_t symsize)
+{
+    unsigned char buf[512];
+    memset(buf, 0, sizeof(buf));
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)(void *)buf;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_shoff = shoff;
+    eh->e_shentsize = sizeof(Elf64_Shdr);
+    eh->e_shnum = shnum;
+    Elf64_Shdr *sh = (Elf64_Shdr *)(void *)(buf + 128);
+    sh->sh_type = SHT_SYMTAB;
+    sh->sh_entsize = sizeof(Elf64_Sym);
+    sh->sh_offset = symoff;
+    sh->sh_size = symsize;
+    sh->sh_link = 0;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        return -1;
+    }
+    size_t n = fwrite(buf, 1, sizeof(buf), f);
+    return (fclose(f) == 0 && n == sizeof(buf)) ? 0 : -1;
+}
+
+/* Offsets that wrap around 2^64 or are misaligned are refused, never
+ * followed (before: e_shoff = 2^64 - 64 passed the bounds check and the
+ * reader looked 64 bytes before the mapping; found by make fuzz). */
+static void
+test_elfsym_hostile_tables(void)
+{
+    char path[] = "/tmp/pmt-test-elfsym-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) {
+        return;
+    }
+    close(fd);
+    struct {
+        uint64_t shoff;
+        uint16_t shnum;
+        uint64_t symoff, symsize;
+    } cases[] = {
+        {UINT64_MAX - 63, 2, 256, 24},      /* table before the file (wraps) */
+        {130, 1, 256, 24},                  /* misaligned section headers */
+        {128, 1, UINT64_MAX - 7, 32},       /* symbols wrap around */
+        {128, 1, 260, 24},                  /* misaligned symbols */
+        {128, 1, 256, UINT64_MAX},          /* symbols longer than the file */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECK_EQ_INT(write_elf(path, cases[i].shoff, cases[i].shnum, cases[i].symoff,
+                               cases[i].symsize), 0);
+        pmt_elfsym_cache *c = pmt_elfsym_cache_new();
+        char name[64];
+        CHECK_EQ_INT(pmt_elfsym_lookup(c, path, 0x10, name, sizeof(name)), -1);
+        pmt_elfsym_cache_free(c);
+    }
+    unlink(path);
+}
+
 int
 main(void)
 {
     test_elfsym();
+    test_elfsym_hostile_tables();
     CTEST_MAIN_END();
 }

@@ -14,6 +14,9 @@ main(void)
     CHECK_EQ_INT(pmt_statm_parse_resident("", 0), -1);
     CHECK_EQ_INT(pmt_statm_parse_resident("x 1", 3), -1);
     CHECK_EQ_INT(pmt_statm_parse_resident("12 x", 4), -1);
+    /* more digits than 64 bits hold: refused, not wrapped (found by make fuzz) */
+    CHECK_EQ_INT(pmt_statm_parse_resident("1 99999999999999999999 3", 24), -1);
+    CHECK_EQ_INT(pmt_statm_parse_resident("1 123456789012345678 3", 22), 123456789012345678LL);
 
     long ps = pmt_page_size();
     CHECK(ps >= 4096);
