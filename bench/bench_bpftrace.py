@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from pymemtrace import _cli_bpftrace as cb
+from pymemtrace import bpftrace_run as cb
 
 PYTHON = "/usr/bin/python3.11"
 RUNS = 5

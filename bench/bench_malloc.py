@@ -20,7 +20,7 @@ the tracer's exit work included), as ratios to the untraced run of the same
 round, plus capture bytes per event for pymemtrace, the tracer's own instructions
 per event counted by callgrind (when valgrind is installed: immune to the
 machine's timing noise), and how fast the report (C reader
-and aggregator, through pymemtrace._cli_malloc.load) gets through a capture.
+and aggregator, through pymemtrace.load) gets through a capture.
 Run: make bench   (or: .venv/bin/python bench/run_all.py malloc)
 """
 import os
@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 
-from pymemtrace import _cli_malloc
+from pymemtrace.malloc import LIBRARY
+from pymemtrace.readers.malloc_capture import load
 
 RUNS = 7
 N = 400_000
@@ -104,7 +105,7 @@ def _instructions_per_event(script, base_env, traced_env, cwd, cap):
                     f.unlink()
                 counts[label, k] = _instructions([py, str(script), str(k)], env, cwd)
                 if label == "traced":
-                    counts["events", k] = _cli_malloc.load(str(cap))["events"]
+                    counts["events", k] = load(str(cap))["events"]
     except RuntimeError as err:
         return str(err)
     extra = ((counts["traced", n] - counts["untraced", n])
@@ -128,7 +129,7 @@ def run_one(extra_env, n):
         cap = tmp / "w.cap"
 
         def ours(native):
-            env = dict(base_env, LD_PRELOAD=str(_cli_malloc.LIBRARY),
+            env = dict(base_env, LD_PRELOAD=str(LIBRARY),
                        PYMEMTRACE_MALLOC_OUT=str(cap))
             if native:
                 env["PYMEMTRACE_MALLOC_NATIVE"] = "1"
@@ -156,7 +157,7 @@ def run_one(extra_env, n):
                 wall[name].append(t_wall)
                 if name == "pymemtrace":
                     t0 = time.perf_counter()
-                    r = _cli_malloc.load(str(cap))
+                    r = load(str(cap))
                     report_s.append(time.perf_counter() - t0)
                     events, cap_bytes = r["events"], cap.stat().st_size
         med_in = {k: statistics.median(v) for k, v in inner.items()}

@@ -12,8 +12,9 @@ import pathlib
 import subprocess
 import sys
 
-from pymemtrace import _cli_bpftrace as cb
-from pymemtrace import bpftrace_report
+from pymemtrace import bpftrace_run as cb
+from pymemtrace.readers import bpftrace_log
+from pymemtrace.reporters.bpftrace import format_report
 
 HERE = pathlib.Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3.11"
@@ -40,8 +41,8 @@ def main() -> int:
         if r.returncode != 0:
             return r.returncode
         print(f"\n$ pymemtrace bpftrace report {path} --limit 5\n")
-    rep = bpftrace_report.parse_file(path)
-    print(bpftrace_report.format_report(rep, limit=5))
+    rep = bpftrace_log.parse_file(path)
+    print(format_report(rep, limit=5))
     top = rep.by_function()[0]
     print(f"create_string is first: {top['function'] == 'create_string'} "
           f"({top['bytes']:,d} bytes in {top['count']} calls)")

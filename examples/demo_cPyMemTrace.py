@@ -3,7 +3,7 @@
 Runs examples/ex_cPyMemTrace.py as it is in a fresh interpreter in the current
 directory (the demo output directory), then prints where the log went, its
 first rows, and the rows where RSS moved most, read back with
-:mod:`pymemtrace.cpmt_log`.  The same example under ``Profile(0)`` (every event)
+:mod:`pymemtrace.readers.cpmt_log`.  The same example under ``Profile(0)`` (every event)
 and ``Trace()`` (every line) follows.
 """
 import os
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-from pymemtrace import cpmt_log
+from pymemtrace.readers import cpmt_log
 
 HERE = pathlib.Path(__file__).resolve().parent
 

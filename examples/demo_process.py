@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 
-from pymemtrace import process, process_report
+from pymemtrace import process
+from pymemtrace.readers import process_log
+from pymemtrace.reporters import process as process_reporter
 
 LOG = "demo_process.log"
 CMD_LOG = "demo_process_command.jsonl"
@@ -50,17 +52,17 @@ def main() -> int:
         root.setLevel(old_level)
         handler.close()
 
-    log = process_report.read_log(LOG)
+    log = process_log.read_log(LOG)
     print(f"The seed's example (scaled down) logged {len(log.records)} records to {os.path.abspath(LOG)}:")
     with open(LOG) as f:
         lines = f.read().splitlines()
     for line in lines[:3] + ["..."] + lines[-1:]:
         print("  " + (line if len(line) < 200 else line[:197] + "..."))
     print("\nTable ('pymemtrace process table demo_process.log'):\n")
-    process_report.table(log, sys.stdout)
+    process_reporter.table(log, sys.stdout)
     print("\nPlot ('pymemtrace process plot demo_process.log -o demo_process_plots'):")
     try:
-        dat, plt, png = process_report.write_gnuplot(log, PLOTS, "demo_process",
+        dat, plt, png = process_reporter.write_gnuplot(log, PLOTS, "demo_process",
                                                      "The seed's process example (scaled down)")
     except RuntimeError as err:
         print(f"  gnuplot failed: {err}")
@@ -71,7 +73,7 @@ def main() -> int:
     if dat and not png:
         print("  gnuplot not installed: the .plt script draws the PNG where it is")
     try:
-        mpl = process_report.plot_matplotlib(log, os.path.join(PLOTS, "demo_process.mpl.png"),
+        mpl = process_reporter.plot_matplotlib(log, os.path.join(PLOTS, "demo_process.mpl.png"),
                                              "The seed's process example (scaled down)")
         print(f"  wrote {os.path.abspath(mpl)}")
     except ImportError:
@@ -88,7 +90,7 @@ def main() -> int:
           f"{CMD_LOG} -- python -c '<grow by 20 MiB three times>'")
     r = subprocess.run(cmd, capture_output=True, text=True)
     print("  " + r.stderr.strip().replace("\n", "\n  ") + f"  [exit code {r.returncode}]")
-    cmd_log = process_report.read_log(CMD_LOG)
+    cmd_log = process_log.read_log(CMD_LOG)
     rss = [s.mem("rss") for s in cmd_log.samples]
     print(f"  {len(cmd_log.samples)} samples, RSS from {int(min(rss)):,d} to {int(max(rss)):,d} bytes; "
           f"'pymemtrace process table {CMD_LOG}' tabulates it.")

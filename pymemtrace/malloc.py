@@ -20,12 +20,16 @@ up to there even if the program later crashes.
 """
 from __future__ import annotations
 
+import pathlib
 import threading
 from typing import Optional
 
 from pymemtrace import _malloccap
 
-__all__ = ["Tracing", "is_traced", "is_tracing"]
+#: The LD_PRELOAD tracer library that ``pymemtrace malloc`` loads into a program.
+LIBRARY = pathlib.Path(__file__).resolve().parent / "libpymemtrace_malloc.so"
+
+__all__ = ["Tracing", "is_traced", "is_tracing", "LIBRARY"]
 
 _lock = threading.Lock()
 _depth = 0

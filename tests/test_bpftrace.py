@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from pymemtrace import bpftrace_report as br
-from pymemtrace import _cli_bpftrace as cb
-from pymemtrace import cli
+from pymemtrace.readers import bpftrace_log as br
+from pymemtrace import bpftrace_run as cb
+from pymemtrace import commands as cli
 
 HERE = pathlib.Path(__file__).resolve().parent
 FIX = HERE / "fixtures" / "bpftrace"
@@ -356,7 +356,7 @@ def test_run_capabilities_are_enough(monkeypatch):
 def test_run_tracefs_missing_and_not_root(monkeypatch):
     monkeypatch.setattr(cb, "_tracefs_mounted", lambda: False)
     monkeypatch.setattr(cb.os, "geteuid", lambda: 1000)
-    with pytest.raises(cli.UserError, match="tracefs is not mounted.*mount -t tracefs"):
+    with pytest.raises(cb.BpftraceError, match="tracefs is not mounted.*mount -t tracefs"):
         cb.ensure_tracefs()
 
 
@@ -380,7 +380,7 @@ def test_run_says_when_mounting_tracefs_fails(monkeypatch):
     monkeypatch.setattr(cb.os.path, "isdir", lambda p: True)
     monkeypatch.setattr(cb.subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(
         argv, 32, "", "mount: permission denied\n"))
-    with pytest.raises(cli.UserError, match="mount -t tracefs .* failed: mount: permission denied"):
+    with pytest.raises(cb.BpftraceError, match="mount -t tracefs .* failed: mount: permission denied"):
         cb.ensure_tracefs()
 
 
@@ -483,7 +483,7 @@ def test_wait_stops_bpftrace_when_the_traced_pid_is_gone():
 def test_py_object_needs_the_allocator_symbols(tmp_path):
     fake = tmp_path / "python"
     fake.write_bytes(b"\x7fELF stapsdt\0python\0function__entry\0 PyObject_Free\0")
-    with pytest.raises(cli.UserError, match="py_object needs PyObject_Calloc, PyObject_Malloc, "
+    with pytest.raises(cb.BpftraceError, match="py_object needs PyObject_Calloc, PyObject_Malloc, "
                                             "PyObject_Realloc exported by"):
         cb._check_symbols("py_object", (cb.scripts_dir() / "py_object.bt").read_text(), str(fake))
     cb._check_symbols("py_malloc", (cb.scripts_dir() / "py_malloc.bt").read_text(), str(fake))

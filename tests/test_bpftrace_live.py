@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from pymemtrace import _cli_bpftrace as cb
-from pymemtrace import bpftrace_report as br
+from pymemtrace import bpftrace_run as cb
+from pymemtrace.readers import bpftrace_log as br
 
 HERE = pathlib.Path(__file__).resolve().parent
 WORKLOAD = HERE / "bpftrace_workload.py"

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from pymemtrace import cpmt_log
+from pymemtrace.readers import cpmt_log
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "cpmt"
 

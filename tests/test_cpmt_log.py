@@ -3,7 +3,7 @@ import pathlib
 
 import pytest
 
-from pymemtrace import cpmt_log
+from pymemtrace.readers import cpmt_log
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "cpmt"
 

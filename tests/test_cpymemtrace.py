@@ -15,7 +15,8 @@ import tracemalloc
 
 import pytest
 
-from pymemtrace import cPyMemTrace, cpmt_log
+from pymemtrace import cPyMemTrace
+from pymemtrace.readers import cpmt_log
 
 MIB = 1024 ** 2
 NAME = re.compile(r"^\d{8}_\d{6}_(\d+)_([PT])_(\d+)_PY" + re.escape(sys.version.split()[0])

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from pymemtrace import cPyMemTrace, cpmt_log
+from pymemtrace import cPyMemTrace
+from pymemtrace.readers import cpmt_log
 
 MIB = 1024 ** 2
 

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from pymemtrace import cPyMemTrace, cpmt_log, cpymemtrace_decs
+from pymemtrace import cPyMemTrace, cpymemtrace_decs
+from pymemtrace.readers import cpmt_log
 
 MSG_ROW = re.compile(r"^MSG:  (\d+) +\+(\d+) +(\d+\.\d{6}) # (.*)$")
 

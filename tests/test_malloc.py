@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from pymemtrace import _cli_malloc
+from pymemtrace.malloc import LIBRARY
+from pymemtrace.readers.malloc_capture import load
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
 needs_preload = pytest.mark.skipif(
@@ -92,7 +93,7 @@ KNOWN = """\
 def test_known_bytes_exact_sites_and_leak(tmp_path):
     p, cap, script = trace(tmp_path, KNOWN)
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["complete"] and r["python_status"] == "on", r["warnings"]
     by_line = {(s["function"], s["line"]): s for s in sites(r, script)}
     c = by_line[("c_allocs", line_of(script, "C-MALLOC"))]
@@ -157,7 +158,7 @@ def test_cross_check_with_tracemalloc(tmp_path):
     p, cap, script = trace(tmp_path, src, name="tm.py")
     assert p.returncode == 0, p.stderr
     tm_bytes, tm_count = map(int, p.stdout.split())
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert (tm_bytes, tm_count) == (3 * 1_234_568, 3)
     # tracemalloc's own bookkeeping mallocs land on the same line (it runs there
     # too), so compare the big blocks: the largest allocations of the capture.
@@ -183,7 +184,7 @@ def test_threads_attributed_to_their_own_frames(tmp_path):
     """
     p, cap, script = trace(tmp_path, src)
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     w = [s for s in sites(r, script, "worker") if s["line"] == line_of(script, "WORKER")]
     m = [s for s in sites(r, script, "main_side") if s["line"] == line_of(script, "MAIN")]
     assert w[0]["malloc_count"] == 4
@@ -270,7 +271,7 @@ def write(tmp_path, data, name="s.cap"):
 
 
 def test_reader_orders_events_across_thread_buffers(tmp_path):
-    r = _cli_malloc.load(write(tmp_path, synthetic()))
+    r = load(write(tmp_path, synthetic()))
     assert r["complete"] and r["warnings"] == []
     by = {(s["function"], s["line"]): s for s in r["by_python_site"]}
     assert by[("f", 10)]["bytes"] == 100 and by[("f", 10)]["live_count"] == 0
@@ -285,7 +286,7 @@ def test_reader_truncated_capture_reports_what_it_has(tmp_path):
     data = synthetic()
     cut = data[:len(data) - 32 - 32 - 7]     # no END, no last free, part of a record
     path = write(tmp_path, cut)
-    r = _cli_malloc.load(path)
+    r = load(path)
     assert not r["complete"] and r["trailing_bytes"] == 32 - 7
     assert any("no end record" in w for w in r["warnings"])
     p = cli("report", path)
@@ -300,7 +301,7 @@ def test_reader_truncated_capture_reports_what_it_has(tmp_path):
 def test_reader_rejects_bad_captures(tmp_path, data, message):
     path = write(tmp_path, data)
     with pytest.raises(ValueError, match=message):
-        _cli_malloc.load(path)
+        load(path)
     p = cli("report", path)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
@@ -358,7 +359,7 @@ ENTRY_POINTS = """\
 def test_every_entry_point(tmp_path):
     p, cap, script = trace(tmp_path, ENTRY_POINTS)
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     at = {s["line"]: s for s in sites(r, script, "every_entry_point")}
 
     def site(marker):
@@ -401,8 +402,8 @@ def test_fork_child_writes_its_own_capture(tmp_path):
     assert p.stdout == "child exit 5\n"
     children = list(tmp_path.glob("w.cap.*"))
     assert len(children) == 1, children
-    parent = _cli_malloc.load(str(cap))
-    child = _cli_malloc.load(str(children[0]))
+    parent = load(str(cap))
+    child = load(str(children[0]))
     assert child["ppid"] == parent["pid"] and child["complete"]
     assert [s["malloc_bytes"] for s in sites(parent, script, "parent_side")] == [1_000_004]
     assert sites(parent, script, "child_side") == []        # never in the parent's capture
@@ -426,12 +427,12 @@ def test_exec_keeps_behaviour_and_the_last_program_owns_the_capture(tmp_path):
     p, cap, script = trace(tmp_path, EXEC)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "after exec\n"
-    last = _cli_malloc.load(str(cap))
+    last = load(str(cap))
     assert [(s["function"], s["malloc_bytes"]) for s in last["by_python_site"]
             if s["file"] == "<string>" and s["function"] == "after"] == [("after", 2_000_040)]
     aside = list(tmp_path.glob("w.cap.*"))
     assert len(aside) == 1
-    first = _cli_malloc.load(str(aside[0]))
+    first = load(str(aside[0]))
     assert first["pid"] == last["pid"] and first["ended_by_exec"]
     assert [s["malloc_bytes"] for s in sites(first, script, "before")] == [1_000_034]
     assert "other processes wrote 1 capture" in p.stderr
@@ -457,7 +458,7 @@ def test_a_shell_that_runs_python_and_a_failed_exec(tmp_path):
     cap = tmp_path / "s.cap"
     p = cli("-o", str(cap), "--", str(launcher), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["python_status"] == "on" and r["complete"] and not r["ended_by_exec"]
     assert [s["malloc_bytes"] for s in sites(r, script, "still_traced")] == [1_500_008]
 
@@ -476,7 +477,7 @@ def test_native_callers(tmp_path):
     """
     p, cap, script = trace(tmp_path, src, "--native")
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["native"]
     dups = [b for b in r["largest"] if b["size"] == 1_234_567]
     assert len(dups) == 3
@@ -497,12 +498,12 @@ def test_python_malloc_makes_every_object_visible(tmp_path):
     """
     p, cap, script = trace(tmp_path, src, "--python-malloc")
     assert p.returncode == 0, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     s = [x for x in sites(r, script, in_comprehension("small_objects")) if x["line"] == line_of(script, "SMALL")]
     # each 2-tuple is one malloc of its own (and each int above the small-int cache too)
     assert s[0]["malloc_count"] >= 10_000 and s[0]["mmap_count"] == 0
     p, cap2, script = trace(tmp_path, src, out="default.cap")
-    r2 = _cli_malloc.load(str(cap2))
+    r2 = load(str(cap2))
     s2 = [x for x in sites(r2, script, in_comprehension("small_objects")) if x["line"] == line_of(script, "SMALL")]
     # with pymalloc the tuples live in arenas: a handful of arena mmaps and list growth
     assert s2[0]["malloc_count"] < 100
@@ -511,7 +512,7 @@ def test_python_malloc_makes_every_object_visible(tmp_path):
 @needs_preload
 def test_tracer_that_cannot_write_leaves_the_program_alone(tmp_path):
     """Started by hand with a capture path that cannot be created."""
-    env = dict(os.environ, LD_PRELOAD=str(_cli_malloc.LIBRARY),
+    env = dict(os.environ, LD_PRELOAD=str(LIBRARY),
                PYMEMTRACE_MALLOC_OUT=str(tmp_path / "missing" / "x.cap"))
     p = subprocess.run([PY, "-c", "import sys; print(sum(range(10))); sys.exit(3)"],
                        env=env, capture_output=True, text=True)
@@ -534,7 +535,7 @@ def test_killed_program_leaves_a_readable_capture(tmp_path):
     """
     p, cap, script = trace(tmp_path, src)
     assert p.returncode == 128 + 9
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert not r["complete"]
     assert any("no end record" in w for w in r["warnings"])
     s = [x for x in sites(r, script, "churn") if x["line"] == line_of(script, "CHURN")]
@@ -564,7 +565,7 @@ def test_malloc_trace_block_in_process(tmp_path):
     """
     p, cap, script = trace(tmp_path, src, "--paused")
     assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert [s["malloc_bytes"] for s in sites(r, script, "inside")] == [2_000_030]
     assert sites(r, script, "outside") == []
     # freed at exit, after tracing ended: reported live (what the block kept)
@@ -612,7 +613,7 @@ def test_threads_freeing_each_others_blocks_while_forking(tmp_path):
     """
     p, cap, script = trace(tmp_path, src)
     assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["complete"] and r["seq_gaps"] == 0, r["warnings"]
     s = [x for x in sites(r, script, "produce") if x["line"] == line_of(script, "PRODUCE")]
     assert s[0]["malloc_count"] == 3000 * 4
@@ -676,7 +677,7 @@ def test_a_c_program_threads_and_native_symbols(tmp_path):
     cap = tmp_path / "c.cap"
     p = cli("-o", str(cap), "--native", "--", str(exe))
     assert p.returncode == 42, p.stderr
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["python_status"] == "none" and r["complete"]
     nat = {n["symbol"].split("+")[0]: n for n in r["by_native_site"] if n["symbol"]}
     d = nat["allocate_distinct"]
@@ -688,7 +689,7 @@ def test_a_c_program_threads_and_native_symbols(tmp_path):
     assert leaks and leaks[0]["bytes"] == 77777
     child = list(tmp_path.glob("c.cap.*"))
     assert len(child) == 1
-    rc = _cli_malloc.load(str(child[0]))
+    rc = load(str(child[0]))
     assert any(b["size"] == 99991 and b["freed"] for b in rc["largest"])
 
 
@@ -705,8 +706,8 @@ def test_a_forked_child_that_execs_leaves_the_parents_capture_in_place(tmp_path)
     src = "import os, subprocess, sys; subprocess.run([sys.executable, '-c', 'pass']); print(os.getpid())"
     p = cli("-o", str(cap), "--", py39[-1], "-c", src, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    parent = _cli_malloc.load(str(cap))
+    parent = load(str(cap))
     assert parent["pid"] == int(p.stdout) and parent["complete"]
     children = list(tmp_path.glob("w.cap.*"))
     assert len(children) == 1, children       # the exec'd Python's, nothing from before exec
-    assert _cli_malloc.load(str(children[0]))["ppid"] == parent["pid"]
+    assert load(str(children[0]))["ppid"] == parent["pid"]

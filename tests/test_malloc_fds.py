@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-from pymemtrace import _cli_malloc
+from pymemtrace.malloc import LIBRARY
+from pymemtrace.readers.malloc_capture import load
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
 pytestmark = pytest.mark.skipif(
@@ -37,7 +38,7 @@ def run_python(tmp_path, source, *args):
 
 
 def assert_capture_whole(cap, min_events=1000):
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["complete"], r["warnings"]
     assert not r["dropped"] and not r["trailing_bytes"] and not r["seq_gaps"], r
     assert r["events"] >= min_events
@@ -178,5 +179,5 @@ def test_a_capture_that_cannot_be_reopened_stops_and_says_so(tmp_path):
     assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
     assert (tmp_path / "mine.bin").read_bytes() == b"".join(b"%06d" % i for i in range(2000))
     assert "capture cannot be reopened; it stops here" in p.stderr
-    r = _cli_malloc.load(str(tmp_path / "moved.cap"))
+    r = load(str(tmp_path / "moved.cap"))
     assert not r["complete"] and r["events"] > 0    # what was written before stays readable

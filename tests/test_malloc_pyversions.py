@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-from pymemtrace import _cli_malloc
+from pymemtrace.malloc import LIBRARY
+from pymemtrace.readers.malloc_capture import load
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
 needs_preload = pytest.mark.skipif(
@@ -116,7 +117,7 @@ def test_known_allocations_attributed_in_every_python(python, tmp_path):
     if python is None:
         pytest.skip("that CPython is not installed here")
     script, cap = trace_with(python, tmp_path)
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["python_status"] == "on" and r["complete"], r["warnings"]
     got = {(b["size"], b["file"], b["line"]): b["function"] for b in r["largest"]}
     # 3.12+ inlines comprehensions (PEP 709): the list belongs to its function
@@ -142,7 +143,7 @@ def test_python_without_a_layout_is_traced_without_frames(tmp_path):
     if python is None:
         pytest.skip("needs CPython 3.8 (a version the tracer has no layout for)")
     script, cap = trace_with(python, tmp_path)
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["python_status"] == "mismatch" and r["complete"]
     sizes = {b["size"] for b in r["largest"] if b["file"] == "<no Python frame>"}
     assert {3_000_018, 2_000_004, 1_500_008, 1_200_012} <= sizes

@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-from pymemtrace import _cli_malloc
+from pymemtrace.malloc import LIBRARY
+from pymemtrace.readers.malloc_capture import load
 from test_malloc_pyversions import interpreters, line_of
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
@@ -92,7 +93,7 @@ def test_every_allocation_carries_its_whole_stack(python, tmp_path):
     # both allocations (one stack, written once) resolve to the same frames
     assert got[0] == got[1]
     # the report reads it and attributes each block to its innermost line
-    r = _cli_malloc.load(str(cap))
+    r = load(str(cap))
     assert r["complete"] and r["python_status"] == "on"
     big = [(b["function"], b["line"]) for b in r["largest"] if b["size"] == 3_000_018]
     assert big == [whole[0], whole[0]]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from pymemtrace import process_report
+from pymemtrace.readers import process_log
+from pymemtrace.reporters import process as process_reporter
 
 PMT = [sys.executable, "-m", "pymemtrace", "process"]
 HERE = pathlib.Path(__file__).resolve().parent
@@ -239,7 +240,7 @@ def test_permission_denied_as_another_user(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (to run the command as user nobody against a root process)")
     # import everything first: nobody may not be able to read the stdlib
-    code = ("import os, sys; from pymemtrace import cli, _cli_process, process_report; "
+    code = ("import os, sys; from pymemtrace import commands as cli; import pymemtrace.commands.process; "
             "cli.build_parser(); os.setgid(65534); os.setuid(65534); "
             f"sys.exit(cli.main(['process', '--pid', '{os.getpid()}', '--smaps', '-o', '-']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -259,7 +260,7 @@ some other application line
 
 
 def test_reader_accepts_the_seeds_form():
-    log = process_report.parse_lines(SEED_LOG.splitlines(True))
+    log = process_log.parse_lines(SEED_LOG.splitlines(True))
     assert [r.kind for r in log.records] == ["START", "SAMPLE", "SAMPLE", "STOP"]
     assert log.skipped == 2 and not log.truncated and not log.bad
     assert log.records[1].label == "String of 181,403,648 bytes"
@@ -270,7 +271,7 @@ def test_reader_accepts_the_seeds_form():
 def test_reader_tolerates_garbage_and_a_truncated_last_line():
     lines = SEED_LOG.splitlines(True)
     text = "".join(lines[:3]) + "\x00\x01 garbage {not json\n" + '{"a": 1}\n' + lines[4][:120]
-    log = process_report.parse_lines(text.splitlines(True))
+    log = process_log.parse_lines(text.splitlines(True))
     assert [r.kind for r in log.records] == ["START", "SAMPLE"]
     assert log.truncated
     assert log.skipped == 2         # an ordinary log line and the garbage

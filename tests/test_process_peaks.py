@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from pymemtrace import process_report
+from pymemtrace.readers import process_log
+from pymemtrace.reporters import process as process_reporter
 
 PMT = [sys.executable, "-m", "pymemtrace", "process"]
 MIB = 2**20
@@ -104,7 +105,7 @@ def test_in_process_peak_between_samples(tmp_path):
     assert stop["rss_peak_source"] == "VmHWM"
     assert stop["rss_peak_kernel"] >= 160 * MIB
     assert stop["rss_max_sampled"] <= stop["rss_peak_kernel"] - 100 * MIB
-    log = process_report.read_log(str(out))
+    log = process_log.read_log(str(out))
     assert log.records[-1].kind == "STOP"
 
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from pymemtrace import process_report
+from pymemtrace.readers import process_log
+from pymemtrace.reporters import process as process_reporter
 
 PMT = [sys.executable, "-m", "pymemtrace", "process"]
 GOOD = json.dumps({"timestamp": "2026-01-02 03:04:05.000001", "pid": 7,
@@ -57,11 +58,11 @@ def test_a_line_too_long_is_skipped_without_being_kept(tmp_path):
     log = tmp_path / "long.jsonl"
     with open(log, "w") as f:
         f.write(GOOD + "\n")
-        f.write("{" + "x" * (3 * process_report.MAX_LINE) + "\n")
+        f.write("{" + "x" * (3 * process_log.MAX_LINE) + "\n")
         f.write(GOOD + "\n")
-    result = process_report.read_log(str(log))
+    result = process_log.read_log(str(log))
     assert len(result.records) == 2
-    assert result.bad == [(2, f"longer than {process_report.MAX_LINE} bytes")]
+    assert result.bad == [(2, f"longer than {process_log.MAX_LINE} bytes")]
 
 
 def test_a_closed_pipe_is_quiet(tmp_path):
@@ -100,8 +101,8 @@ def _line(d):
                 max_size=12))
 def test_any_text_reads_and_tabulates_without_raising(lines):
     import io
-    log = process_report.parse_lines(line + "\n" for line in lines)
+    log = process_log.parse_lines(line + "\n" for line in lines)
     out = io.StringIO()
-    process_report.table(log, out)
+    process_reporter.table(log, out)
     assert out.getvalue()
-    process_report._dat_series(log)
+    process_reporter._dat_series(log)

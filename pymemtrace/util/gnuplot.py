@@ -5,7 +5,7 @@ The original pymemtrace's helpers for command line tools that plot:
 :func:`create_gnuplot_dat`, :func:`invoke_gnuplot`, :func:`write_test_file`
 and the script fragments :data:`PLOT`, :data:`X_LOG`, :data:`Y_LOG`,
 :data:`Y2_LOG` (``str.format`` templates with ``{title}`` / ``{label}``).
-``pymemtrace process plot`` uses its own writer (``process_report``).
+``pymemtrace process plot`` uses its own writer (``pymemtrace.reporters.process``).
 """
 from __future__ import annotations
 

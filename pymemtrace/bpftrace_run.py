@@ -1,16 +1,15 @@
-"""``pymemtrace bpftrace``: run the Linux versions of the DTrace scripts and report.
+"""Run the Linux versions of the seed's DTrace scripts (``scripts/bpftrace``) with bpftrace.
 
-``list`` names the scripts, ``run`` checks what bpftrace needs (the program,
-privileges, tracefs, a Python with USDT probes), runs one script against a
-process or a command and saves its output, and ``report`` turns that output
-into tables sorted by bytes (or JSON).  No per-event work happens in Python:
-bpftrace writes straight into the output file.
+The scripts and their summaries; what bpftrace needs (the program, privileges,
+tracefs, a Python with USDT probes), checked with an error that says how to get
+it; one script run against a process or a command, its output saved.  No
+per-event work happens in Python: bpftrace writes straight into the output
+file.  ``pymemtrace bpftrace`` (:mod:`pymemtrace.commands.bpftrace`) is the
+command line over this; :mod:`pymemtrace.readers.bpftrace_log` reads the output.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import mmap
 import os
 import re
@@ -19,15 +18,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from pymemtrace import bpftrace_report
-from pymemtrace.cli import UserError
 
 #: Python executables known to carry the USDT probes, for the error messages.
+
+
+class BpftraceError(Exception):
+    """What bpftrace needs is missing, or the script cannot run: the message says how to fix it."""
+
+
 KNOWN_USDT_PYTHON = "/usr/bin/python3.11"
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
@@ -54,7 +56,7 @@ def scripts_dir() -> Path:
     for cand in (here / "bpftrace", here.parent / "scripts" / "bpftrace"):
         if cand.is_dir() and any(cand.glob("*.bt")):
             return cand
-    raise UserError(f"the bpftrace scripts are missing (looked in {here / 'bpftrace'}); "
+    raise BpftraceError(f"the bpftrace scripts are missing (looked in {here / 'bpftrace'}); "
                     "reinstall pymemtrace")
 
 
@@ -65,7 +67,7 @@ def script_names() -> List[str]:
 def script_path(name: str) -> Path:
     names = script_names()
     if name not in names:
-        raise UserError(f"unknown script {name!r}; choose one of: {', '.join(names)}")
+        raise BpftraceError(f"unknown script {name!r}; choose one of: {', '.join(names)}")
     return scripts_dir() / f"{name}.bt"
 
 
@@ -98,11 +100,11 @@ def find_bpftrace() -> str:
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
-        raise UserError(f"bpftrace not found: PYMEMTRACE_BPFTRACE={explicit} is not an "
+        raise BpftraceError(f"bpftrace not found: PYMEMTRACE_BPFTRACE={explicit} is not an "
                         "executable file")
     found = shutil.which("bpftrace")
     if not found:
-        raise UserError("bpftrace not found on PATH; install it (Debian/Ubuntu: "
+        raise BpftraceError("bpftrace not found on PATH; install it (Debian/Ubuntu: "
                         "apt-get install bpftrace)")
     return found
 
@@ -119,14 +121,14 @@ def _effective_caps() -> int:
 
 
 def check_privileges() -> None:
-    """Root, CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, else a UserError."""
+    """Root, CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, else a BpftraceError."""
     if os.geteuid() == 0:
         return
     caps = _effective_caps()
     cap_sys_admin, cap_perfmon, cap_bpf = 21, 38, 39
     if caps >> cap_sys_admin & 1 or (caps >> cap_bpf & 1 and caps >> cap_perfmon & 1):
         return
-    raise UserError("bpftrace needs root (or CAP_BPF and CAP_PERFMON): run "
+    raise BpftraceError("bpftrace needs root (or CAP_BPF and CAP_PERFMON): run "
                     "'sudo pymemtrace bpftrace run ...'")
 
 
@@ -151,7 +153,7 @@ def _tracefs_mounted() -> bool:
 
 
 def ensure_tracefs() -> None:
-    """tracefs mounted, mounting it at /sys/kernel/tracing when root, else a UserError."""
+    """tracefs mounted, mounting it at /sys/kernel/tracing when root, else a BpftraceError."""
     if _tracefs_mounted():
         return
     if os.geteuid() == 0 and os.path.isdir(TRACEFS):
@@ -160,9 +162,9 @@ def ensure_tracefs() -> None:
         if _tracefs_mounted():
             return
         why = (r.stderr or r.stdout).strip().splitlines()
-        raise UserError(f"tracefs is not mounted and 'mount -t tracefs nodev {TRACEFS}' "
+        raise BpftraceError(f"tracefs is not mounted and 'mount -t tracefs nodev {TRACEFS}' "
                         f"failed: {why[0] if why else 'exit ' + str(r.returncode)}")
-    raise UserError(f"tracefs is not mounted; as root run: mount -t tracefs nodev {TRACEFS}")
+    raise BpftraceError(f"tracefs is not mounted; as root run: mount -t tracefs nodev {TRACEFS}")
 
 
 def has_python_usdt(path: str) -> bool:
@@ -226,8 +228,8 @@ def _libpythons_of_exe(exe: str) -> List[str]:
     return libs
 
 
-def _no_usdt(what: str) -> UserError:
-    return UserError(f"{what} has no Python USDT probes (python:function__entry): the "
+def _no_usdt(what: str) -> BpftraceError:
+    return BpftraceError(f"{what} has no Python USDT probes (python:function__entry): the "
                      f"scripts need a Python built with --with-dtrace, such as "
                      f"{KNOWN_USDT_PYTHON}")
 
@@ -235,17 +237,17 @@ def _no_usdt(what: str) -> UserError:
 def target_pid(pid: int) -> Tuple[str, str]:
     """(executable, file with the USDT probes) of a running process."""
     if pid <= 0:
-        raise UserError(f"-p: {pid} is not a process ID")
+        raise BpftraceError(f"-p: {pid} is not a process ID")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        raise UserError(f"-p: no process with PID {pid}") from None
+        raise BpftraceError(f"-p: no process with PID {pid}") from None
     except PermissionError:
         pass
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError as err:
-        raise UserError(f"-p: cannot read /proc/{pid}/exe: {err.strerror}") from None
+        raise BpftraceError(f"-p: cannot read /proc/{pid}/exe: {err.strerror}") from None
     exe = exe.removesuffix(" (deleted)")
     for cand in [f"/proc/{pid}/exe"] + _libpythons_of_pid(pid):
         if has_python_usdt(cand):
@@ -278,16 +280,16 @@ def target_command(command: List[str]) -> Tuple[List[str], str]:
     names a Python is run by that Python directly.
     """
     if not command:
-        raise UserError("nothing to trace: give -p PID or a command after '--'")
+        raise BpftraceError("nothing to trace: give -p PID or a command after '--'")
     exe = shutil.which(command[0])
     if exe is None:
-        raise UserError(f"command not found: {command[0]}")
+        raise BpftraceError(f"command not found: {command[0]}")
     exe = os.path.abspath(exe)
     argv = [exe] + command[1:]
     if not _is_elf(exe):
         interp = _shebang(exe)
         if interp is None or not _is_elf(interp[0]):
-            raise UserError(f"{command[0]} is neither a program nor a script with a '#!' line "
+            raise BpftraceError(f"{command[0]} is neither a program nor a script with a '#!' line "
                             "naming one")
         argv = interp + [exe] + command[1:]
         exe = interp[0]
@@ -299,7 +301,7 @@ def target_command(command: List[str]) -> Tuple[List[str], str]:
         raise _no_usdt(command[0] if command[0] == exe else f"{command[0]} (runs {exe})")
     for arg in argv:
         if not arg or re.search(r"\s", arg):
-            raise UserError(f"bpftrace -c cannot pass the argument {arg!r} (it splits the "
+            raise BpftraceError(f"bpftrace -c cannot pass the argument {arg!r} (it splits the "
                             "command on spaces); put the command in a script or use -p PID")
     argv[0] = exe   # as given: a venv's python finds its pyvenv.cfg from this path
     return argv, usdt
@@ -332,12 +334,12 @@ def _open_output(path: Optional[str], name: str, label: str):
             except FileExistsError:
                 continue
             except OSError as err:
-                raise UserError(f"cannot create {cand}: {err.strerror}") from None
-        raise UserError(f"cannot find a free output file name like {base}")
+                raise BpftraceError(f"cannot create {cand}: {err.strerror}") from None
+        raise BpftraceError(f"cannot find a free output file name like {base}")
     try:
         return path, os.open(path, flags | os.O_TRUNC, 0o644)
     except OSError as err:
-        raise UserError(f"-o: cannot write {path}: {err.strerror}") from None
+        raise BpftraceError(f"-o: cannot write {path}: {err.strerror}") from None
 
 
 _EXIT_PROBE = re.compile(r"^tracepoint:sched:sched_process_exit\n/[^\n]*/\n\{\n\s*exit\(\);\n\}\n",
@@ -355,7 +357,7 @@ def _check_symbols(name: str, text: str, usdt: str) -> None:
     except (OSError, ValueError):
         return
     if missing:
-        raise UserError(f"{name} needs {', '.join(missing)} exported by {usdt}, which does not "
+        raise BpftraceError(f"{name} needs {', '.join(missing)} exported by {usdt}, which does not "
                         "export them")
 
 
@@ -369,7 +371,7 @@ def build_invocation(name: str, bpftrace: str, pid: Optional[int], command: List
     """
     text = script_path(name).read_text()
     if "curtask->" in text and not os.path.exists("/sys/kernel/btf/vmlinux"):
-        raise UserError(f"{name} reads the kernel's task structures and needs kernel BTF "
+        raise BpftraceError(f"{name} reads the kernel's task structures and needs kernel BTF "
                         "(/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)")
     if pid is not None:
         _, usdt = target_pid(pid)
@@ -395,9 +397,9 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
     """Run script ``name`` on a PID or a command; return (exit code, output path)."""
     script_path(name)
     if pid is not None and command:
-        raise UserError("give either -p PID or a command after '--', not both")
+        raise BpftraceError("give either -p PID or a command after '--', not both")
     if pid is None and not command:
-        raise UserError("nothing to trace: give -p PID or a command after '--'")
+        raise BpftraceError("nothing to trace: give -p PID or a command after '--'")
     bpftrace = find_bpftrace()
     check_privileges()
     ensure_tracefs()
@@ -427,7 +429,7 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
             try:
                 proc = subprocess.Popen(argv, stdout=out, stderr=err_file, env=env)
             except OSError as err:
-                raise UserError(f"cannot run {bpftrace}: {err.strerror}") from None
+                raise BpftraceError(f"cannot run {bpftrace}: {err.strerror}") from None
             finally:
                 if out is not None:
                     os.close(out)
@@ -436,11 +438,11 @@ def run(name: str, pid: Optional[int], command: List[str], output: Optional[str]
             err_text = err_file.read().decode("utf-8", "replace")
     errors = [line for line in err_text.splitlines() if line.strip() and not _NOISE.search(line)]
     if proc.returncode < 0:
-        raise UserError(f"bpftrace was killed by signal {-proc.returncode}; what it wrote "
+        raise BpftraceError(f"bpftrace was killed by signal {-proc.returncode}; what it wrote "
                         f"before is in {out_path}")
     if proc.returncode != 0:
         first = next((e for e in errors if "ERROR" in e or "rror" in e), errors[0] if errors else "")
-        raise UserError(f"bpftrace failed (exit {proc.returncode}): "
+        raise BpftraceError(f"bpftrace failed (exit {proc.returncode}): "
                         f"{first.strip() or 'no message'} [output so far in {out_path}]")
     for line in errors:
         print(f"bpftrace: {line}", file=sys.stderr)
@@ -489,125 +491,3 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         proc.send_signal(sig)
     except ProcessLookupError:
         pass
-
-
-# ---- the subcommands ------------------------------------------------------------------------------
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    d = scripts_dir()
-    for name in script_names():
-        text = textwrap.fill(script_summary(d / f"{name}.bt"), width=98,
-                             initial_indent=f"{name:<22} ", subsequent_indent=" " * 23)
-        print(text)
-    print(f"\n(scripts in {d})")
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    rest = list(args.target or [])
-    pid, output = args.pid, args.output
-    # -p / -o written after the script name arrive here, because argparse
-    # hands everything after the first positional to REMAINDER; argparse
-    # may or may not have removed the '--' before the command.
-    i = 0
-    while i < len(rest):
-        tok = rest[i]
-        if tok == "--":
-            i += 1
-            break
-        name, eq, value = tok.partition("=")
-        if name in ("-p", "--pid", "-o", "--output"):
-            if not eq:
-                if i + 1 >= len(rest):
-                    raise UserError(f"argument {name}: expected one argument")
-                value = rest[i + 1]
-                i += 1
-            i += 1
-            if name in ("-p", "--pid"):
-                try:
-                    pid = _pid(value)
-                except argparse.ArgumentTypeError as err:
-                    raise UserError(f"argument -p/--pid: {err}") from None
-            else:
-                output = value
-            continue
-        if tok.startswith("-"):
-            raise UserError(f"unknown option {tok!r}; put the command to trace after '--'")
-        break
-    command = rest[i:]
-    rc, _ = run(args.script, pid, command, output)
-    return rc
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    try:
-        rep = bpftrace_report.parse_file(args.file)
-    except bpftrace_report.ReportError as err:
-        raise UserError(str(err)) from None
-    try:
-        if args.json:
-            print(json.dumps(rep.to_json(), indent=2))
-        else:
-            for w in rep.warnings:
-                print(f"pymemtrace bpftrace report: warning: {w}", file=sys.stderr)
-            sys.stdout.write(bpftrace_report.format_report(rep, args.limit))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader (head, less) went away: not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-
-
-def _pid(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}")
-    return value
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "bpftrace",
-        help="run the bpftrace (DTrace-style) scripts and report their output",
-        description="Linux versions of pymemtrace's DTrace scripts, run with bpftrace "
-                    "(needs root and a Python with USDT probes, e.g. /usr/bin/python3.11).",
-        epilog="Example:\n  sudo pymemtrace bpftrace run py_malloc -o out.txt -- "
-               "/usr/bin/python3.11 myscript.py\n  pymemtrace bpftrace report out.txt",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="bpftrace_command", metavar="ACTION")
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
-
-    pl = sub.add_parser("list", help="list the scripts and what each prints",
-                        epilog="Example:\n  pymemtrace bpftrace list",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    pl.set_defaults(func=_cmd_list)
-
-    pr = sub.add_parser(
-        "run", help="run a script on a process or a command and save its output",
-        description="Run one script with bpftrace.  With -p it traces a running process "
-                    "until it exits or you press Ctrl-C; with a command after '--' it "
-                    "attaches the probes first, then starts the command.",
-        epilog="Examples:\n  sudo pymemtrace bpftrace run py_malloc -- /usr/bin/python3.11 app.py\n"
-               "  sudo pymemtrace bpftrace run py_flowinfo -p 1234 -o flow.txt",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    pr.add_argument("script", help="script name (see 'pymemtrace bpftrace list')")
-    pr.add_argument("-p", "--pid", type=_pid, help="trace this running process")
-    pr.add_argument("-o", "--output", help="save the output here (default: "
-                    "NAME_YYYYmmdd_HHMMSS_LABEL.txt in the current directory, never overwritten)")
-    pr.add_argument("target", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
-                    help="the command to start and trace, after '--'")
-    pr.set_defaults(func=_cmd_run)
-
-    prep = sub.add_parser(
-        "report", help="summarise a saved output by function and by file, sorted by bytes",
-        epilog="Example:\n  pymemtrace bpftrace report py_malloc_out.txt --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    prep.add_argument("file", help="output saved by 'pymemtrace bpftrace run'")
-    prep.add_argument("--json", action="store_true",
-                      help="print JSON: {by_function: [{function, file, line, bytes, count}], ...}")
-    prep.add_argument("--limit", type=int, default=20,
-                      help="rows per table in the text report (0: all; default 20)")
-    prep.set_defaults(func=_cmd_report)

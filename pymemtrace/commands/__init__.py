@@ -1,6 +1,6 @@
 """The ``pymemtrace`` command: one subcommand per tool.
 
-Each tool's command line lives in its own module (``pymemtrace._cli_<tool>``)
+Each tool's command line lives in its own module (``pymemtrace.commands.<tool>``)
 that provides ``register(subparsers)``; this module only dispatches.  User
 errors are reported as one line on stderr with exit code 2, never a traceback.
 """
@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="pymemtrace_tool", metavar="SUBCOMMAND")
     for name in _TOOLS:
         try:
-            mod = importlib.import_module(f"pymemtrace._cli_{name}")
+            mod = importlib.import_module(f"pymemtrace.commands.{name}")
         except ModuleNotFoundError as err:
-            if err.name != f"pymemtrace._cli_{name}":
+            if err.name != f"pymemtrace.commands.{name}":
                 raise
             continue
         mod.register(sub)

@@ -17,7 +17,7 @@ import time
 from typing import List, Optional
 
 from pymemtrace import process
-from pymemtrace.cli import UserError
+from pymemtrace.commands import UserError
 
 EPILOG = """\
 examples:
@@ -74,14 +74,15 @@ def register(subparsers) -> None:
 # ---- analysis subcommands -------------------------------------------------
 
 def _read(path: str):
-    from pymemtrace import process_report
+    from pymemtrace.readers import process_log
+    from pymemtrace.reporters import process as process_reporter
     try:
-        log = process_report.read_log(path)
+        log = process_log.read_log(path)
     except FileNotFoundError:
         raise UserError(f"no such log file: {path}") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a log file") from None
-    except process_report.NotALogFile as err:
+    except process_log.NotALogFile as err:
         raise UserError(f"{err}: give a log file") from None
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror}") from None
@@ -104,9 +105,10 @@ def cmd_table(argv: List[str]) -> int:
     a = ap.parse_args(argv)
     log = _read(a.log)
     _warn_partial(log, a.log)
-    from pymemtrace import process_report
+    from pymemtrace.readers import process_log
+    from pymemtrace.reporters import process as process_reporter
     try:
-        process_report.table(log, sys.stdout)
+        process_reporter.table(log, sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
@@ -140,13 +142,14 @@ def _cmd_plot(argv: List[str]) -> int:
     a = ap.parse_args(argv)
     log = _read(a.log)
     _warn_partial(log, a.log)
-    from pymemtrace import process_report
+    from pymemtrace.readers import process_log
+    from pymemtrace.reporters import process as process_reporter
     name = a.name or os.path.splitext(os.path.basename(a.log))[0] or "process"
     pids = sorted({r.pid for r in log.records})
     title = f"{os.path.basename(a.log)}: pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids[:8]))}"
     try:
         os.makedirs(a.output_dir, exist_ok=True)
-        dat, plt, png = process_report.write_gnuplot(log, a.output_dir, name, title)
+        dat, plt, png = process_reporter.write_gnuplot(log, a.output_dir, name, title)
     except PermissionError as err:
         raise UserError(f"cannot write into {a.output_dir}: {err.strerror}") from None
     except (NotADirectoryError, FileExistsError):
@@ -160,7 +163,7 @@ def _cmd_plot(argv: List[str]) -> int:
     else:
         print("gnuplot not found: run 'gnuplot " + os.path.basename(plt) + f"' in {a.output_dir} to draw it")
     try:
-        mpl = process_report.plot_matplotlib(log, os.path.join(a.output_dir, name + ".mpl.png"), title)
+        mpl = process_reporter.plot_matplotlib(log, os.path.join(a.output_dir, name + ".mpl.png"), title)
         print(f"wrote {mpl}")
     except ImportError:
         print("matplotlib not installed: no matplotlib PNG")

@@ -2,7 +2,7 @@
 
 A log is text a person can read; this module turns it back into records::
 
-    from pymemtrace import cpmt_log
+    from pymemtrace.readers import cpmt_log
     log = cpmt_log.read("20241107_195847_62264_P_1_PY3.11.7.log")
     for rec in log.largest(5):
         print(rec.d_rss, rec.function, rec.file, rec.line)

@@ -16,8 +16,8 @@ import sys
 import traceback
 import typing
 
-from pymemtrace import cpmt_log
-from pymemtrace.cli import UserError
+from pymemtrace.readers import cpmt_log
+from pymemtrace.commands import UserError
 
 EXAMPLE = """\
 examples:
