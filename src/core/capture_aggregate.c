@@ -22,15 +22,6 @@ fail(pmt_mc_report *r, const char *what)
     return -1;
 }
 
-static uint64_t
-u64_hash(const void *key, void *ctx)
-{
-    (void)ctx;
-    uint64_t k;
-    memcpy(&k, key, sizeof(k));
-    return pmt_ht_hash_u64(k);
-}
-
 /* ---- sites: accumulators in a vector, found by key through the table ---- */
 
 typedef struct {
@@ -100,15 +91,6 @@ typedef struct {
     uint32_t py, nat;
     uint32_t kind;
 } live_block;
-
-static int
-live_eq(const void *key, const void *entry, void *ctx)
-{
-    (void)ctx;
-    uint64_t k;
-    memcpy(&k, key, sizeof(k));
-    return ((const live_block *)entry)->addr == k;
-}
 
 /* ---- the replay ------------------------------------------------------------ */
 
@@ -547,7 +529,7 @@ pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
     ag->r = r;
     pmt_ht_init(&ag->py.index, sizeof(site_key), site_hash, site_eq, NULL);
     pmt_ht_init(&ag->nat.index, sizeof(site_key), site_hash, site_eq, NULL);
-    pmt_ht_init(&ag->live, sizeof(live_block), u64_hash, live_eq, NULL);
+    pmt_ht_init(&ag->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     int rc = -1;
     if (pmt_capture_open(&ag->cap, data, len) < 0) {
         snprintf(r->error, sizeof(r->error), "%s", ag->cap.error);

@@ -111,6 +111,27 @@ pmt_capture_event_code(const pmt_capture *c, const pmt_mc_record *r)
     return n ? n->code : UINT32_MAX;    /* UINT32_MAX: an undefined node */
 }
 
+/* The thread that made an event: an index into the capture's threads (0:
+ * not recorded; this version of the format records no threads, so every
+ * event is thread 0). */
+static inline uint32_t
+pmt_capture_event_thread(const pmt_capture *c, const pmt_mc_record *r)
+{
+    (void)c;
+    (void)r;
+    return 0;
+}
+
+/* Thread index i's id (0: not recorded) and name ("" when none). */
+static inline uint64_t
+pmt_capture_thread_id(const pmt_capture *c, uint32_t i, const char **name)
+{
+    (void)c;
+    (void)i;
+    *name = "";
+    return 0;
+}
+
 /* The module whose range holds addr (NULL if none). */
 const pmt_cap_module *pmt_capture_module_of(const pmt_capture *c, uint64_t addr);
 

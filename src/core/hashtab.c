@@ -97,3 +97,35 @@ pmt_ht_hash_bytes(const void *p, size_t n)
     }
     return pmt_ht_hash_u64(h);
 }
+
+uint64_t
+pmt_ht_u64_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    uint64_t k;
+    memcpy(&k, key, sizeof(k));
+    return pmt_ht_hash_u64(k);
+}
+
+int
+pmt_ht_u64_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    return memcmp(key, entry, sizeof(uint64_t)) == 0;
+}
+
+uint64_t
+pmt_ht_u32_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    uint32_t k;
+    memcpy(&k, key, sizeof(k));
+    return pmt_ht_hash_u64(k);
+}
+
+int
+pmt_ht_u32_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    return memcmp(key, entry, sizeof(uint32_t)) == 0;
+}

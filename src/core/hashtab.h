@@ -70,6 +70,13 @@ pmt_ht_hash_u64(uint64_t x)
 
 uint64_t pmt_ht_hash_bytes(const void *p, size_t n);
 
+/* For tables whose entries start with their key, a uint64_t or a uint32_t:
+ * hash(key) and eq(key, entry) to pass to pmt_ht_init. */
+uint64_t pmt_ht_u64_hash(const void *key, void *ctx);
+int pmt_ht_u64_eq(const void *key, const void *entry, void *ctx);
+uint64_t pmt_ht_u32_hash(const void *key, void *ctx);
+int pmt_ht_u32_eq(const void *key, const void *entry, void *ctx);
+
 /* ---- inline: lookups run once per event in the capture reader ---------- */
 
 #define PMT_HT_MIN_CAP 16

@@ -144,9 +144,51 @@ test_random_against_array(void)
     pmt_ht_free(&t);
 }
 
+/* the shared helpers for entries that start with a uint64_t or uint32_t key */
+static void
+test_key_helpers(void)
+{
+    struct {
+        uint64_t k;
+        int v;
+    } *e64;
+    struct {
+        uint32_t k;
+        int v;
+    } *e32;
+    pmt_hashtab a, b;
+    pmt_ht_init(&a, sizeof(*e64), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
+    pmt_ht_init(&b, sizeof(*e32), pmt_ht_u32_hash, pmt_ht_u32_eq, NULL);
+    int created;
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint64_t k64 = (uint64_t)i << 40 | i;
+        e64 = pmt_ht_insert(&a, &k64, &created);
+        CHECK(e64 && created);
+        e64->k = k64;
+        e64->v = (int)i;
+        e32 = pmt_ht_insert(&b, &i, &created);
+        CHECK(e32 && created);
+        e32->k = i;
+        e32->v = (int)i;
+    }
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint64_t k64 = (uint64_t)i << 40 | i, other = (uint64_t)i << 40;
+        e64 = pmt_ht_find(&a, &k64);
+        CHECK(e64 && e64->v == (int)i);
+        CHECK(i == 0 || pmt_ht_find(&a, &other) == NULL);
+        e32 = pmt_ht_find(&b, &i);
+        CHECK(e32 && e32->v == (int)i);
+    }
+    uint32_t missing = 5000;
+    CHECK(pmt_ht_find(&b, &missing) == NULL);
+    pmt_ht_free(&a);
+    pmt_ht_free(&b);
+}
+
 int
 main(void)
 {
+    test_key_helpers();
     test_basic(hash_u64);
     test_basic(hash_const);
     test_random_against_array();

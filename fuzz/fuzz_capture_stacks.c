@@ -1,0 +1,61 @@
+/* fuzz_capture_stacks.c: libFuzzer harness of the by-stack aggregation
+ * (capture_stacks.c, capture_frames.c) over any bytes, with a range of
+ * events, heap samples and slices taken from the input's first bytes.
+ * Whatever the bytes, it returns 0 with a report whose indexes all point
+ * inside it, or -1 with an error; never out of bounds (ASan, UBSan). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture_stacks.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check(const pmt_st_report *r)
+{
+    for (size_t i = 0; i < r->n_stacks; i++) {
+        if (r->stacks[i].frame >= r->n_frames || r->stacks[i].thread >= r->n_threads) {
+            abort();
+        }
+    }
+    for (size_t i = 0; i < r->n_frames; i++) {
+        const pmt_st_frame *f = &r->frames[i];
+        if (f->func >= r->n_funcs || (f->parent != PMT_ST_NONE && f->parent >= i)) {
+            abort();
+        }
+    }
+    for (size_t i = 0; i < r->n_cells; i++) {
+        if (r->cells[i].stack >= r->n_stacks || r->cells[i].slice >= r->slices) {
+            abort();
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_funcs; i++) {
+        n += strlen(r->funcs[i].file) + strlen(r->funcs[i].name);
+    }
+    if (r->end_bytes > r->alloc_bytes || r->peak_live_bytes > r->peak_bytes || r->hi < r->lo) {
+        abort();
+    }
+    (void)n;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 64, 8};
+    if (size > 0 && (data[size - 1] & 1)) {
+        o.lo = data[size - 1] >> 4;
+        o.hi = o.lo + (data[size - 1] & 0x0f);
+        o.points = data[size - 1];
+    }
+    pmt_st_report r;
+    if (pmt_st_read_buffer(data, size, &o, &r) == 0) {
+        check(&r);
+    }
+    else if (r.error[0] == '\0') {
+        abort();
+    }
+    pmt_st_report_free(&r);
+    return 0;
+}

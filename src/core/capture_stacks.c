@@ -1,0 +1,568 @@
+/* capture_stacks.c: a capture aggregated by whole stack (see
+ * capture_stacks.h).  The first replay follows the heap (live blocks by
+ * address, live mappings by range) to find the high-water mark and sample
+ * the heap over the events; the second replays to the end of the range,
+ * taking the live blocks made in the range at the high-water mark and at the
+ * end, charged to their stacks. */
+#define _GNU_SOURCE 1
+#include "capture_stacks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture_frames.h"
+#include "capture_read.h"
+#include "grow.h"
+#include "hashtab.h"
+#include "regionset.h"
+
+/* ---- stacks: accumulators in a vector, found by (id, line, thread) ------- */
+
+typedef struct {
+    uint32_t id, thread;
+    int32_t line;
+    uint32_t index;
+} stack_key;
+
+typedef struct {
+    uint32_t id, thread;
+    int32_t line;
+    uint32_t frame;
+    uint64_t alloc_bytes, alloc_count, peak_bytes, peak_count, end_bytes, end_count;
+} stack_acc;
+
+typedef struct {
+    uint64_t addr;          /* the key */
+    uint64_t size;
+    uint64_t at;            /* position of the allocation in sequence order */
+    uint32_t stack;         /* PMT_ST_NONE: not charged (outside the range or thread) */
+} live_block;
+
+typedef struct {
+    pmt_capture cap;
+    const pmt_st_options *o;
+    pmt_st_report *r;
+    stack_acc *stacks;
+    size_t n_stacks, stacks_cap;
+    pmt_hashtab stack_ix;   /* stack_key */
+    pmt_hashtab live;       /* live_block */
+    pmt_regionset maps;     /* py: stack, seq: position of the mmap */
+    pmt_hashtab cells;      /* pmt_st_cell by (stack, slice) */
+    pmt_st_thread *threads;
+    size_t n_threads, threads_cap;
+    uint64_t lo, hi, cur;
+} st_ctx;
+
+static int
+fail(pmt_st_report *r, const char *what)
+{
+    snprintf(r->error, sizeof(r->error), "%s", what);
+    return -1;
+}
+
+static uint64_t
+stack_hash(const void *key, void *ctx)
+{
+    (void)ctx;
+    const stack_key *k = key;
+    return pmt_ht_hash_u64((uint64_t)k->id << 32 ^ (uint64_t)k->thread << 16 ^
+                           (uint32_t)k->line);
+}
+
+static int
+stack_eq(const void *key, const void *entry, void *ctx)
+{
+    (void)ctx;
+    const stack_key *k = key, *e = entry;
+    return k->id == e->id && k->line == e->line && k->thread == e->thread;
+}
+
+static uint32_t
+stack_get(st_ctx *s, uint32_t id, int32_t line, uint32_t thread)
+{
+    stack_key k = {id, thread, line, 0};
+    int created;
+    stack_key *e = pmt_ht_insert(&s->stack_ix, &k, &created);
+    if (!e) {
+        return PMT_ST_NONE;
+    }
+    if (created) {
+        if (s->n_stacks >= PMT_ST_NONE - 1 ||
+            pmt_grow((void **)&s->stacks, &s->stacks_cap, s->n_stacks + 1,
+                     sizeof(stack_acc)) < 0) {
+            pmt_ht_remove(&s->stack_ix, e);
+            return PMT_ST_NONE;
+        }
+        s->stacks[s->n_stacks] = (stack_acc){.id = id, .thread = thread, .line = line};
+        k.index = (uint32_t)s->n_stacks++;
+        *e = k;
+    }
+    return e->index;
+}
+
+static pmt_st_cell *
+cell_get(st_ctx *s, uint32_t stack, uint64_t at)
+{
+    uint32_t slice = (uint32_t)((at - s->lo) * s->r->slices / (s->hi - s->lo));
+    struct {
+        uint32_t stack, slice;  /* the first 8 bytes of a pmt_st_cell: its key */
+    } k = {stack, slice};
+    int created;
+    pmt_st_cell *c = pmt_ht_insert(&s->cells, &k, &created);
+    if (c && created) {
+        c->stack = stack;
+        c->slice = slice;
+    }
+    return c;
+}
+
+static unsigned
+size_class(uint64_t size)
+{
+    return size <= 1 ? 0 : (unsigned)(64 - __builtin_clzll(size - 1));
+}
+
+static pmt_st_thread *
+thread_at(st_ctx *s, uint32_t t)
+{
+    if (t >= s->n_threads) {
+        if (t > (1u << 24) ||
+            pmt_grow((void **)&s->threads, &s->threads_cap, (size_t)t + 1,
+                     sizeof(pmt_st_thread)) < 0) {
+            return NULL;
+        }
+        for (size_t i = s->n_threads; i <= t; i++) {
+            const char *name;
+            uint64_t id = pmt_capture_thread_id(&s->cap, (uint32_t)i, &name);
+            s->threads[i] = (pmt_st_thread){.id = id, .name = NULL};
+        }
+        s->n_threads = (size_t)t + 1;
+    }
+    return &s->threads[t];
+}
+
+/* The stack an allocation at position i is charged to (PMT_ST_NONE: none),
+ * with the range's totals; -1 when out of memory. */
+static int
+charge(st_ctx *s, const pmt_mc_record *h, unsigned kind, uint64_t i, uint32_t *stack)
+{
+    *stack = PMT_ST_NONE;
+    if (i < s->lo) {
+        return 0;
+    }
+    uint32_t t = pmt_capture_event_thread(&s->cap, h);
+    pmt_st_thread *th = thread_at(s, t);
+    if (!th) {
+        return -1;
+    }
+    th->alloc_bytes += h->b;
+    th->alloc_count++;
+    if (s->o->thread != PMT_ST_ALL_THREADS && th->id != s->o->thread) {
+        return 0;
+    }
+    uint32_t k = stack_get(s, h->code, h->code == 0 ? 0 : h->line, t);
+    if (k == PMT_ST_NONE) {
+        return -1;
+    }
+    pmt_st_report *r = s->r;
+    s->stacks[k].alloc_bytes += h->b;
+    s->stacks[k].alloc_count++;
+    r->alloc_bytes += h->b;
+    r->alloc_count++;
+    r->sizes[size_class(h->b)].count++;
+    r->sizes[size_class(h->b)].bytes += h->b;
+    r->kinds[kind].count++;
+    r->kinds[kind].bytes += h->b;
+    if (r->slices) {
+        pmt_st_cell *c = cell_get(s, k, i);
+        if (!c) {
+            return -1;
+        }
+        c->alloc_bytes += h->b;
+        c->alloc_count++;
+    }
+    *stack = k;
+    return 0;
+}
+
+/* One event at position i: the heap follows it; with stacks, allocations are
+ * charged.  -1 when out of memory. */
+static int
+step(st_ctx *s, uint64_t i, int stacks)
+{
+    pmt_mc_record h = pmt_capture_event(&s->cap, (size_t)i);
+    unsigned kind = (unsigned)(h.seq_kind & 0xff);
+    if ((pmt_mc_is_alloc(kind) || kind == PMT_MC_MUNMAP) && h.b > PMT_ST_MAX_SIZE) {
+        s->r->impossible += !stacks;    /* counted once, in the first replay */
+        return 0;
+    }
+    uint64_t gone;
+    uint32_t k = PMT_ST_NONE;
+    if (kind == PMT_MC_MMAP || kind == PMT_MC_MUNMAP) {
+        if (pmt_regionset_release(&s->maps, h.a, h.b, &gone) < 0) {
+            return -1;
+        }
+        s->cur -= gone;
+        if (kind == PMT_MC_MUNMAP) {
+            return 0;
+        }
+        if (stacks && charge(s, &h, kind, i, &k) < 0) {
+            return -1;
+        }
+        pmt_region g = {.start = h.a, .len = h.b, .seq = i, .py = k, .nat = 0};
+        if (pmt_regionset_add(&s->maps, &g) < 0) {
+            return -1;
+        }
+        s->cur += h.b;
+    }
+    else if (pmt_mc_is_alloc(kind)) {
+        int created;
+        live_block *b = pmt_ht_insert(&s->live, &h.a, &created);
+        if (!b) {
+            return -1;
+        }
+        if (!created) {
+            s->cur -= b->size;      /* its release was lost: released now */
+        }
+        if (stacks && charge(s, &h, kind, i, &k) < 0) {
+            return -1;
+        }
+        *b = (live_block){.addr = h.a, .size = h.b, .at = i, .stack = k};
+        s->cur += h.b;
+    }
+    else {
+        live_block *b = pmt_ht_find(&s->live, &h.a);
+        if (b) {
+            s->cur -= b->size;
+            pmt_ht_remove(&s->live, b);
+        }
+    }
+    return 0;
+}
+
+/* Charge what is live now to its stacks: at the peak (end = 0) or at the
+ * end of the range (end = 1). */
+static int
+snapshot(st_ctx *s, int end)
+{
+    pmt_st_report *r = s->r;
+    size_t pos = 0;
+    size_t nmaps = s->maps.len;
+    const live_block *b = pmt_ht_next(&s->live, &pos);
+    for (size_t m = 0; b || m < nmaps;) {
+        uint32_t k;
+        uint64_t size, at;
+        if (b) {
+            k = b->stack;
+            size = b->size;
+            at = b->at;
+            b = pmt_ht_next(&s->live, &pos);
+        }
+        else {
+            k = s->maps.v[m].py;
+            size = s->maps.v[m].len;
+            at = s->maps.v[m].seq;
+            m++;
+        }
+        if (k == PMT_ST_NONE) {
+            continue;
+        }
+        stack_acc *a = &s->stacks[k];
+        if (end) {
+            a->end_bytes += size;
+            a->end_count++;
+            r->end_bytes += size;
+            r->end_count++;
+            if (r->slices) {
+                pmt_st_cell *c = cell_get(s, k, at);
+                if (!c) {
+                    return -1;
+                }
+                c->end_bytes += size;
+            }
+        }
+        else {
+            a->peak_bytes += size;
+            a->peak_count++;
+            r->peak_live_bytes += size;
+            r->peak_live_count++;
+        }
+    }
+    return 0;
+}
+
+static void
+reset_heap(st_ctx *s)
+{
+    pmt_ht_free(&s->live);
+    pmt_ht_init(&s->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
+    pmt_regionset_free(&s->maps);
+    memset(&s->maps, 0, sizeof(s->maps));
+    s->cur = 0;
+}
+
+/* First replay: every event; the peak within [lo, hi), the heap samples. */
+static int
+follow_heap(st_ctx *s)
+{
+    pmt_st_report *r = s->r;
+    uint64_t n = r->events;
+    uint64_t np = s->o->points < n ? s->o->points : n;
+    if (np > PMT_ST_MAX_POINTS) {
+        np = PMT_ST_MAX_POINTS;
+    }
+    if (np && !(r->points = calloc(np, sizeof(pmt_st_point)))) {
+        return -1;
+    }
+    r->n_points = np;
+    size_t p = 0;
+    uint64_t p_end = np ? n / np : 0;
+    r->peak_event = s->lo;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i == s->lo) {
+            r->peak_bytes = s->cur;
+        }
+        if (step(s, i, 0) < 0) {
+            return -1;
+        }
+        if (i >= s->lo && i < s->hi && s->cur > r->peak_bytes) {
+            r->peak_bytes = s->cur;
+            r->peak_event = i + 1;
+        }
+        if (i + 1 == s->hi) {
+            r->end_heap = s->cur;
+        }
+        if (np) {
+            if (s->cur > r->points[p].heap) {
+                r->points[p].heap = s->cur;
+            }
+            if (i + 1 == p_end) {
+                r->points[p].event = i + 1;
+                p++;
+                p_end = p < np ? (p + 1) * n / np : n;
+            }
+        }
+    }
+    if (s->lo == n) {
+        r->peak_bytes = r->end_heap = s->cur;
+    }
+    return 0;
+}
+
+/* Second replay: up to the end of the range, charging stacks. */
+static int
+charge_stacks(st_ctx *s)
+{
+    pmt_st_report *r = s->r;
+    reset_heap(s);
+    if (r->peak_event == 0 && snapshot(s, 0) < 0) {
+        return -1;
+    }
+    for (uint64_t i = 0; i < s->hi; i++) {
+        if (step(s, i, 1) < 0) {
+            return -1;
+        }
+        if (i + 1 == r->peak_event && snapshot(s, 0) < 0) {
+            return -1;
+        }
+    }
+    return snapshot(s, 1);
+}
+
+/* ---- the report ---------------------------------------------------------- */
+
+static int
+cmp_stack(const void *a, const void *b, void *ctx)
+{
+    const stack_acc *v = ctx;
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    const stack_acc *x = &v[i], *y = &v[j];
+    if (x->peak_bytes != y->peak_bytes) {
+        return x->peak_bytes < y->peak_bytes ? 1 : -1;
+    }
+    if (x->alloc_bytes != y->alloc_bytes) {
+        return x->alloc_bytes < y->alloc_bytes ? 1 : -1;
+    }
+    if (x->end_bytes != y->end_bytes) {
+        return x->end_bytes < y->end_bytes ? 1 : -1;
+    }
+    return i < j ? -1 : i > j;
+}
+
+static int
+cmp_cell(const void *a, const void *b)
+{
+    const pmt_st_cell *x = a, *y = b;
+    if (x->stack != y->stack) {
+        return x->stack < y->stack ? -1 : 1;
+    }
+    return x->slice < y->slice ? -1 : x->slice > y->slice;
+}
+
+/* Sorted stacks with their frames; cells renumbered. */
+static int
+make_stacks(st_ctx *s, pmt_frames *fr)
+{
+    pmt_st_report *r = s->r;
+    size_t n = s->n_stacks;
+    uint32_t *order = malloc((n + 1) * sizeof(uint32_t));
+    uint32_t *pos = malloc((n + 1) * sizeof(uint32_t));
+    r->stacks = calloc(n + 1, sizeof(pmt_st_stack));
+    r->cells = calloc(s->cells.len + 1, sizeof(pmt_st_cell));
+    int rc = -1;
+    if (!order || !pos || !r->stacks || !r->cells) {
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        stack_acc *a = &s->stacks[i];
+        a->frame = pmt_frames_of(fr, a->id, a->line);
+        if (a->frame == PMT_ST_NONE) {
+            goto done;
+        }
+        order[i] = (uint32_t)i;
+    }
+    qsort_r(order, n, sizeof(uint32_t), cmp_stack, s->stacks);
+    for (size_t i = 0; i < n; i++) {
+        const stack_acc *a = &s->stacks[order[i]];
+        pos[order[i]] = (uint32_t)i;
+        r->stacks[i] = (pmt_st_stack){
+            .frame = a->frame, .thread = a->thread,
+            .alloc_bytes = a->alloc_bytes, .alloc_count = a->alloc_count,
+            .peak_bytes = a->peak_bytes, .peak_count = a->peak_count,
+            .end_bytes = a->end_bytes, .end_count = a->end_count};
+    }
+    r->n_stacks = n;
+    size_t at = 0;
+    for (const pmt_st_cell *c; (c = pmt_ht_next(&s->cells, &at)) != NULL;) {
+        pmt_st_cell *o = &r->cells[r->n_cells++];
+        *o = *c;
+        o->stack = pos[c->stack];
+    }
+    qsort(r->cells, r->n_cells, sizeof(pmt_st_cell), cmp_cell);
+    rc = 0;
+done:
+    free(order);
+    free(pos);
+    return rc;
+}
+
+static int
+finish(st_ctx *s)
+{
+    pmt_st_report *r = s->r;
+    pmt_frames fr;
+    int rc = -1;
+    uint32_t *names = NULL;
+    if (pmt_frames_init(&fr, &s->cap) < 0 || make_stacks(s, &fr) < 0) {
+        goto done;
+    }
+    r->n_funcs = fr.n_funcs;
+    r->funcs = calloc(fr.n_funcs + 1, sizeof(pmt_st_func));
+    names = calloc(s->n_threads + 1, sizeof(uint32_t));
+    if (!r->funcs || !names) {
+        goto done;
+    }
+    for (size_t i = 0; i < s->n_threads; i++) {
+        const char *name;
+        pmt_capture_thread_id(&s->cap, (uint32_t)i, &name);
+        int64_t o = pmt_strpool_intern(&s->cap.strs, name, strlen(name));
+        if (o < 0) {
+            goto done;
+        }
+        names[i] = (uint32_t)o;
+    }
+    /* the strings no longer move: the report owns them */
+    size_t slen;
+    r->strings = pmt_strpool_release(&s->cap.strs, &slen);
+    if (!r->strings) {
+        goto done;
+    }
+    for (size_t i = 0; i < fr.n_funcs; i++) {
+        r->funcs[i].file = r->strings + fr.funcs[i].file;
+        r->funcs[i].name = r->strings + fr.funcs[i].name;
+    }
+    r->frames = fr.frames;
+    r->n_frames = fr.n_frames;
+    fr.frames = NULL;
+    for (size_t i = 0; i < s->n_threads; i++) {
+        s->threads[i].name = r->strings + names[i];
+    }
+    r->threads = s->threads;
+    r->n_threads = s->n_threads;
+    s->threads = NULL;
+    rc = pmt_st_sum_functions(r);
+done:
+    free(names);
+    pmt_frames_free(&fr);
+    return rc;
+}
+
+int
+pmt_st_read_buffer(const uint8_t *data, size_t len, const pmt_st_options *o, pmt_st_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    st_ctx *s = calloc(1, sizeof(*s));
+    if (!s) {
+        return fail(r, "out of memory");
+    }
+    s->o = o;
+    s->r = r;
+    pmt_ht_init(&s->stack_ix, sizeof(stack_key), stack_hash, stack_eq, NULL);
+    pmt_ht_init(&s->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
+    pmt_ht_init(&s->cells, sizeof(pmt_st_cell), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
+    int rc = -1;
+    if (pmt_capture_open(&s->cap, data, len) < 0) {
+        snprintf(r->error, sizeof(r->error), "%s", s->cap.error);
+        goto done;
+    }
+    r->events = s->cap.n_ev;
+    r->stacks_recorded = s->cap.stacks;
+    s->hi = o->hi > r->events ? r->events : o->hi;
+    s->lo = o->lo > s->hi ? s->hi : o->lo;
+    r->lo = s->lo;
+    r->hi = s->hi;
+    r->slices = s->hi > s->lo ? (o->slices < PMT_ST_MAX_SLICES ? o->slices : PMT_ST_MAX_SLICES)
+                              : 0;
+    if (follow_heap(s) < 0 || charge_stacks(s) < 0 || finish(s) < 0) {
+        fail(r, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    pmt_capture_close(&s->cap);
+    free(s->stacks);
+    free(s->threads);
+    pmt_ht_free(&s->stack_ix);
+    pmt_ht_free(&s->live);
+    pmt_ht_free(&s->cells);
+    pmt_regionset_free(&s->maps);
+    free(s);
+    return rc;
+}
+
+int
+pmt_st_read(const char *path, const pmt_st_options *o, pmt_st_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    pmt_capture_file f;
+    if (pmt_capture_file_load(path, &f, r->error, sizeof(r->error)) < 0) {
+        return -1;
+    }
+    int rc = pmt_st_read_buffer(f.data, f.len, o, r);
+    pmt_capture_file_unload(&f);
+    return rc;
+}
+
+void
+pmt_st_report_free(pmt_st_report *r)
+{
+    free(r->funcs);
+    free(r->frames);
+    free(r->stacks);
+    free(r->threads);
+    free(r->points);
+    free(r->cells);
+    free(r->strings);
+    memset(r, 0, sizeof(*r));
+}
