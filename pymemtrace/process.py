@@ -59,6 +59,14 @@ thread.  With ``output=PATH`` the
 records are written by C as JSON lines straight to a file and the GIL is
 never taken at all; that is also what ``pymemtrace process`` writes.
 
+The original pymemtrace's names are here too (from
+:mod:`pymemtrace.process_original`): :func:`log_process_dec`,
+:class:`ProcessLoggingThread`, :func:`add_process_logger_to_argument_parser`,
+the log readers :data:`RE_LOG_LINE`, :func:`extract_json`,
+:func:`extract_json_as_table`, :func:`extract_labels_from_json`,
+:func:`write_log_to_stdout`, :func:`invoke_gnuplot`, and its command line,
+``python -m pymemtrace.process [-i S] [-p PID] [-l LEVEL] [PATH_IN [PATH_OUT]]``.
+
 Threads: the sampler measures the whole process (all threads).  Records
 sampled by the C thread are logged with the thread name ``ProcMon``; the
 STOP record comes from the thread that leaves the ``with`` block.  Several
@@ -77,7 +85,11 @@ from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from pymemtrace import _process
 
-__all__ = ["log_process", "add_message_to_queue", "MAX_INTERVAL"]
+__all__ = ["log_process", "add_message_to_queue", "MAX_INTERVAL",
+           # the original pymemtrace's names (pymemtrace/process_original.py)
+           "log_process_dec", "ProcessLoggingThread", "add_process_logger_to_argument_parser",
+           "RE_LOG_LINE", "extract_json", "extract_json_as_table", "extract_labels_from_json",
+           "write_log_to_stdout", "invoke_gnuplot"]
 
 #: The longest interval accepted, in seconds (one day).
 MAX_INTERVAL = 86400.0
@@ -362,3 +374,17 @@ def _stop_all() -> None:
             lp.stop()
         except Exception:   # never break interpreter exit
             pass
+
+
+from pymemtrace.process_original import (  # noqa: E402  (they use log_process)
+    DATETIME_NOW_FORMAT, GNUPLOT_PLT, KEY_ELAPSED_TIME, KEY_LABEL, KEY_PROCESS_ID, KEY_TIMESTAMP,
+    LOGGER_PREFIX, LOGGER_PREFIX_START, LOGGER_PREFIX_STOP, RE_LOG_LINE, ProcessLoggingThread,
+    add_process_logger_to_argument_parser, extract_json, extract_json_as_table,
+    extract_labels_from_json, invoke_gnuplot, log_process_dec, parse_timestamp, write_log_to_stdout)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from pymemtrace import process_original
+    sys.exit(process_original.main())

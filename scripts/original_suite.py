@@ -112,26 +112,14 @@ def obtain_tests(python: str = sys.executable) -> Path:
     return done
 
 
-def _module_has(python: str, module: str, name: str) -> bool:
-    r = subprocess.run([python, "-c", f"import {module} as m; raise SystemExit(not hasattr(m, {name!r}))"],
-                       capture_output=True, cwd=tempfile.gettempdir())
-    return r.returncode == 0
-
-
 def pytest_selection(python: str) -> List[str]:
-    """--ignore/--deselect arguments from deselect.txt, plus the not-yet-provided ones."""
+    """--ignore/--deselect arguments from deselect.txt."""
     args: List[str] = []
     for line in DESELECT.read_text().splitlines():
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
         args += ["--ignore", entry] if entry.endswith(".py") else ["--deselect", entry]
-    # The original's test_process.py decorates at import time with
-    # process.log_process_dec: it runs as soon as the process module has it.
-    if not _module_has(python, "pymemtrace.process", "log_process_dec"):
-        print("original suite: tests/test_process.py not run: "
-              "pymemtrace.process.log_process_dec is not provided yet", flush=True)
-        args += ["--ignore", "tests/test_process.py"]
     return args
 
 
