@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import errno
 import json
 import logging
 import math
 import os
 import re
-import stat
 import sys
 import threading
 import typing
@@ -198,27 +196,12 @@ def extract_json_as_table(json_data: List[Record]) -> Tuple[
 
 
 def _read_log_path(log_path: Any) -> List[Record]:
-    if not isinstance(log_path, (str, os.PathLike)):
-        raise TypeError(f"log_path must be a path, not {type(log_path).__name__}")
-    log_path = os.fspath(log_path)
-    try:
-        # O_NONBLOCK: a FIFO must not wait for a writer; it is refused below
-        fd = os.open(log_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"no such process log: {log_path}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{log_path} is not a regular file (not a process log)")
-        os.set_blocking(fd, True)
-        f = open(fd, encoding="utf-8", errors="replace", closefd=True)
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
+    from pymemtrace.util.logfile import open_log
+    with open_log(log_path, "process log") as f:
         try:
             return extract_json(f)
         except ValueError as err:
-            raise ValueError(f"{log_path}: {err}") from None
+            raise ValueError(f"{os.fspath(log_path)}: {err}") from None
 
 
 def write_log_to_stdout(log_path: str) -> None:
@@ -337,7 +320,10 @@ class ProcessLoggingThread(threading.Thread):
         from pymemtrace.process import log_process
         if target is not None:
             raise TypeError("ProcessLoggingThread runs no target: it samples the process")
-        super().__init__(group=group, name="ProcMon" if name is None else name, daemon=daemon)
+        # a daemon unless asked otherwise: a thread never joined must not
+        # hold up interpreter exit (its log is ended at exit all the same)
+        super().__init__(group=group, name="ProcMon" if name is None else name,
+                         daemon=True if daemon is None else daemon)
         self._log = log_process(interval, log_level, pid)   # checks the arguments
         self._done = threading.Event()
 
