@@ -228,6 +228,35 @@ pmt_tree_sample(pmt_proctree *t, pmt_procsample *s, int rescan)
     return 0;
 }
 
+int
+pmt_tree_sample_each(pmt_proctree *t, pmt_procsample *out, int max, int rescan)
+{
+    if (max < 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (pmt_proc_sample(&t->root, &out[0]) != 0) {
+        return -1;
+    }
+    if (rescan) {
+        tree_rescan(t);
+    }
+    int n = 1;
+    for (int k = 0; k < t->nkids;) {
+        if (n < max && pmt_proc_sample(&t->kids[k], &out[n]) == 0) {
+            n++;
+            k++;
+            continue;
+        }
+        if (n >= max) {
+            break;
+        }
+        pmt_proc_close(&t->kids[k]);
+        t->kids[k] = t->kids[--t->nkids];
+    }
+    return n;
+}
+
 void
 pmt_tree_close(pmt_proctree *t)
 {

@@ -31,6 +31,12 @@ int pmt_tree_open(pmt_proctree *t, pid_t pid, int flags);
  * rescan, look for new descendants first.  Fails (ESRCH) only when the root
  * has gone; descendants come and go silently. */
 int pmt_tree_sample(pmt_proctree *t, pmt_procsample *s, int rescan);
+/* Sample the root and each descendant on its own (no sums): out[0] is the
+ * root, then the descendants in the order they were found.  If rescan, look
+ * for new descendants first.  Returns how many samples were stored (at most
+ * max), or -1 with errno (ESRCH) when the root has gone; a descendant that
+ * has gone is dropped silently. */
+int pmt_tree_sample_each(pmt_proctree *t, pmt_procsample *out, int max, int rescan);
 void pmt_tree_close(pmt_proctree *t);
 
 /* Write up to max PIDs of the living descendants of root into out.  Returns

@@ -12,14 +12,15 @@
 
 static pmt_proctree tree;
 
-static void
-test_tree(void)
+/* Fork a child that forks a grandchild; both wait until *release is
+ * closed.  Returns the child's pid. */
+static pid_t
+spawn_family(int *release)
 {
     int pipefd[2];
     CHECK_EQ_INT(pipe(pipefd), 0);
     pid_t child = fork();
     if (child == 0) {
-        /* child forks a grandchild; both wait on the pipe */
         close(pipefd[1]);
         pid_t g = fork();
         char c;
@@ -31,6 +32,15 @@ test_tree(void)
         _exit(0);
     }
     close(pipefd[0]);
+    *release = pipefd[1];
+    return child;
+}
+
+static void
+test_tree(void)
+{
+    int release;
+    pid_t child = spawn_family(&release);
     CHECK_EQ_INT(pmt_tree_open(&tree, getpid(), 0), 0);
     pmt_procsample s;
     int nprocs = 0;
@@ -56,10 +66,53 @@ test_tree(void)
     /* only max are stored, all are counted */
     CHECK_EQ_INT(pmt_descendants(getpid(), out, 1, tree.scan_pid, tree.scan_ppid) >= 1, 1);
 
-    close(pipefd[1]);
+    close(release);
     waitpid(child, NULL, 0);
     CHECK_EQ_INT(pmt_tree_sample(&tree, &s, 1), 0);
     CHECK_EQ_INT(s.nprocs, 1);
+    pmt_tree_close(&tree);
+}
+
+static pmt_procsample each[8];
+
+/* One sample per process: the root first, each descendant with its parent. */
+static void
+test_tree_each(void)
+{
+    int release;
+    pid_t child = spawn_family(&release);
+    CHECK_EQ_INT(pmt_tree_open(&tree, getpid(), 0), 0);
+    int n = 0;
+    for (int tries = 0; tries < 200 && n < 3; tries++) {
+        n = pmt_tree_sample_each(&tree, each, 8, 1);
+        if (n < 3) {
+            usleep(10000);
+        }
+    }
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(each[0].pid, getpid());
+    CHECK_EQ_INT(each[0].nprocs, 1);
+    int saw_child = 0, saw_grandchild = 0;
+    for (int k = 1; k < n; k++) {
+        CHECK(each[k].rss > 0);
+        if (each[k].pid == child) {
+            saw_child = each[k].ppid == getpid();
+        }
+        else {
+            saw_grandchild = each[k].ppid == child;
+        }
+    }
+    CHECK(saw_child);
+    CHECK(saw_grandchild);
+    /* at most max stored */
+    CHECK_EQ_INT(pmt_tree_sample_each(&tree, each, 2, 0), 2);
+    errno = 0;
+    CHECK_EQ_INT(pmt_tree_sample_each(&tree, each, 0, 0), -1);
+    CHECK_EQ_INT(errno, EINVAL);
+
+    close(release);
+    waitpid(child, NULL, 0);
+    CHECK_EQ_INT(pmt_tree_sample_each(&tree, each, 8, 1), 1);
     pmt_tree_close(&tree);
 }
 
@@ -67,5 +120,6 @@ int
 main(void)
 {
     test_tree();
+    test_tree_each();
     CTEST_MAIN_END();
 }

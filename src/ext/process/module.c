@@ -4,7 +4,8 @@
  * process on C threads (see src/core/sampler.h); in logging mode the
  * records reach `callback` in batches (delivery.c), in file mode C writes
  * them as JSON lines.  add_message() queues labels for the next sample of
- * any Sampler (one process-wide src/core/labelq).  This file only converts
+ * any Sampler (one process-wide src/core/labelq).  Tree (tree.c) samples each
+ * process of a tree for process_tree.  This file only converts
  * arguments, releases the GIL around anything that waits, and maps errno
  * to exceptions.
  */
@@ -18,6 +19,7 @@
 
 #include "compat.h"
 #include "sampler_object.h"
+#include "tree.h"
 
 #define MAX_LABELS 4096         /* labels waiting for a sample */
 
@@ -509,7 +511,8 @@ PyInit__process(void)
     if (PyModule_AddIntConstant(m, "KIND_SAMPLE", PMT_KIND_SAMPLE) < 0
         || PyModule_AddIntConstant(m, "KIND_START", PMT_KIND_START) < 0
         || PyModule_AddIntConstant(m, "KIND_STOP", PMT_KIND_STOP) < 0
-        || PyModule_AddIntConstant(m, "SLOT_TEXT", PMT_SLOT_TEXT) < 0) {
+        || PyModule_AddIntConstant(m, "SLOT_TEXT", PMT_SLOT_TEXT) < 0
+        || pmt_tree_type_add(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
