@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pymemtrace import _cli_bpftrace, reference_tracing
+from pymemtrace import bpftrace_run, reference_tracing
 
 EXAMPLES = {
     "ex_trace_malloc": "tracemalloc says it allocated 8,",
@@ -49,7 +49,7 @@ def test_ex_process_tree_shows_the_workers():
 def test_ex_dtrace_traces_or_says_why_not(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pymemtrace.examples.ex_dtrace"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600)
-    reason = _cli_bpftrace.live_unavailable_reason()
+    reason = bpftrace_run.live_unavailable_reason()
     if reason is not None:
         assert out.returncode == 1 and "ex_dtrace: cannot trace here: needs" in out.stderr
         pytest.skip(f"bpftrace cannot run here: {reason}")

@@ -20,7 +20,7 @@ DEFAULT_PYTHON = "/usr/bin/python3.11"
 def main(argv=None) -> int:
     import argparse
 
-    from pymemtrace import _cli_bpftrace as bt
+    from pymemtrace import bpftrace_run as bt
     from pymemtrace.util import dtrace_log_analyse as dla
 
     ap = argparse.ArgumentParser(prog="python -m pymemtrace.examples.ex_dtrace",
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         log = args.output or os.path.join(tmp, "py_flow_malloc_free.log")
         try:
             bt.run("py_flow_malloc_free", None, [args.python, workload, "1"], log, quiet=True)
-        except bt.UserError as err:
+        except bt.BpftraceError as err:
             print(f"ex_dtrace: tracing failed: {err}", file=sys.stderr)
             return 1
         dtm = dla.read_dtrace_log(log)
