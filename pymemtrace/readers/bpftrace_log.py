@@ -31,6 +31,8 @@ import io
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from pymemtrace.readers.textfile import NotALogFile, bounded_lines, open_regular
+
 __all__ = ["ReportError", "Site", "Report", "parse", "parse_lines", "parse_file", "NO_FRAME"]
 
 #: The function name used for allocations made while no Python frame ran.
@@ -38,16 +40,19 @@ NO_FRAME = "(no Python frame)"
 
 _MARKER = re.compile(r"^=== pymemtrace (?P<script>[A-Za-z0-9_]+) (?P<what>begin|end) ===$")
 _STATS = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: "
-                    r"count (?P<count>\d+), average (?P<avg>-?\d+), total (?P<total>-?\d+)$")
+                    r"count (?P<count>\d{1,20}), average (?P<avg>-?\d{1,20}), total (?P<total>-?\d{1,20})$")
+# Numbers have at most 20 digits (64 bits): a longer run is damage, and its
+# line does not match rather than reaching int() (which refuses 4300+ digits).
 # PID TID DELTA DEPTH [RSS dRSS] call <indent>-> FUNCTION (FILE:LINE)
 _CALL = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+call\s+-> (?P<func>\S+) "
-                   r"\((?P<file>.*):(?P<line>-?\d+)\)$")
+                   r"\((?P<file>.*):(?P<line>-?\d{1,20})\)$")
 _EVENT = re.compile(r"^\s*\d+(?:\s+[-+]?\d+){3,5}\s+[a-z]+\s")
-_COUNT = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: (?P<count>\d+)$")
+_COUNT = re.compile(r"^@(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[(?P<key>.*)\]: (?P<count>\d{1,20})$")
 # py_flowinfo_rss: PID TID DELTA DEPTH RSS dRSS TYPE ...
-_RSS_EVENT = re.compile(r"^\s*\d+\s+(?P<tid>\d+)\s+\d+\s+\d+\s+(?P<rss>-?\d+)\s+(?P<drss>-?\d+)\s+"
+_RSS_EVENT = re.compile(r"^\s*\d+\s+(?P<tid>\d+)\s+\d+\s+\d+\s+"
+                        r"(?P<rss>-?\d{1,20})\s+(?P<drss>-?\d{1,20})\s+"
                         r"(?P<type>call|return|gc|gcdone)\s")
-_LOST = re.compile(r"^Lost (\d+) events$")
+_LOST = re.compile(r"^Lost (\d{1,20}) events$")
 
 # Which map is the headline of each script's report, and what it measures.
 _PRIMARY = (
@@ -332,9 +337,11 @@ def parse_lines(lines: Iterable[str]) -> Report:
 
 
 def parse_file(path: str) -> Report:
-    """Read and parse one output file; errors name the file."""
+    """Read and parse one output file; errors name the file.  Only a regular
+    file is read; lines longer than textfile.MAX_LINE are cut (and then do
+    not parse)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(4096)
             if not head:
                 raise ReportError(f"{path} is empty")
@@ -342,8 +349,10 @@ def parse_file(path: str) -> Report:
                 raise ReportError(f"{path} is not text output of a pymemtrace bpftrace script")
             f.seek(0)
             try:
-                return parse_lines(raw.decode("utf-8", errors="replace") for raw in f)
+                return parse_lines(bounded_lines(f))
             except ReportError as err:
                 raise ReportError(f"{path}: {err}") from None
+    except NotALogFile as err:
+        raise ReportError(f"{err}: not output of a pymemtrace bpftrace script") from None
     except OSError as err:
         raise ReportError(f"cannot read {path}: {err.strerror or err}") from None

@@ -40,10 +40,12 @@ HEADER_FIELDS = ("Event", "dEvent", "Clock", "What", "File", "#line", "Function"
 
 # One event row.  File names may contain spaces ("<frozen importlib._bootstrap>"),
 # so File is everything up to the " #" that precedes the line number.
+# Integers have at most 20 digits (64 bits): a longer run is damage, and the
+# row is kept as a note rather than handed to int() (which refuses 4300+).
 _ROW = re.compile(
-    r"^(?P<kind>NEXT|PREV):\s+(?P<event>\d+)\s+(?P<d_event>[+-]?\d+)\s+"
-    r"(?P<clock>\d+(?:\.\d+)?)\s+(?P<what>[A-Z_]+)\s+(?P<file>.*?)\s*#\s*(?P<line>-?\d+)\s+"
-    r"(?P<function>\S+)\s+(?P<rss>-?\d+)\s+(?P<d_rss>[+-]?\d+)\s*$"
+    r"^(?P<kind>NEXT|PREV):\s+(?P<event>\d{1,20})\s+(?P<d_event>[+-]?\d{1,20})\s+"
+    r"(?P<clock>\d{1,20}(?:\.\d{1,20})?)\s+(?P<what>[A-Z_]+)\s+(?P<file>.*?)\s*#\s*"
+    r"(?P<line>-?\d{1,20})\s+(?P<function>\S+)\s+(?P<rss>-?\d{1,20})\s+(?P<d_rss>[+-]?\d{1,20})\s*$"
 )
 _HEADER = re.compile(r"^\s*Event\s+dEvent\s+Clock\s+What\s+File\s+#line\s+Function\s+RSS\s+dRSS\s*$")
 # The last line a context writes when it exits (src/core/cpmtlog.c), also when

@@ -18,9 +18,10 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import re
 from typing import Iterable, List, Optional, Tuple
+
+from pymemtrace.readers.textfile import MAX_LINE, NotALogFile, bounded_lines, open_regular
 
 __all__ = ["Record", "ProcessLog", "NotALogFile", "read_log", "parse_lines", "finite_number"]
 
@@ -164,45 +165,11 @@ def parse_lines(lines: Iterable[str]) -> ProcessLog:
     return log
 
 
-#: The longest line read; longer ones are malformed records (skipped).
-MAX_LINE = 1 << 20
-
-
-class NotALogFile(ValueError):
-    """The path is not a regular file (a device, a FIFO, a directory)."""
-
-
-def _bounded_lines(f) -> Iterable[str]:
-    """The lines of binary file f, each cut to MAX_LINE + 1 bytes at most
-    (the rest of a longer line is read and dropped, never kept)."""
-    while True:
-        line = f.readline(MAX_LINE + 1)
-        if not line:
-            return
-        if len(line) > MAX_LINE and not line.endswith(b"\n"):
-            while True:                     # drop the rest of the line
-                rest = f.readline(MAX_LINE)
-                if not rest or rest.endswith(b"\n"):
-                    break
-        yield line.decode("utf-8", errors="replace")
-
-
 def read_log(path: str) -> ProcessLog:
     """Read a process log file.  Raises OSError if it cannot be read and
     NotALogFile if it is not a regular file.  Lines longer than MAX_LINE
     are malformed records; memory stays bounded by the records kept."""
-    import stat
-    # O_NONBLOCK: opening a FIFO must not wait for a writer
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotALogFile(f"{path} is not a regular file")
-        os.set_blocking(fd, True)
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
-        return parse_lines(_bounded_lines(f))
+    with open_regular(path) as f:
+        return parse_lines(bounded_lines(f))
 
 

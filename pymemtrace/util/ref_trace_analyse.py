@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import os
 import re
 import sys
 import typing
+
+from pymemtrace.readers.textfile import MAX_LINE, NotALogFile, open_regular
 
 __all__ = ["Site", "ObjectData", "LogFileResult", "process_file", "process_file_path", "main"]
 
@@ -122,7 +125,7 @@ def _parse_row(line: str) -> typing.Optional[typing.Tuple[str, int, str, Site]]:
 def process_file(file: typing.TextIO, *args: typing.Any, include_untracked: bool = False,
                  recurse_files: bool = False, log_file_id: typing.Optional[str] = None,
                  file_size: int = 0, recurse_log_files: typing.Optional[bool] = None,
-                 ) -> LogFileResult:
+                 _seen: typing.Optional[typing.Set[str]] = None) -> LogFileResult:
     """Read one ReferenceTracing log from an open text file.
 
     ``process_file(file, include_untracked, recurse_files)``, or as the
@@ -143,9 +146,8 @@ def process_file(file: typing.TextIO, *args: typing.Any, include_untracked: bool
     result = LogFileResult(path=log_file_id if log_file_id is not None else getattr(file, "name", "") or "")
     if not isinstance(result.path, str):
         result.path = ""
-    lines = file.read().split("\n")
-    complete = lines[:-1]       # the last piece has no newline: truncated or empty
-    for number, line in enumerate(complete, 1):
+    seen = _seen if _seen is not None else set()
+    for number, line in enumerate(_whole_lines(file), 1):
         if line.startswith(("NEW: ", "DEL: ")):
             row = _parse_row(line)
             if row is None:
@@ -172,18 +174,41 @@ def process_file(file: typing.TextIO, *args: typing.Any, include_untracked: bool
         elif line.startswith("MSG: "):
             result.messages.append(line)
             m = _DETACH.match(line)
-            if m and recurse_files and os.path.isfile(m.group(1)):
-                result.children.append(process_file_path(m.group(1), include_untracked, True))
+            if m and recurse_files and os.path.isfile(m.group(1)) \
+                    and os.path.realpath(m.group(1)) not in seen:
+                result.children.append(process_file_path(m.group(1), include_untracked, True,
+                                                         _seen=seen))
         elif number == 1 and line not in ("SOF",):
             result.message = line
     return result
 
 
+def _whole_lines(file: typing.IO) -> typing.Iterator[str]:
+    """The lines of *file* that end with a newline, without it: a last piece
+    without one was cut short (a program that crashed) and is not read.  A
+    line longer than MAX_LINE is cut there (and then does not parse)."""
+    while True:
+        line = file.readline(MAX_LINE + 1)
+        if not line.endswith("\n"):
+            if len(line) <= MAX_LINE:
+                return                  # the end, perhaps cut short
+            while line and not line.endswith("\n"):
+                line = file.readline(MAX_LINE)
+            yield ""                    # an overlong line: read, dropped
+            continue
+        yield line[:-1]
+
+
 def process_file_path(file_path: str, include_untracked: bool,
-                      recurse_files: bool) -> LogFileResult:
-    """Read the ReferenceTracing log at *file_path*."""
-    with open(file_path, encoding="utf-8", errors="replace") as f:
-        result = process_file(f, include_untracked, recurse_files)
+                      recurse_files: bool, *,
+                      _seen: typing.Optional[typing.Set[str]] = None) -> LogFileResult:
+    """Read the ReferenceTracing log at *file_path*.  Raises OSError if it
+    cannot be read and ValueError (NotALogFile) if it is not a regular file.
+    A nested log already read (a log that names itself) is not read again."""
+    seen = _seen if _seen is not None else set()
+    seen.add(os.path.realpath(file_path))
+    with io.TextIOWrapper(open_regular(file_path), encoding="utf-8", errors="replace") as f:
+        result = process_file(f, include_untracked, recurse_files, _seen=seen)
     result.path = file_path
     return result
 
@@ -206,6 +231,9 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
         result = process_file_path(a.log, a.untracked, a.recurse)
     except OSError as err:
         print(f"ref_trace_analyse: cannot read {a.log}: {err.strerror}", file=sys.stderr)
+        return 1
+    except NotALogFile as err:
+        print(f"ref_trace_analyse: {err}", file=sys.stderr)
         return 1
     print("\n".join(result.long_str_list(not a.short_paths, not a.no_history)))
     return 0
