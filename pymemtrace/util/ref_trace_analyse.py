@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import os
 import re
 import sys
 import typing
 
-from pymemtrace.readers.textfile import MAX_LINE, NotALogFile, open_regular
+from pymemtrace.readers.textfile import MAX_LINE
+from pymemtrace.util.logfile import open_log
 
 __all__ = ["Site", "ObjectData", "LogFileResult", "process_file", "process_file_path", "main"]
 
@@ -203,11 +203,11 @@ def process_file_path(file_path: str, include_untracked: bool,
                       recurse_files: bool, *,
                       _seen: typing.Optional[typing.Set[str]] = None) -> LogFileResult:
     """Read the ReferenceTracing log at *file_path*.  Raises OSError if it
-    cannot be read and ValueError (NotALogFile) if it is not a regular file.
+    cannot be read and ValueError if it is not a regular file.
     A nested log already read (a log that names itself) is not read again."""
     seen = _seen if _seen is not None else set()
     seen.add(os.path.realpath(file_path))
-    with io.TextIOWrapper(open_regular(file_path), encoding="utf-8", errors="replace") as f:
+    with open_log(file_path, "ReferenceTracing log") as f:
         result = process_file(f, include_untracked, recurse_files, _seen=seen)
     result.path = file_path
     return result
@@ -232,7 +232,7 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     except OSError as err:
         print(f"ref_trace_analyse: cannot read {a.log}: {err.strerror}", file=sys.stderr)
         return 1
-    except NotALogFile as err:
+    except ValueError as err:
         print(f"ref_trace_analyse: {err}", file=sys.stderr)
         return 1
     print("\n".join(result.long_str_list(not a.short_paths, not a.no_history)))
