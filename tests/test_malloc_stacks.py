@@ -1,21 +1,20 @@
 """pymemtrace malloc --stacks: whole Python stacks per allocation (issue 12, started).
 
-With --stacks the preload library writes a version-2 capture in which every
+With --stacks the preload library writes a capture in which every
 allocation names the innermost node of its stack, and each node (parent,
 code id, line) is a STACK record written once.  The C reader reads such a
 capture and attributes by the innermost frame as before; it has no by-stack
-view yet, so these tests also walk the records themselves to check the
-stacks that were written.
+view yet, so these tests also walk the records themselves
+(malloc_capture.walk) to check the stacks that were written.
 """
 import os
-import pathlib
-import struct
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+import malloc_capture
 from pymemtrace.malloc import LIBRARY
 from pymemtrace.readers.malloc_capture import load
 from test_malloc_pyversions import interpreters, line_of
@@ -25,28 +24,12 @@ pytestmark = pytest.mark.skipif(
     SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
                      "interposition")
 
-CODE, STACK, FLAG_STACKS = 32, 36, 2
-
-
 def stacks_of(path, size):
     """The stacks ([(function, line), ...], innermost first) of allocations of `size`."""
-    data = pathlib.Path(path).read_bytes()
-    magic, version, header_size, rs, flags = struct.unpack_from("<8sIIII", data, 0)
-    assert (magic, version, flags & FLAG_STACKS) == (b"PMTMALC\0", 2, FLAG_STACKS)
-    codes, nodes, hits = {}, {}, []
-    off = header_size
-    while off + rs <= len(data):
-        seq_kind, a, b, code, line = struct.unpack_from("<QQQIi", data, off)
-        kind = seq_kind & 0xff
-        if kind == CODE:
-            codes[code] = data[off + rs:off + rs + b].split(b"\0")[1].decode()
-            off += rs * (1 + (b + rs - 1) // rs)
-            continue
-        if kind == STACK:
-            nodes[a] = (b, code, line)
-        elif 1 <= kind <= 5 and b == size:
-            hits.append(code)
-        off += rs
+    h, events, codes, nodes = malloc_capture.walk(path)
+    assert h["flags"] & malloc_capture.FLAG_STACKS
+    codes = {cid: name for cid, (_, name) in codes.items()}
+    hits = [code for _, kind, _, b, code, _ in events if 1 <= kind <= 5 and b == size]
     out = []
     for node in hits:
         frames = []

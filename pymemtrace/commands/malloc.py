@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 
 from pymemtrace.commands import UserError
 from pymemtrace.malloc import LIBRARY
-from pymemtrace.readers.malloc_capture import load
+from pymemtrace.readers.malloc_capture import capture_header, load, stop_reason
 from pymemtrace.reporters.malloc_text import format_report
 
 
@@ -172,16 +172,45 @@ def run(command: Sequence[str], output: Optional[str], native: bool,
             continue
 
     others = sorted(_siblings(path) - before)
-    if os.path.exists(path):
+    _finish_captures(command[0], path, others)
+    return rc if rc >= 0 else 128 - rc
+
+
+def _finish_captures(name: str, path: str, others: List[str]) -> None:
+    """After the run: pack every capture it wrote, say where they are and
+    whether any stopped early (a full disk)."""
+    from pymemtrace import _malloccap
+
+    written = []
+    for p in [path] + others:
+        try:
+            if os.path.getsize(p) == 0:
+                print(f"pymemtrace malloc: warning: {p} is empty (0 bytes) and was removed",
+                      file=sys.stderr)
+                os.unlink(p)
+                continue
+        except OSError:
+            continue
+        written.append(p)
+        h = capture_header(p)
+        if h and h["stop_errno"]:
+            print(f"pymemtrace malloc: warning: the capture {p} stopped at event "
+                  f"{h['stop_events']:,} because {stop_reason(h['stop_errno'])}; "
+                  f"{h['dropped']:,} later events were not recorded", file=sys.stderr)
+        try:
+            _malloccap.pack(p)
+        except OSError as err:
+            print(f"pymemtrace malloc: warning: {err}", file=sys.stderr)
+    if path in written:
         print(f"pymemtrace malloc: capture in {path}; read it with: "
               f"pymemtrace malloc report {path}", file=sys.stderr)
     else:
-        print(f"pymemtrace malloc: warning: {command[0]} wrote no capture at {path} "
+        print(f"pymemtrace malloc: warning: {name} wrote no capture at {path} "
               "(a static or setuid program ignores LD_PRELOAD)", file=sys.stderr)
+    others = [p for p in written if p != path]
     if others:
         print(f"pymemtrace malloc: other processes wrote {len(others)} capture(s): "
               + ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""), file=sys.stderr)
-    return rc if rc >= 0 else 128 - rc
 
 
 # ---- report -------------------------------------------------------------------

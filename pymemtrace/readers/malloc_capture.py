@@ -1,10 +1,39 @@
 """Read a capture of ``pymemtrace malloc`` (aggregated in C by ``_malloccap``) into plain dicts."""
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any, Dict, List
+import struct
+from typing import Any, Dict, List, Optional
 
-__all__ = ["load", "FRAMES_READ", "native_name", "python_version"]
+__all__ = ["load", "FRAMES_READ", "native_name", "python_version", "capture_header",
+           "stop_reason"]
+
+# The fixed header of a capture (src/core/capture_format.h, format version 3):
+# how the capture ended, read without the events (capture_header).
+_HEADER = struct.Struct("<8sIIIIIIQIIIIQIIQQQII")
+_HEADER_SIZE = 128
+
+
+def capture_header(path: str) -> Optional[Dict[str, int]]:
+    """The end fields of the capture at `path`'s header, or None if it has none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_SIZE)
+    except OSError:
+        return None
+    if len(data) < _HEADER.size or data[:8] != b"PMTMALC\0":
+        return None
+    v = _HEADER.unpack_from(data)
+    return {"version": v[1], "state": v[14], "events": v[15], "dropped": v[16],
+            "stop_events": v[17], "stop_errno": v[18]}
+
+
+def stop_reason(err: int) -> str:
+    """Why a capture stopped, in words (errno ``err``)."""
+    if err in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk was full ({os.strerror(err)})"
+    return os.strerror(err)
 
 
 _SITE_FIELDS = ("file", "function", "line", "bytes", "count", "malloc_bytes", "malloc_count",
@@ -80,17 +109,22 @@ def native_name(n: Dict[str, Any]) -> str:
 
 def _warnings(r: Dict[str, Any]) -> List[str]:
     out = []
+    if r["stop_errno"]:
+        out.append(f"the capture stopped at event {r['stop_events']:,} because "
+                   f"{stop_reason(r['stop_errno'])}; {r['dropped']:,} later events were not "
+                   "recorded, so 'live at exit' counts blocks whose release is missing")
     if not r["complete"]:
-        out.append("the capture has no end record: the program crashed or was killed, so "
-                   "its last buffered events are missing and 'live at exit' over-counts")
+        out.append("the capture has no end: the program crashed or was killed; what it "
+                   "recorded until then is here, and 'live at exit' is what was live when "
+                   "it died")
     if r["ended_by_exec"]:
         out.append("this process then called exec: the program it became wrote its own "
                    "capture (see the list 'pymemtrace malloc' printed)")
     if r["trailing_bytes"]:
-        out.append(f"the capture ends with {r['trailing_bytes']} bytes of a cut-short or "
-                   "corrupt record; everything before it was read")
-    if r["dropped"]:
-        out.append(f"the tracer could not write {r['dropped']} events")
+        out.append(f"{r['trailing_bytes']} bytes of records could not be read (cut short "
+                   "or corrupt); everything else was read")
+    if r["dropped"] and not r["stop_errno"]:
+        out.append(f"the tracer could not record {r['dropped']} events")
     if r["python_status"] == "mismatch":
         out.append(f"Python frames not available: the tracer does not read the frames of "
                    f"Python {python_version(r['python_hex'])} ({_unread_why(r['python_hex'])}); "

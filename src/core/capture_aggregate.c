@@ -547,6 +547,8 @@ pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
     r->complete = ag->cap.complete;
     r->ended_by_exec = ag->cap.ended_by_exec;
     r->dropped = ag->cap.dropped;
+    r->stop_events = ag->cap.stop_events;
+    r->stop_errno = ag->cap.stop_errno;
     r->trailing_bytes = ag->cap.trailing_bytes;
     r->seq_gaps = ag->cap.seq_gaps;
     if (intern_fixed(ag) < 0 || replay(ag) < 0 || finish(ag) < 0) {

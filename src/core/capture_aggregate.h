@@ -63,6 +63,8 @@ typedef struct pmt_mc_report {
     uint64_t trailing_bytes;    /* bytes after the last whole record (cut short) */
     uint64_t seq_gaps;          /* sequence numbers never seen (lost buffers) */
     uint64_t dropped;           /* events the writer reported dropping */
+    uint64_t stop_events;       /* writing stopped after this many events ... */
+    uint32_t stop_errno;        /* ... for this reason (errno; 0: never stopped) */
     uint64_t unknown_frees;     /* releases of memory not allocated in the capture */
     /* totals */
     uint64_t events;

@@ -2,22 +2,49 @@
  *
  * The one definition of its layout, shared by the writer (the preload
  * library, src/preload/) and the reader (capture_read.c, then
- * capture_aggregate.c).  No code here beyond two kind tests.
+ * capture_aggregate.c), with the varint helpers both use.
  *
- * A capture is a 64-byte header followed by fixed-size records (the header
- * says how big: 32 bytes, or 40 with native call sites).  Every record
- * starts with a 64-bit word whose low 8 bits are its kind; for events the
- * upper 56 bits are a global sequence number taken from one atomic counter,
- * so events written by different threads (each thread fills its own buffer
- * and hands whole buffers to write(2)) can be put back in order.  A free is
- * numbered before the memory goes back to the allocator and an allocation
- * after it came out, so an address reused by another thread is always freed
- * before it is allocated again in sequence order.  Definition records
- * (code objects, modules, metadata) carry a payload of payload_len bytes in
- * the following records (padded to a whole record).  A reader stops at the
- * last whole record: a capture cut short by a crash is still readable.
- * Integers are in the byte order of the machine that wrote the capture
- * (the header's `endian` word says which).
+ * Format version 3 (older versions are refused by name):
+ *
+ *   [header, PMT_MC_HEADER_SIZE bytes][zeros to data_offset][chunk 0][chunk 1]...
+ *
+ * The writer maps its header and each chunk of chunk_size bytes MAP_SHARED
+ * from the file (space reserved with fallocate first), and each thread
+ * writes its records straight into its own chunk: what a thread recorded is
+ * in the kernel's page cache at once, so a process killed by SIGKILL loses
+ * at most the record being written, and the tracer keeps no descriptor
+ * open.  A chunk holds whole records; a zero byte where a record would start
+ * ends its records (the rest of the chunk is zeros).  A record's kind byte is
+ * stored after its body, so a record cut short by a kill reads as the end of
+ * its chunk.
+ *
+ * Records: a kind byte (never 0), then unsigned LEB128 varints ("uv") and
+ * zigzag varints ("zz", signed).  Events are delta-encoded against the
+ * previous event of the same chunk (the state starts at 0 in every chunk,
+ * so each chunk decodes alone), and their kind byte carries two flags:
+ * PMT_MC_SEQ_NEXT (the number is the previous one plus 1: no seq field) and,
+ * for allocations, PMT_MC_SAME_SITE (the previous allocation's code and
+ * line: no code and line fields):
+ *   allocation  kind, [zz seq,] zz addr, uv size, [zz code, zz line,] [zz native]
+ *   FREE, REALLOC_FREE  kind, [zz seq,] zz addr [, zz native]
+ *   MUNMAP      kind, [zz seq,] zz addr, uv length [, zz native]
+ *   CODE        kind, uv id, zz firstlineno, uv plen, payload: file NUL function NUL
+ *   STACK       kind, uv id, uv parent, uv code, zz line
+ *   MODULE      kind, uv lo, uv bias, uv hi, uv plen, payload: path
+ * seq: a global sequence number (one atomic counter) so events of different
+ * threads can be put back in order: a free is numbered before the memory goes
+ * back and an allocation after it came out.  code: a code object id, or with
+ * PMT_MC_FLAG_STACKS the innermost node of the stack tree (STACK records);
+ * 0: no Python frame.  native: the caller's return address (PMT_MC_FLAG_NATIVE).
+ *
+ * The header's end fields (state, events, stop) are written in place when the
+ * process exits or execs, or when writing stops (disk full): a capture whose
+ * state is still RUNNING was cut short by a kill or a crash.
+ *
+ * A packed capture (PMT_MC_FLAG_PACKED, made by `pymemtrace malloc` after
+ * the run) holds the header followed by a zlib stream of the bytes from
+ * data_offset on (packed_len of them once inflated).  Integers are in the
+ * byte order of the writing machine (the header's `endian` word says which).
  */
 #ifndef PMT_CAPTURE_FORMAT_H
 #define PMT_CAPTURE_FORMAT_H
@@ -30,28 +57,52 @@ extern "C" {
 #endif
 
 #define PMT_MC_MAGIC "PMTMALC\0"
-#define PMT_MC_VERSION 1
-#define PMT_MC_HEADER_SIZE 64
+#define PMT_MC_VERSION 3
+#define PMT_MC_HEADER_SIZE 128
 #define PMT_MC_ENDIAN 0x01020304u
-#define PMT_MC_FLAG_NATIVE 1u   /* records carry the native return address */
+#define PMT_MC_FLAG_NATIVE 1u   /* events carry the native return address */
 #define PMT_MC_FLAG_STACKS 2u   /* events name a STACK node (code = node id): whole stacks */
-#define PMT_MC_VERSION_STACKS 2 /* the version of a capture with PMT_MC_FLAG_STACKS */
+#define PMT_MC_FLAG_PACKED 4u   /* the chunks are one zlib stream after the header */
+#define PMT_MC_EVENT_MAX 64     /* the longest event record */
+#define PMT_MC_KIND_MASK 0x3fu  /* an event's kind byte: the kind ... */
+#define PMT_MC_SEQ_NEXT 0x80u   /* ... and its flags */
+#define PMT_MC_SAME_SITE 0x40u
 
 typedef struct {
     char magic[8];          /* "PMTMALC\0" */
     uint32_t version;       /* PMT_MC_VERSION */
-    uint32_t header_size;   /* 64 */
-    uint32_t record_size;   /* 32, or 40 with PMT_MC_FLAG_NATIVE */
+    uint32_t header_size;   /* PMT_MC_HEADER_SIZE */
+    uint32_t record_size;   /* a decoded event: 32, or 40 with PMT_MC_FLAG_NATIVE */
     uint32_t flags;
     uint32_t pid;           /* the traced process */
     uint32_t ppid;
     uint64_t start_ns;      /* CLOCK_REALTIME when the capture was opened */
     uint32_t endian;        /* PMT_MC_ENDIAN as written */
     uint32_t page_size;
+    uint32_t chunk_size;    /* bytes per chunk (a multiple of the page size) */
+    uint32_t data_offset;   /* where chunk 0 starts */
+    uint64_t python_hex;    /* Python's version (0: none) */
+    uint32_t python_status; /* PMT_MC_PY_* */
+    uint32_t state;         /* PMT_MC_STATE_* */
+    uint64_t events;        /* events recorded (written at the end) */
+    uint64_t dropped;       /* events that could not be recorded */
+    uint64_t stop_events;   /* writing stopped after this many events ... */
+    uint32_t stop_errno;    /* ... for this reason (0: it never stopped) */
+    uint32_t reserved0;
+    uint64_t packed_len;    /* PMT_MC_FLAG_PACKED: the inflated length */
     uint8_t reserved[16];
 } pmt_mc_header;
 
-/* Record kinds (low 8 bits of the first word). */
+_Static_assert(sizeof(pmt_mc_header) == PMT_MC_HEADER_SIZE, "capture header size");
+
+/* The header's state. */
+enum {
+    PMT_MC_STATE_RUNNING = 0,   /* no end written: the process was killed or crashed */
+    PMT_MC_STATE_EXIT = 1,      /* exit, _exit or the end of the process */
+    PMT_MC_STATE_EXEC = 2,      /* the process called exec: its next program writes on */
+};
+
+/* Record kinds. */
 enum {
     /* allocations (a = address, b = size in bytes, code/line = Python site) */
     PMT_MC_MALLOC = 1,
@@ -63,40 +114,27 @@ enum {
     PMT_MC_FREE = 16,
     PMT_MC_REALLOC_FREE = 17,   /* the old block of a realloc */
     PMT_MC_MUNMAP = 18,
-    /* definitions: no sequence number.  CODE and MODULE: b = payload length
-     * and the payload follows in the next records. */
-    PMT_MC_CODE = 32,           /* a = code object address, code = id, line = co_firstlineno,
-                                 * payload: filename NUL function NUL */
-    PMT_MC_MODULE = 33,         /* a = lowest address, payload: 8-byte load bias,
-                                 * 8-byte end address, path NUL */
-    PMT_MC_META = 34,           /* a = Python version hex (0: none), code = attribution
-                                 * status (PMT_MC_PY_*), payload: none */
-    PMT_MC_END = 35,            /* clean end: a = events written, b = events dropped,
-                                 * code = PMT_MC_END_* (why it ended) */
-    PMT_MC_STACK = 36,          /* a node of the stack tree (PMT_MC_FLAG_STACKS): a = node id,
-                                 * b = parent node id (0: outermost frame), code = code id,
-                                 * line = line; no payload */
+    /* definitions */
+    PMT_MC_CODE = 32,
+    PMT_MC_MODULE = 33,
+    PMT_MC_STACK = 36,
 };
 
-enum {
-    PMT_MC_END_EXIT = 0,        /* exit, _exit or the end of the process */
-    PMT_MC_END_EXEC = 1,        /* the process called exec: its next program writes on */
-};
-
-/* Python attribution status carried by PMT_MC_META. */
+/* Python attribution status (the header's python_status). */
 enum {
     PMT_MC_PY_NONE = 0,         /* no Python in this process (yet) */
     PMT_MC_PY_ON = 1,           /* Python frames attributed */
     PMT_MC_PY_MISMATCH = 2,     /* Python present but not the version built for */
 };
 
+/* An event as the reader hands it out (decoded; not the on-disk layout). */
 typedef struct {
     uint64_t seq_kind;      /* seq << 8 | kind */
     uint64_t a;
     uint64_t b;
-    uint32_t code;          /* code object id (0: no Python frame) */
+    uint32_t code;          /* code object id or stack node id (0: no Python frame) */
     int32_t line;           /* line number (-1: unknown) */
-    uint64_t native;        /* return address; present only with PMT_MC_FLAG_NATIVE */
+    uint64_t native;        /* return address (0 without PMT_MC_FLAG_NATIVE) */
 } pmt_mc_record;
 
 #define PMT_MC_RECORD_BASE 32
@@ -112,6 +150,48 @@ static inline int
 pmt_mc_is_release(unsigned kind)
 {
     return kind >= PMT_MC_FREE && kind <= PMT_MC_MUNMAP;
+}
+
+/* ---- varints ---------------------------------------------------------------- */
+
+static inline uint64_t
+pmt_zz(uint64_t delta)      /* delta: a difference taken modulo 2^64 */
+{
+    return delta << 1 ^ (uint64_t)-(int64_t)(delta >> 63);
+}
+
+static inline uint64_t
+pmt_unzz(uint64_t u)
+{
+    return u >> 1 ^ (uint64_t)-(int64_t)(u & 1);
+}
+
+static inline unsigned char *
+pmt_put_uv(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* Decode one varint from [p, end): the byte after it, or NULL if it runs
+ * past end or past 10 bytes. */
+static inline const uint8_t *
+pmt_get_uv(const uint8_t *p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        v |= shift < 64 ? (uint64_t)(b & 0x7f) << shift : 0;
+        if (!(b & 0x80)) {
+            *out = v;
+            return p;
+        }
+    }
+    return NULL;
 }
 
 #ifdef __cplusplus

@@ -1,4 +1,4 @@
-/* capture_read.c: walk a `pymemtrace malloc` capture's records (see
+/* capture_read.c: decode a `pymemtrace malloc` capture's records (see
  * capture_read.h); load a capture file. */
 #define _GNU_SOURCE 1
 #include "capture_read.h"
@@ -13,8 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_PAYLOAD (1u << 20)
-
 static int
 fail(pmt_capture *c, const char *what)
 {
@@ -22,59 +20,62 @@ fail(pmt_capture *c, const char *what)
     return -1;
 }
 
-static pmt_mc_record
-record_at(const pmt_capture *c, uint64_t off)
+static uint32_t
+u32_at(const uint8_t *p)
 {
-    pmt_mc_record r;
-    memcpy(&r, c->data + off, PMT_MC_RECORD_BASE);
-    r.native = 0;
-    return r;
-}
-
-static uint64_t
-seq_at(const pmt_capture *c, uint64_t off)
-{
-    uint64_t w;
-    memcpy(&w, c->data + off, sizeof(w));
-    return w >> 8;
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
 }
 
 static int
 check_header(pmt_capture *c)
 {
     pmt_mc_header *h = &c->header;
-    if (c->len < sizeof(*h)) {
-        if (c->len >= 8 && memcmp(c->data, PMT_MC_MAGIC, 8) != 0) {
-            return fail(c, "not a pymemtrace malloc capture (bad magic)");
-        }
-        return fail(c, c->len == 0 ? "empty capture (the traced program wrote nothing)"
-                                   : "capture cut short inside its header");
+    if (c->len == 0) {
+        return fail(c, "empty capture file (0 bytes): no header, nothing was recorded");
     }
-    memcpy(h, c->data, sizeof(*h));
-    if (memcmp(h->magic, PMT_MC_MAGIC, 8) != 0) {
+    if (c->len < 8 || memcmp(c->data, PMT_MC_MAGIC, 8) != 0) {
         return fail(c, "not a pymemtrace malloc capture (bad magic)");
     }
-    if (h->endian != PMT_MC_ENDIAN) {
+    if (c->len < 48) {
+        return fail(c, "capture cut short inside its header");
+    }
+    if (u32_at(c->data + offsetof(pmt_mc_header, endian)) != PMT_MC_ENDIAN) {
         return fail(c, "capture written on a machine of the other byte order");
     }
-    if (h->version != PMT_MC_VERSION && h->version != PMT_MC_VERSION_STACKS) {
+    uint32_t version = u32_at(c->data + offsetof(pmt_mc_header, version));
+    if (version != PMT_MC_VERSION) {
         snprintf(c->error, sizeof(c->error),
-                 "capture format version %u is not supported (this reader: %u and %u)",
-                 h->version, PMT_MC_VERSION, PMT_MC_VERSION_STACKS);
+                 "capture format version %u is not supported: this pymemtrace reads "
+                 "version %u (capture it again with this version)",
+                 version, PMT_MC_VERSION);
         return -1;
     }
-    if ((h->version == PMT_MC_VERSION_STACKS) != !!(h->flags & PMT_MC_FLAG_STACKS)) {
-        return fail(c, "corrupt capture header (version disagrees with the stacks flag)");
+    if (c->len < sizeof(*h)) {
+        return fail(c, "capture cut short inside its header");
     }
-    c->stacks = h->version == PMT_MC_VERSION_STACKS;
-    if (h->header_size != PMT_MC_HEADER_SIZE ||
+    memcpy(h, c->data, sizeof(*h));
+    if (h->header_size != PMT_MC_HEADER_SIZE || h->data_offset < PMT_MC_HEADER_SIZE ||
+        h->chunk_size < 64 || h->chunk_size > (1u << 26)) {
+        return fail(c, "corrupt capture header (header, data or chunk size)");
+    }
+    if ((h->record_size == PMT_MC_RECORD_NATIVE) != !!(h->flags & PMT_MC_FLAG_NATIVE) ||
         (h->record_size != PMT_MC_RECORD_BASE && h->record_size != PMT_MC_RECORD_NATIVE)) {
-        return fail(c, "corrupt capture header (header or record size)");
-    }
-    if ((h->record_size == PMT_MC_RECORD_NATIVE) != !!(h->flags & PMT_MC_FLAG_NATIVE)) {
         return fail(c, "corrupt capture header (flags disagree with record size)");
     }
+    if (h->flags & ~(PMT_MC_FLAG_NATIVE | PMT_MC_FLAG_STACKS | PMT_MC_FLAG_PACKED)) {
+        return fail(c, "corrupt capture header (unknown flags)");
+    }
     c->rs = h->record_size;
+    c->stacks = !!(h->flags & PMT_MC_FLAG_STACKS);
+    c->python_hex = h->python_hex;
+    c->python_status = h->python_status;
+    c->complete = h->state == PMT_MC_STATE_EXIT || h->state == PMT_MC_STATE_EXEC;
+    c->ended_by_exec = h->state == PMT_MC_STATE_EXEC;
+    c->dropped = h->dropped;
+    c->stop_errno = h->stop_errno;
+    c->stop_events = h->stop_events;
     return 0;
 }
 
@@ -108,10 +109,9 @@ node_eq(const void *key, const void *entry, void *ctx)
 
 /* CODE payload: filename NUL function NUL. */
 static int
-add_code(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t plen)
+add_code(pmt_capture *c, uint64_t id, const uint8_t *payload, size_t plen)
 {
-    uint32_t id = h->code;
-    if (id == 0) {
+    if (id == 0 || id > UINT32_MAX) {
         return 0;   /* 0 means "no Python frame": not an id the writer defines */
     }
     const char *f = (const char *)payload;
@@ -123,25 +123,25 @@ add_code(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t 
     if (fo < 0 || no < 0) {
         return -1;
     }
+    uint32_t key = (uint32_t)id;
     int created;
-    pmt_cap_code *e = pmt_ht_insert(&c->codes, &id, &created);
+    pmt_cap_code *e = pmt_ht_insert(&c->codes, &key, &created);
     if (!e) {
         return -1;
     }
-    e->id = id;     /* defined again: the last definition wins */
+    e->id = key;    /* defined again: the last definition wins */
     e->file = (uint32_t)fo;
     e->name = (uint32_t)no;
     return 0;
 }
 
-/* STACK: a = node id, b = parent id.  The writer numbers a node after its
- * parent, so a parent id not below the node's is corrupt (and would let a
- * reader walking towards the root loop): such a node is ignored. */
+/* STACK.  The writer numbers a node after its parent, so a parent id not
+ * below the node's is corrupt (and would let a reader walking towards the
+ * root loop): such a node is ignored. */
 static int
-add_node(pmt_capture *c, const pmt_mc_record *h)
+add_node(pmt_capture *c, uint64_t id, uint64_t parent, uint64_t code, int32_t line)
 {
-    uint64_t id = h->a;
-    if (id == 0 || id > UINT32_MAX || h->b >= id) {
+    if (id == 0 || id > UINT32_MAX || parent >= id || code > UINT32_MAX) {
         return 0;
     }
     uint32_t key = (uint32_t)id;
@@ -150,26 +150,24 @@ add_node(pmt_capture *c, const pmt_mc_record *h)
     if (!n) {
         return -1;
     }
-    *n = (pmt_cap_node){.id = key, .parent = (uint32_t)h->b, .code = h->code, .line = h->line};
+    *n = (pmt_cap_node){.id = key, .parent = (uint32_t)parent, .code = (uint32_t)code,
+                        .line = line};
     return 0;
 }
 
-/* MODULE payload: 8-byte load bias, 8-byte end address, path NUL. */
+/* MODULE payload: the path. */
 static int
-add_module(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_t plen)
+add_module(pmt_capture *c, const uint64_t *v, const uint8_t *payload, size_t plen)
 {
-    if (plen < 17) {
-        return 0;
-    }
     if (pmt_grow((void **)&c->mods, &c->mods_cap, c->n_mods + 1, sizeof(pmt_cap_module)) < 0) {
         return -1;
     }
     pmt_cap_module *m = &c->mods[c->n_mods];
-    m->lo = h->a;
-    memcpy(&m->bias, payload, 8);
-    memcpy(&m->hi, payload + 8, 8);
-    const char *p = (const char *)payload + 16;
-    int64_t po = pmt_strpool_intern(&c->strs, p, strnlen(p, plen - 16));
+    m->lo = v[0];
+    m->bias = v[1];
+    m->hi = v[2];
+    int64_t po = pmt_strpool_intern(&c->strs, (const char *)payload,
+                                    strnlen((const char *)payload, plen));
     if (po < 0) {
         return -1;
     }
@@ -178,112 +176,225 @@ add_module(pmt_capture *c, const pmt_mc_record *h, const uint8_t *payload, size_
     return 0;
 }
 
-/* Walk the records; events are kept by offset, with their range of numbers. */
+/* n varints from [*p, end) into v; 0 if one runs past end. */
 static int
-scan(pmt_capture *c, uint64_t *seq_min, uint64_t *seq_max)
+get_uvs(const uint8_t **p, const uint8_t *end, uint64_t *v, int n)
 {
-    uint64_t off = PMT_MC_HEADER_SIZE;
-    const uint64_t rs = c->rs;
-    *seq_min = UINT64_MAX;
-    *seq_max = 0;
-    while (off + rs <= c->len) {
-        pmt_mc_record h = record_at(c, off);
-        unsigned kind = (unsigned)(h.seq_kind & 0xff);
-        if (pmt_mc_is_alloc(kind) || pmt_mc_is_release(kind)) {
-            uint64_t seq = h.seq_kind >> 8;
-            if (seq == 0) {
-                break;  /* not something the writer makes: corrupt from here */
-            }
-            if (pmt_grow((void **)&c->ev, &c->ev_cap, c->n_ev + 1, sizeof(uint64_t)) < 0) {
-                return fail(c, "out of memory");
-            }
-            c->ev[c->n_ev++] = off;
-            *seq_min = seq < *seq_min ? seq : *seq_min;
-            *seq_max = seq > *seq_max ? seq : *seq_max;
-            off += rs;
-        }
-        else if (kind == PMT_MC_CODE || kind == PMT_MC_MODULE) {
-            uint64_t plen = h.b;
-            if (plen > MAX_PAYLOAD) {
-                break;  /* corrupt */
-            }
-            uint64_t nrec = (plen + rs - 1) / rs;
-            if (off + rs + nrec * rs > c->len) {
-                break;  /* cut short inside the payload */
-            }
-            const uint8_t *payload = c->data + off + rs;
-            int rc = kind == PMT_MC_CODE ? add_code(c, &h, payload, plen)
-                                         : add_module(c, &h, payload, plen);
-            if (rc < 0) {
-                return fail(c, "out of memory");
-            }
-            off += rs + nrec * rs;
-        }
-        else if (kind == PMT_MC_STACK && c->stacks) {
-            if (add_node(c, &h) < 0) {
-                return fail(c, "out of memory");
-            }
-            off += rs;
-        }
-        else if (kind == PMT_MC_META) {
-            c->python_hex = h.a;
-            c->python_status = h.code;
-            off += rs;
-        }
-        else if (kind == PMT_MC_END) {
-            c->complete = 1;
-            c->ended_by_exec = h.code == PMT_MC_END_EXEC;
-            c->dropped += h.b;
-            off += rs;
-        }
-        else {
-            break;      /* unknown kind: corrupt from here */
+    for (int i = 0; i < n; i++) {
+        if ((*p = pmt_get_uv(*p, end, &v[i])) == NULL) {
+            return 0;
         }
     }
-    c->trailing_bytes = c->len - off;
+    return 1;
+}
+
+static int32_t
+as_line(uint64_t zz)
+{
+    int64_t l = (int64_t)pmt_unzz(zz);
+    return l < INT32_MIN || l > INT32_MAX ? -1 : (int32_t)l;
+}
+
+typedef struct {
+    uint64_t seq, addr, native, code, line;
+} delta_state;
+
+/* One event record after its kind byte; 0 if malformed. */
+static int
+decode_event(pmt_capture *c, unsigned byte, const uint8_t **p, const uint8_t *end,
+             delta_state *d, pmt_mc_record *r)
+{
+    unsigned kind = byte & PMT_MC_KIND_MASK;
+    uint64_t v;
+    if (byte & PMT_MC_SEQ_NEXT) {
+        d->seq++;
+    }
+    else if (get_uvs(p, end, &v, 1)) {
+        d->seq += pmt_unzz(v);
+    }
+    else {
+        return 0;
+    }
+    if (!get_uvs(p, end, &v, 1)) {
+        return 0;
+    }
+    d->addr += pmt_unzz(v);
+    if (d->seq == 0 || d->seq >> 56) {
+        return 0;   /* not a number the writer makes */
+    }
+    *r = (pmt_mc_record){.seq_kind = d->seq << 8 | kind, .a = d->addr, .line = -1};
+    if (pmt_mc_is_alloc(kind)) {
+        uint64_t w[2];
+        if (!get_uvs(p, end, &r->b, 1)) {
+            return 0;
+        }
+        if (!(byte & PMT_MC_SAME_SITE)) {
+            if (!get_uvs(p, end, w, 2)) {
+                return 0;
+            }
+            d->code += pmt_unzz(w[0]);
+            d->line += pmt_unzz(w[1]);
+        }
+        r->code = d->code > UINT32_MAX ? UINT32_MAX : (uint32_t)d->code;
+        r->line = (int64_t)d->line < INT32_MIN || (int64_t)d->line > INT32_MAX
+                      ? -1 : (int32_t)(int64_t)d->line;
+    }
+    else if (byte & PMT_MC_SAME_SITE) {
+        return 0;   /* only allocations have a site */
+    }
+    else if (kind == PMT_MC_MUNMAP && !get_uvs(p, end, &r->b, 1)) {
+        return 0;
+    }
+    if (c->header.flags & PMT_MC_FLAG_NATIVE) {
+        uint64_t n;
+        if (!get_uvs(p, end, &n, 1)) {
+            return 0;
+        }
+        d->native += pmt_unzz(n);
+        r->native = d->native;
+    }
+    return 1;
+}
+
+/* A definition record after its kind byte: 1, 0 if malformed, -1 out of memory. */
+static int
+decode_def(pmt_capture *c, unsigned kind, const uint8_t **p, const uint8_t *end)
+{
+    uint64_t v[4];
+    const int nv = kind == PMT_MC_CODE ? 3 : 4;     /* MODULE: 3 and plen */
+    if (!get_uvs(p, end, v, nv)) {
+        return 0;
+    }
+    if (kind == PMT_MC_STACK) {
+        return add_node(c, v[0], v[1], v[2], as_line(v[3])) < 0 ? -1 : 1;
+    }
+    uint64_t plen = v[nv - 1];
+    if (plen > (uint64_t)(end - *p)) {
+        return 0;
+    }
+    const uint8_t *payload = *p;
+    *p += plen;
+    int rc = kind == PMT_MC_CODE ? add_code(c, v[0], payload, (size_t)plen)
+                                 : add_module(c, v, payload, (size_t)plen);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Decode one chunk's records (up to a zero byte or its end). */
+static int
+decode_chunk(pmt_capture *c, const uint8_t *p, const uint8_t *end)
+{
+    delta_state d = {0, 0, 0, 0, 0};
+    while (p < end && *p != 0) {
+        const uint8_t *rec = p;
+        unsigned byte = *p++, kind = byte & PMT_MC_KIND_MASK;
+        int ok;
+        if (pmt_mc_is_alloc(kind) || pmt_mc_is_release(kind)) {
+            pmt_mc_record r;
+            ok = decode_event(c, byte, &p, end, &d, &r);
+            if (ok) {
+                if (pmt_grow((void **)&c->ev, &c->ev_cap, c->n_ev + 1, sizeof(r)) < 0) {
+                    return fail(c, "out of memory");
+                }
+                c->ev[c->n_ev++] = r;
+            }
+        }
+        else if (byte == PMT_MC_CODE || byte == PMT_MC_STACK || byte == PMT_MC_MODULE) {
+            ok = decode_def(c, byte, &p, end);
+            if (ok < 0) {
+                return fail(c, "out of memory");
+            }
+        }
+        else {
+            ok = 0;     /* unknown kind: corrupt from here */
+        }
+        if (!ok) {
+            c->trailing_bytes += (uint64_t)(end - rec);
+            break;
+        }
+    }
     return 0;
 }
 
 static int
-cmp_seq(const void *a, const void *b, void *arg)
+scan(pmt_capture *c, const uint8_t *area, size_t n)
 {
-    const pmt_capture *c = arg;
-    uint64_t x = seq_at(c, *(const uint64_t *)a), y = seq_at(c, *(const uint64_t *)b);
+    const size_t cs = c->header.chunk_size;
+    for (size_t off = 0; off < n; off += cs) {
+        size_t stop = n - off < cs ? n : off + cs;
+        if (decode_chunk(c, area + off, area + stop) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const pmt_mc_record *)a)->seq_kind >> 8;
+    uint64_t y = ((const pmt_mc_record *)b)->seq_kind >> 8;
     return x < y ? -1 : x > y;
 }
 
-/* Put the events in sequence order (the same number twice: keep the first). */
+/* Put the events in sequence order (the same number twice: keep one). */
 static int
-order(pmt_capture *c, uint64_t seq_min, uint64_t seq_max)
+order(pmt_capture *c)
 {
-    if (c->n_ev == 0) {
+    size_t n = c->n_ev;
+    if (n == 0) {
         return 0;
     }
-    uint64_t range = seq_max - seq_min + 1;
-    if (range > 4 * (uint64_t)c->n_ev + 4096) {
-        qsort_r(c->ev, c->n_ev, sizeof(uint64_t), cmp_seq, c);
-        c->seq_gaps = range - c->n_ev;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    int sorted = 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = c->ev[i].seq_kind >> 8;
+        sorted &= i == 0 || s > (c->ev[i - 1].seq_kind >> 8);
+        lo = s < lo ? s : lo;
+        hi = s > hi ? s : hi;
+    }
+    uint64_t range = hi - lo + 1;
+    if (sorted) {
+        c->seq_gaps = range - n;
         return 0;
     }
-    uint64_t *slot = calloc(range, sizeof(uint64_t));
-    if (!slot) {
-        return fail(c, "out of memory");
+    if (range > 4 * (uint64_t)n + 4096) {
+        qsort(c->ev, n, sizeof(pmt_mc_record), cmp_seq);
     }
-    for (size_t i = 0; i < c->n_ev; i++) {
-        uint64_t k = seq_at(c, c->ev[i]) - seq_min;
-        if (!slot[k]) {
-            slot[k] = c->ev[i];     /* never 0: events follow the header */
+    else {
+        /* counting placement: slot[k] = 1 + the index of the event numbered lo + k */
+        size_t *slot = calloc(range, sizeof(size_t));
+        pmt_mc_record *out = malloc(n * sizeof(pmt_mc_record));
+        if (!slot || !out) {
+            free(slot);
+            free(out);
+            return fail(c, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = (c->ev[i].seq_kind >> 8) - lo;
+            if (!slot[k]) {
+                slot[k] = i + 1;
+            }
+        }
+        size_t m = 0;
+        for (uint64_t k = 0; k < range; k++) {
+            if (slot[k]) {
+                out[m++] = c->ev[slot[k] - 1];
+            }
+        }
+        free(slot);
+        free(c->ev);
+        c->ev = out;
+        c->ev_cap = n;
+        n = m;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m == 0 || (c->ev[i].seq_kind >> 8) != (c->ev[m - 1].seq_kind >> 8)) {
+            c->ev[m++] = c->ev[i];
         }
     }
-    size_t n = 0;
-    for (uint64_t k = 0; k < range; k++) {
-        if (slot[k]) {
-            c->ev[n++] = slot[k];
-        }
-    }
-    free(slot);
-    c->n_ev = n;
-    c->seq_gaps = range - n;
+    c->n_ev = m;
+    c->seq_gaps = range - m;
     return 0;
 }
 
@@ -296,9 +407,21 @@ pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
     pmt_ht_init(&c->nodes, sizeof(pmt_cap_node), id_hash, node_eq, NULL);
     c->data = data;
     c->len = len;
-    uint64_t seq_min, seq_max;
-    if (check_header(c) < 0 || scan(c, &seq_min, &seq_max) < 0 ||
-        order(c, seq_min, seq_max) < 0) {
+    if (check_header(c) < 0) {
+        return -1;
+    }
+    const uint8_t *area = data + PMT_MC_HEADER_SIZE;
+    size_t n = 0;
+    if (c->header.flags & PMT_MC_FLAG_PACKED) {
+        if (pmt_capture_inflate(c, &area, &n) < 0) {
+            return -1;
+        }
+    }
+    else if (len > c->header.data_offset) {
+        area = data + c->header.data_offset;
+        n = len - c->header.data_offset;
+    }
+    if (scan(c, area, n) < 0 || order(c) < 0) {
         return -1;
     }
     return 0;
@@ -312,6 +435,8 @@ pmt_capture_close(pmt_capture *c)
     free(c->mods);
     pmt_ht_free(&c->nodes);
     free(c->ev);
+    free(c->inflated);
+    c->inflated = NULL;
     c->mods = NULL;
     c->ev = NULL;
     c->n_ev = c->n_mods = 0;

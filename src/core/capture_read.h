@@ -1,11 +1,13 @@
-/* capture_read.h: walk a `pymemtrace malloc` capture's records.
+/* capture_read.h: decode a `pymemtrace malloc` capture's records.
  *
- * Checks the header, then one pass over the records keeps the definitions
- * (code objects, modules, metadata, the END record) and the offset of every
- * event, and puts the events in sequence order (a counting placement when
- * the numbers are dense, as the writer makes them, otherwise a sort).  A
- * capture cut short, or corrupt from some record on, is read up to the last
- * whole record that makes sense; trailing_bytes says how much was left.
+ * Checks the header (format version 3 only: another version is refused
+ * with a line naming both), then decodes every chunk (capture_format.h):
+ * the definitions (code objects, stack nodes, modules) are kept and the
+ * events decoded into one array, put in sequence order (already in order
+ * for one thread; otherwise a counting placement when the numbers are
+ * dense, as the writer makes them, or a sort).  A chunk cut short or corrupt
+ * from some record on is read up to the last record that makes sense
+ * (trailing_bytes counts what was not); the other chunks are unaffected.
  * capture_aggregate.c replays the ordered events.  No Python.h.
  */
 #ifndef PMT_CAPTURE_READ_H
@@ -45,7 +47,7 @@ typedef struct {
     const uint8_t *data;
     size_t len;
     pmt_mc_header header;
-    uint32_t rs;                /* record size */
+    uint32_t rs;                /* decoded record size: 32, or 40 with native */
     pmt_strpool strs;           /* file, function and module names */
     pmt_hashtab codes;          /* pmt_cap_code by id (ids are the writer's: any
                                  * 32-bit value a corrupt capture holds) */
@@ -53,15 +55,18 @@ typedef struct {
     size_t n_mods, mods_cap;
     pmt_hashtab nodes;          /* pmt_cap_node by id (stacks captures) */
     int stacks;                 /* events name a stack node, not a code id */
-    uint64_t *ev;               /* offsets of event records, in sequence order */
+    pmt_mc_record *ev;          /* the events, decoded, in sequence order */
     size_t n_ev, ev_cap;
-    uint64_t seq_gaps;          /* numbers in [first, last] never seen (lost buffers) */
-    uint64_t python_hex;        /* from the META record */
+    uint64_t seq_gaps;          /* numbers in [first, last] never seen (lost records) */
+    uint64_t python_hex;        /* from the header */
     uint32_t python_status;
-    int complete;               /* an END record was found */
+    int complete;               /* the header says the process ended (exit or exec) */
     int ended_by_exec;
     uint64_t dropped;           /* events the writer reported dropping */
-    uint64_t trailing_bytes;    /* bytes after the last record read */
+    uint64_t stop_events;       /* writing stopped after this many events ... */
+    uint32_t stop_errno;        /* ... for this reason (0: it never stopped; ENOSPC: disk full) */
+    uint64_t trailing_bytes;    /* bytes of records that could not be read (cut short, corrupt) */
+    uint8_t *inflated;          /* a packed capture's chunks, inflated (owned) */
     char error[256];
 } pmt_capture;
 
@@ -74,15 +79,7 @@ void pmt_capture_close(pmt_capture *c);
 static inline pmt_mc_record
 pmt_capture_event(const pmt_capture *c, size_t i)
 {
-    pmt_mc_record r;
-    if (c->rs == PMT_MC_RECORD_NATIVE) {
-        memcpy(&r, c->data + c->ev[i], PMT_MC_RECORD_NATIVE);
-    }
-    else {
-        memcpy(&r, c->data + c->ev[i], PMT_MC_RECORD_BASE);
-        r.native = 0;
-    }
-    return r;
+    return c->ev[i];
 }
 
 /* The code object with this id (NULL if never defined). */
@@ -145,6 +142,14 @@ typedef struct {
 /* Load path: regular files only.  Returns 0, or -1 with err saying why. */
 int pmt_capture_file_load(const char *path, pmt_capture_file *f, char *err, size_t errlen);
 void pmt_capture_file_unload(pmt_capture_file *f);
+
+/* capture_pack.c: a packed capture's chunks, inflated into c->inflated. */
+int pmt_capture_inflate(pmt_capture *c, const uint8_t **area, size_t *n);
+
+/* Pack the capture at path in place (zlib level 1..9): 0, or -1 with err
+ * saying why (the capture is then left as it was).  A packed capture is left
+ * alone. */
+int pmt_capture_pack(const char *path, int level, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

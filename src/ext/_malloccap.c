@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 
 #include "capture_aggregate.h"
+#include "capture_read.h"
 #include "compat.h"
 
 static const char *
@@ -99,6 +100,7 @@ to_dict(const pmt_mc_report *r)
         {"start_ns", r->start_ns}, {"python_hex", r->python_hex},
         {"trailing_bytes", r->trailing_bytes}, {"seq_gaps", r->seq_gaps},
         {"dropped", r->dropped}, {"unknown_frees", r->unknown_frees}, {"events", r->events},
+        {"stop_events", r->stop_events}, {"stop_errno", r->stop_errno},
         {"total_bytes", r->total_bytes}, {"total_count", r->total_count},
         {"malloc_bytes", r->malloc_bytes}, {"malloc_count", r->malloc_count},
         {"mmap_bytes", r->mmap_bytes}, {"mmap_count", r->mmap_count},
@@ -194,6 +196,33 @@ mc_read(PyObject *self, PyObject *arg)
     return d;
 }
 
+/* pack(path, level): pack a capture in place (src/core/capture_pack.c). */
+static PyObject *
+mc_pack(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *bytes;
+    int level = 6;
+    if (!PyArg_ParseTuple(args, "O&|i:pack", PyUnicode_FSConverter, &bytes, &level)) {
+        return NULL;
+    }
+    if (level < 1 || level > 9) {
+        Py_DECREF(bytes);
+        return PyErr_Format(PyExc_ValueError, "level must be 1 to 9, not %d", level);
+    }
+    char err[512];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pmt_capture_pack(PyBytes_AS_STRING(bytes), level, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_OSError, err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* control(op) -> int: pymemtrace_malloc_control() of the preload library
  * if this process runs under it (see src/preload), else -1. */
 static PyObject *
@@ -219,6 +248,9 @@ static PyMethodDef methods[] = {
     {"control", mc_control, METH_O,
      "control(op) -> int\n\nResume (1), pause (0) or query (-1) the preload tracer of this\n"
      "process.  Returns whether it was tracing, or -1 if the process is not traced."},
+    {"pack", mc_pack, METH_VARARGS,
+     "pack(path, level=6)\n\nPack a capture in place (zlib): the header stays, the chunks become\n"
+     "one stream.  A packed capture is left alone.  Raises OSError if it cannot."},
     {"read", mc_read, METH_O,
      "read(path) -> dict\n\nRead and aggregate a `pymemtrace malloc` capture (in C).\n"
      "Raises ValueError naming what is wrong with a capture that cannot be read."},

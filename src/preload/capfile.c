@@ -1,29 +1,42 @@
 /* capfile.c: the capture file of the malloc tracer.
  *
- * Processes: the first process opens the capture path itself (O_EXCL); any
- * other process that inherits the environment (a forked child, or a program
- * it starts) writes PATH.<pid> instead, never into another's file.  A forked
- * child opens its file lazily (first full buffer or exit, see lifecycle.c),
- * so a child that execs at once leaves no file of its own beside the exec'd
- * program's.  The file starts with the header and a META record
- * (src/core/capture_format.h); buffers of whole records follow.
+ * Processes: the first process creates the capture path itself; any other
+ * process that inherits the environment (a forked child, or a program it
+ * starts) writes PATH.<pid> instead, never into another's file.  A forked
+ * child creates its file when it first records something, so a child that
+ * execs at once, or allocates nothing, leaves no file.  A capture appears
+ * under its name with its header already written (made as an unnamed
+ * O_TMPFILE, then linked), never as an empty file.
+ *
+ * No descriptor stays open: the traced program owns every descriptor number
+ * (a shell's `exec 3>file`, a daemon's closerange, a child listing what it
+ * inherited, a low RLIMIT_NOFILE).  The header page and each thread's chunk
+ * are mapped MAP_SHARED (src/core/capture_format.h); a new chunk opens the
+ * file by its path for a moment (checked to be the same file: st_dev and
+ * st_ino), reserves the chunk's blocks with posix_fallocate, maps it and
+ * closes the descriptor.  Reserving first means a full disk is an error
+ * returned here, never a SIGBUS in the program: writing stops, and the
+ * header says at which event and why.
  */
 #define _GNU_SOURCE 1     /* RTLD_NEXT, dl_iterate_phdr, execvpe, reallocarray */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "preload.h"
 
-int g_fd = -1;
-static dev_t g_dev;                     /* the capture file open at g_fd */
+static dev_t g_dev;                     /* the capture file */
 static ino_t g_ino;
+static pmt_mc_header *g_hdr;            /* its header page, mapped MAP_SHARED */
+static size_t g_hdr_map;                /* the mapping's length */
+static uint64_t g_file_end;             /* where the next chunk goes */
+static int g_closed;                    /* ended: no new chunk */
 int g_open_pending;
-int g_write_err;
+int g_stop_err;
 char g_path[PATH_MAX];
 char g_path_used[PATH_MAX + 32];
 int g_owns_main;
@@ -71,12 +84,13 @@ say(const char *a, const char *b, int err)
     (void)w;
 }
 
+
 static int
-write_all(int fd, const void *buf, size_t n)
+pwrite_all(int fd, const void *buf, size_t n, off_t off)
 {
     const char *p = buf;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = pwrite(fd, p, n, off);
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
@@ -85,125 +99,118 @@ write_all(int fd, const void *buf, size_t n)
         }
         p += w;
         n -= (size_t)w;
+        off += w;
     }
     return 0;
 }
 
-/* ---- the capture's descriptor ---------------------------------------------
- *
- * The traced program owns the low descriptors: a shell's `exec 3>file`, a
- * daemon's closerange(3, ...) followed by open(), a child that lists what it
- * inherited.  The capture's descriptor is therefore moved as high as the
- * soft RLIMIT_NOFILE allows (at most FD_CEILING: a huge descriptor table
- * costs the kernel memory and every fork a copy), is close-on-exec, and is
- * checked to still be the capture file (st_dev/st_ino recorded at open)
- * before every buffer is written.  If the program closed it or put another
- * file there, the capture is reopened by its path (and checked to be the
- * same file); if that fails, writing stops: the program's files are never
- * written, and the capture ends without its END record (the reader reports
- * it cut short).
- */
-#define FD_CEILING 4096
-
-static int
-place_high(int fd)
+uint64_t
+events_so_far(void)
 {
-    struct rlimit rl;
-    long top = 1024;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        top = (long)rl.rlim_cur;
+    uint64_t events = 0;
+    for (tbuf *b = g_bufs; b; b = b->next) {
+        events += b->events;    /* other threads may still add: a lower bound */
     }
-    if (top > FD_CEILING) {
-        top = FD_CEILING;
+    return events;
+}
+
+/* The candidate names: PATH (unless a forked child), PATH.<pid>, PATH.<pid>.<k>. */
+static int
+name_candidate(unsigned k)
+{
+    size_t plen = strlen(g_path);
+    memcpy(g_path_used, g_path, plen + 1);
+    if (k == 0) {
+        return !g_open_pending;
     }
-    /* F_DUPFD gives the lowest free descriptor >= its argument: try the top
-     * one, then further down while those are taken. */
-    for (long step = 1; top - step > fd; step *= 2) {
-        int h = fcntl(fd, F_DUPFD_CLOEXEC, (int)(top - step));
-        if (h >= 0) {
-            close(fd);
-            return h;
+    size_t n = plen;
+    g_path_used[n++] = '.';
+    put_u(g_path_used, &n, (unsigned long)g_pid);
+    if (k > 1) {
+        g_path_used[n++] = '.';
+        put_u(g_path_used, &n, k - 1);
+    }
+    g_path_used[n] = '\0';
+    return 1;
+}
+
+/* An unnamed file in the capture's directory (-1 if the file system or the
+ * kernel cannot make one). */
+static int
+open_unnamed(void)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(g_path);
+    memcpy(dir, g_path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        memcpy(dir, ".", 2);
+    }
+    else if (slash == dir) {
+        dir[1] = '\0';
+    }
+    else {
+        *slash = '\0';
+    }
+    return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+}
+
+/* Give the unnamed file fd the first free candidate name. */
+static int
+link_unnamed(int fd)
+{
+    char self[64] = "/proc/self/fd/";
+    size_t n = strlen(self);
+    put_u(self, &n, (unsigned long)fd);
+    self[n] = '\0';
+    for (unsigned k = 0; k < 101; k++) {
+        if (!name_candidate(k)) {
+            continue;
         }
-        if (errno != EMFILE && errno != EINVAL) {
-            break;
+        if (linkat(AT_FDCWD, self, AT_FDCWD, g_path_used, AT_SYMLINK_FOLLOW) == 0) {
+            g_owns_main = k == 0;
+            return 0;
+        }
+        if (errno != EEXIST) {
+            return -1;
         }
     }
-    return fd;      /* no room above it: stay where open() put it */
+    errno = EEXIST;
+    return -1;
 }
 
-/* Is g_fd still the capture file?  One fstat per buffer written. */
+/* Create a named file directly (O_EXCL), for where O_TMPFILE is not to be had. */
 static int
-fd_is_capture(void)
+open_named(void)
 {
-    struct stat st;
-    return g_fd >= 0 && fstat(g_fd, &st) == 0 && st.st_dev == g_dev && st.st_ino == g_ino;
+    int fd = -1;
+    for (unsigned k = 0; fd < 0 && k < 101; k++) {
+        if (!name_candidate(k)) {
+            continue;
+        }
+        fd = open(g_path_used, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 && errno != EEXIST) {
+            return -1;
+        }
+        g_owns_main = fd >= 0 && k == 0;
+    }
+    return fd;
 }
 
-/* The program closed g_fd or put another file there: forget the number
- * (never close it: it is the program's now) and reopen the capture by its
- * path, appending.  Called with g_write_lock held. */
-static int
-reopen_capture(void)
-{
-    g_fd = -1;
-    int fd = open(g_path_used, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_dev != g_dev || st.st_ino != g_ino) {
-        close(fd);      /* another file under that name now */
-        errno = ESTALE;
-        return -1;
-    }
-    g_fd = place_high(fd);
-    return 0;
-}
-
-/* Close the capture if g_fd is still it. */
-void
-close_capture(void)
-{
-    if (fd_is_capture()) {
-        close(g_fd);
-    }
-    g_fd = -1;
-}
-
-/* Open the capture.  Called with g_write_lock held (or before threads). */
+/* Create the capture and map its header.  Called with g_write_lock held (or
+ * before threads). */
 int
 open_capture(void)
 {
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-    int fd = -1;
-    size_t plen = strlen(g_path);
-    memcpy(g_path_used, g_path, plen + 1);
     g_owns_main = 0;
-    if (!g_open_pending) {
-        fd = open(g_path_used, flags, 0644);
-        g_owns_main = fd >= 0;
-    }
-    for (unsigned k = 0; fd < 0 && (k == 0 || errno == EEXIST) && k < 100; k++) {
-        /* PATH.<pid>, then PATH.<pid>.<k> */
-        size_t n = plen;
-        g_path_used[n++] = '.';
-        put_u(g_path_used, &n, (unsigned long)g_pid);
-        if (k) {
-            g_path_used[n++] = '.';
-            put_u(g_path_used, &n, k);
-        }
-        g_path_used[n] = '\0';
-        fd = open(g_path_used, flags, 0644);
-    }
-    if (fd < 0) {
-        return -1;
-    }
+    long ps = sysconf(_SC_PAGESIZE);
+    size_t page = ps > 0 ? (size_t)ps : 4096;
     pmt_mc_header h;
     memset(&h, 0, sizeof(h));
     memcpy(h.magic, PMT_MC_MAGIC, 8);
-    h.version = g_stacks ? PMT_MC_VERSION_STACKS : PMT_MC_VERSION;
+    h.version = PMT_MC_VERSION;
     h.header_size = PMT_MC_HEADER_SIZE;
-    h.record_size = g_rs;
+    h.record_size = g_native ? PMT_MC_RECORD_NATIVE : PMT_MC_RECORD_BASE;
     h.flags = (g_native ? PMT_MC_FLAG_NATIVE : 0) | (g_stacks ? PMT_MC_FLAG_STACKS : 0);
     h.pid = (uint32_t)g_pid;
     h.ppid = (uint32_t)getppid();
@@ -212,52 +219,233 @@ open_capture(void)
         h.start_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     }
     h.endian = PMT_MC_ENDIAN;
-    long ps = sysconf(_SC_PAGESIZE);
-    h.page_size = ps > 0 ? (uint32_t)ps : 4096;
-    unsigned char meta[PMT_MC_RECORD_NATIVE];
-    memset(meta, 0, sizeof(meta));
-    pmt_mc_record *m = (pmt_mc_record *)meta;
-    m->seq_kind = PMT_MC_META;
-    m->a = g_py_hex;
-    m->code = g_py_status;
-    m->line = -1;
+    h.page_size = (uint32_t)page;
+    h.chunk_size = CHUNK_BYTES;
+    h.data_offset = (uint32_t)page;
+    h.python_hex = g_py_hex;
+    h.python_status = g_py_status;
+    h.state = PMT_MC_STATE_RUNNING;
+
+    int unnamed = 1;
+    int fd = open_unnamed();
+    if (fd < 0) {
+        unnamed = 0;
+        fd = open_named();
+        if (fd < 0) {
+            return -1;
+        }
+    }
     struct stat st;
-    if (fstat(fd, &st) != 0 || write_all(fd, &h, sizeof(h)) < 0 ||
-        write_all(fd, meta, g_rs) < 0) {
-        int e = errno;
+    void *m = MAP_FAILED;
+    int e = 0;
+    if (fstat(fd, &st) != 0 || pwrite_all(fd, &h, sizeof(h), 0) < 0 ||
+        (e = posix_fallocate(fd, 0, (off_t)page)) != 0 ||
+        (m = real.mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED ||
+        (unnamed && link_unnamed(fd) < 0)) {
+        e = e ? e : errno;
+        if (m != MAP_FAILED) {
+            real.munmap(m, page);
+        }
+        if (!unnamed) {
+            unlink(g_path_used);
+        }
         close(fd);
         errno = e;
         return -1;
     }
+    close(fd);
     g_dev = st.st_dev;
     g_ino = st.st_ino;
-    g_fd = place_high(fd);
+    g_hdr = m;
+    g_hdr_map = page;
+    g_file_end = page;
     g_open_pending = 0;
+    g_closed = 0;
     return 0;
 }
 
-/* Append len bytes of whole records to the capture, or count them dropped.
- * Called with g_write_lock held. */
-void
-write_buffer(const void *data, size_t len)
+/* Open the capture by its path, checked to be the file we created. */
+static int
+reopen_capture(void)
 {
-    if (g_fd < 0 && g_open_pending && !g_write_err) {
+    int fd = open(g_path_used, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != g_dev || st.st_ino != g_ino) {
+        close(fd);
+        errno = ESTALE;     /* another file under that name now */
+        return -1;
+    }
+    return fd;
+}
+
+/* Writing stops for good: say so in the header and once on stderr.
+ * g_write_lock held. */
+static void
+stop_writing(int err, const char *why)
+{
+    g_stop_err = err ? err : EIO;
+    uint64_t n = events_so_far();
+    if (g_hdr) {
+        g_hdr->stop_events = n;
+        g_hdr->stop_errno = (uint32_t)g_stop_err;
+    }
+    char at[64] = "the capture stopped at event ";
+    size_t k = strlen(at);
+    put_u(at, &k, (unsigned long)n);
+    memcpy(at + k, " (", 3);
+    char what[PATH_MAX + 100];
+    size_t w = strlen(why);
+    memcpy(what, why, w);
+    memcpy(what + w, g_path_used, strlen(g_path_used) + 1);
+    w = strlen(what);
+    memcpy(what + w, ")", 2);
+    say(at, what, g_stop_err);
+}
+
+/* A new chunk for tb (its old one is unmapped: what it holds is in the
+ * file).  tb locked. */
+int
+new_chunk(tbuf *tb)
+{
+    if (UNLIKELY(g_stop_err || g_closed)) {
+        return -1;
+    }
+    pthread_mutex_lock(&g_write_lock);
+    if (g_stop_err || g_closed) {
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
+    }
+    if (g_hdr == NULL) {
+        if (!g_open_pending) {      /* never opened: nothing to write to */
+            pthread_mutex_unlock(&g_write_lock);
+            return -1;
+        }
         if (open_capture() < 0) {
-            g_write_err = errno ? errno : EIO;
-            say("cannot create a capture for a forked child near ", g_path, g_write_err);
+            g_stop_err = errno ? errno : EIO;
+            say("cannot create a capture for a forked child near ", g_path, g_stop_err);
+            pthread_mutex_unlock(&g_write_lock);
+            return -1;
         }
     }
-    if (g_fd >= 0 && !g_write_err && UNLIKELY(!fd_is_capture()) && reopen_capture() < 0) {
-        g_write_err = errno ? errno : EBADF;
-        say("the program closed or replaced the capture's descriptor and the capture "
-            "cannot be reopened; it stops here: ", g_path_used, g_write_err);
+    int fd = reopen_capture();
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        /* the program holds every descriptor it may: drop events until one
+         * is free again (counted; the report says how many) */
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
     }
-    if (g_fd < 0 || g_write_err || write_all(g_fd, data, len) < 0) {
-        if (!g_write_err && g_fd >= 0) {
-            g_write_err = errno;
-            say("writing the capture failed: ", g_path_used, g_write_err);
+    if (fd < 0) {
+        stop_writing(errno, "the capture file was removed or replaced: ");
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
+    }
+    uint64_t off = g_file_end;
+    int e = posix_fallocate(fd, (off_t)off, CHUNK_BYTES);
+    void *m = MAP_FAILED;
+    if (e == 0) {
+        m = real.mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+        e = m == MAP_FAILED ? errno : 0;
+    }
+    close(fd);
+    if (e != 0) {
+        stop_writing(e, e == ENOSPC ? "the disk is full: " : "cannot extend the capture: ");
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
+    }
+    g_file_end = off + CHUNK_BYTES;
+    pthread_mutex_unlock(&g_write_lock);
+    drop_chunk(tb);
+    tb->chunk = m;
+    tb->chunk_off = off;
+    tb->len = 0;
+    tb->p_seq = tb->p_addr = tb->p_native = 0;
+    tb->p_code = 0;
+    tb->p_line = 0;
+    return 0;
+}
+
+void
+drop_chunk(tbuf *tb)
+{
+    if (tb->chunk) {
+        real.munmap(tb->chunk, CHUNK_BYTES);
+    }
+    tb->chunk = NULL;
+    tb->len = 0;
+}
+
+/* The end of this image: the header's end fields, and the unused tails of
+ * the chunks given back to the file system (the last chunk of the file is
+ * cut at its last record).  Every buffer is unmapped; events after this are
+ * dropped.  Called with every buffer locked (or no other thread tracing). */
+void
+end_capture(uint32_t state)
+{
+    pthread_mutex_lock(&g_write_lock);
+    if (g_hdr == NULL) {
+        pthread_mutex_unlock(&g_write_lock);
+        return;
+    }
+    g_closed = 1;
+    int fd = reopen_capture();
+    uint64_t end = g_file_end;
+    for (tbuf *tb = g_bufs; tb; tb = tb->next) {
+        if (tb->chunk && fd >= 0) {
+            if (tb->chunk_off + CHUNK_BYTES == g_file_end) {
+                end = tb->chunk_off + tb->len;
+            }
+            else if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               (off_t)(tb->chunk_off + tb->len),
+                               (off_t)(CHUNK_BYTES - tb->len)) != 0) {
+                /* not supported here: the tail stays zeros */
+            }
         }
-        /* every record is g_rs bytes; count events roughly as records */
-        atomic_fetch_add(&g_dropped, len / g_rs);
+        drop_chunk(tb);
     }
+    if (fd >= 0) {
+        if (end < g_file_end && ftruncate(fd, (off_t)end) != 0) {
+            /* the zeros stay: they read as the end of the chunk */
+        }
+        close(fd);
+    }
+    g_hdr->events = events_so_far();
+    g_hdr->dropped = atomic_load(&g_dropped);
+    g_hdr->state = state;
+    pthread_mutex_unlock(&g_write_lock);
+}
+
+/* exec failed: the same image records on, into new chunks. */
+void
+resume_capture(void)
+{
+    pthread_mutex_lock(&g_write_lock);
+    if (g_hdr) {
+        g_hdr->state = PMT_MC_STATE_RUNNING;
+        g_closed = 0;
+    }
+    pthread_mutex_unlock(&g_write_lock);
+}
+
+/* A forked child: the mappings are the parent's file; never write them. */
+void
+forget_capture(void)
+{
+    if (g_hdr) {
+        real.munmap(g_hdr, g_hdr_map);
+    }
+    g_hdr = NULL;
+    g_file_end = 0;
+    g_closed = 0;
+    g_stop_err = 0;
+    g_open_pending = 1;
+    g_owns_main = 0;
+}
+
+int
+capture_open(void)
+{
+    return g_hdr != NULL;
 }

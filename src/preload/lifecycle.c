@@ -1,8 +1,8 @@
 /* lifecycle.c: the malloc tracer's life in the traced process.
  *
- * Load (read the configuration, create the capture), exit (an END record,
- * every buffer written), fork (the child writes its own capture, opened
- * lazily), exec and _exit (which skip destructors: the buffers are written
+ * Load (read the configuration, create the capture), exit (the header's end
+ * fields), fork (the child writes its own capture, created when it first
+ * records), exec and _exit (which skip destructors: the end is written
  * first; see "exec and _exit" below for who keeps PATH), and
  * pymemtrace_malloc_control(), the switch the traced program uses.
  */
@@ -48,59 +48,45 @@ module_cb(struct dl_phdr_info *info, size_t size, void *arg)
     if (hi == 0) {
         return 0;
     }
-    char payload[16 + PATH_MAX];
-    uint64_t bias = info->dlpi_addr;
-    memcpy(payload, &bias, 8);
-    memcpy(payload + 8, &hi, 8);
+    char path[PATH_MAX];
     const char *name = info->dlpi_name;
     size_t n;
     if (name == NULL || name[0] == '\0') {
-        ssize_t l = readlink("/proc/self/exe", payload + 16, PATH_MAX - 1);
+        ssize_t l = readlink("/proc/self/exe", path, sizeof(path));
         n = l > 0 ? (size_t)l : 0;
+        name = path;
     }
     else {
         n = strlen(name);
-        if (n > PATH_MAX - 1) {
-            n = PATH_MAX - 1;
-        }
-        memcpy(payload + 16, name, n);
     }
-    payload[16 + n] = '\0';
-    size_t plen = 16 + n + 1;
-    if (plen > PAYLOAD_MAX) {
-        plen = PAYLOAD_MAX;
-        payload[plen - 1] = '\0';
-    }
-    put_def(tb, PMT_MC_MODULE, lo, 0, 0, payload, plen);
+    uint64_t uv[3] = {lo, (uint64_t)info->dlpi_addr, hi};
+    put_def(tb, PMT_MC_MODULE, uv, 3, name, n);
     return 0;
 }
 
+/* The end of this image: the modules (for --native) and the header's end
+ * fields.  No thread records meanwhile: every buffer is locked. */
 static void
-write_end(uint32_t reason)
+write_end(uint32_t state)
 {
     tbuf *tb = get_tbuf();
-    if (!tb) {
-        return;
+    pthread_mutex_lock(&g_reg_lock);
+    for (tbuf *b = g_bufs; b; b = b->next) {
+        tb_lock(b);
     }
-    tb_lock(tb);
-    if (g_native) {
+    if (g_native && tb && capture_open()) {
         dl_iterate_phdr(module_cb, tb);
     }
-    unsigned char *p = reserve(tb, g_rs);
-    memset(p, 0, g_rs);
-    pmt_mc_record *r = (pmt_mc_record *)p;
-    r->seq_kind = PMT_MC_END;
-    uint64_t events = 0;
+    end_capture(state);
     for (tbuf *b = g_bufs; b; b = b->next) {
-        events += b->events;    /* other threads may still add: a lower bound */
+        tb_unlock(b);
     }
-    r->a = events;
-    r->b = atomic_load(&g_dropped);
-    r->code = reason;
-    r->line = -1;
-    tb_unlock(tb);
+    pthread_mutex_unlock(&g_reg_lock);
 }
 
+/* fork: no thread may be inside a record or a new chunk while the process
+ * is copied.  The child unmaps every chunk and the header (they are the
+ * parent's file) and creates its own capture when it first records. */
 static void
 before_fork(void)
 {
@@ -111,7 +97,6 @@ before_fork(void)
     pthread_mutex_lock(&g_reg_lock);
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         tb_lock(tb);
-        flush_locked(tb);
     }
     pthread_mutex_lock(&g_code_lock);
     pthread_mutex_lock(&g_write_lock);
@@ -142,15 +127,12 @@ after_fork_child(void)
     pthread_mutex_init(&g_write_lock, NULL);
     pthread_mutex_init(&g_reg_lock, NULL);
     g_pid = getpid();
-    close_capture();        /* the parent's capture: never written by a child */
-    g_open_pending = 1;
-    g_owns_main = 0;        /* PATH is the parent's: an exec here must not move it */
-    g_write_err = 0;
+    forget_capture();       /* PATH is the parent's: an exec here must not move it */
     atomic_store(&g_dropped, 0);
     py_forget_codes();      /* code ids and stacks are defined again in the child's capture */
     py_forget_stacks();
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
-        tb->len = 0;
+        drop_chunk(tb);
         tb->events = 0;
         tb_forget(tb);
         if (tb != t_buf) {
@@ -182,7 +164,6 @@ pmt_preload_init(void)
     g_native = nat != NULL && strcmp(nat, "1") == 0;
     const char *stk = getenv("PYMEMTRACE_MALLOC_STACKS");
     g_stacks = stk != NULL && strcmp(stk, "1") == 0;
-    g_rs = g_native ? PMT_MC_RECORD_NATIVE : PMT_MC_RECORD_BASE;
     g_pid = getpid();
     if (!real.malloc || !real.free || !real.mmap || !real.munmap) {
         say("cannot find the real allocator; not tracing", "", 0);
@@ -202,7 +183,7 @@ pmt_preload_init(void)
     }
     if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
         say("pthread_atfork failed; not tracing", "", 0);
-        close_capture();
+        end_capture(PMT_MC_STATE_EXIT);
         t_guard--;
         return;
     }
@@ -221,23 +202,15 @@ pmt_preload_fini(void)
     t_guard++;
     atomic_store(&g_on, 0);
     atomic_store(&g_ready, 0);
-    write_end(PMT_MC_END_EXIT);
-    pthread_mutex_lock(&g_reg_lock);
-    flush_all();
-    pthread_mutex_unlock(&g_reg_lock);
-    pthread_mutex_lock(&g_write_lock);
-    close_capture();
-    g_write_err = EBADF;    /* late events are dropped, not written */
-    pthread_mutex_unlock(&g_write_lock);
+    write_end(PMT_MC_STATE_EXIT);
     t_guard--;
 }
 
 /* ---- exec and _exit -----------------------------------------------------------
  *
  * exec replaces this image without running destructors, and _exit skips
- * them: both would lose the buffered tail.  Before either, the buffers are
- * written out with an END record.  Before an exec the image that created the
- * capture path also moves its capture aside (to PATH.<pid>.<k>, never
+ * them.  Before either, the header's end fields are written.  Before an
+ * exec the image that created the capture path also moves its capture aside (to PATH.<pid>.<k>, never
  * overwriting anything) so that the program it becomes, which keeps the pid,
  * writes PATH: the capture at PATH is the last program the traced process
  * ran (a shell or launcher script that execs Python leaves Python's capture
@@ -255,21 +228,11 @@ finish_image(uint32_t reason)
     }
     t_guard++;
     int was_on = atomic_exchange(&g_on, 0);
-    /* A forked child that execs before recording anything (fork + exec
-     * without vfork: Python 3.9's subprocess, a shell) leaves no file: the
-     * program it becomes writes its own capture. */
-    uint64_t events = 0;
-    for (tbuf *b = g_bufs; b; b = b->next) {
-        events += b->events;
-    }
-    if (!(reason == PMT_MC_END_EXEC && g_open_pending && events == 0)) {
-        write_end(reason);
-        pthread_mutex_lock(&g_reg_lock);
-        flush_all();
-        pthread_mutex_unlock(&g_reg_lock);
-    }
+    /* A forked child that has recorded nothing has no file (and makes
+     * none): the program it execs writes its own capture. */
+    write_end(reason);
     int moved = 0;
-    if (reason == PMT_MC_END_EXEC && g_owns_main) {
+    if (reason == PMT_MC_STATE_EXEC && g_owns_main) {
         size_t plen = strlen(g_path);
         for (unsigned k = 1; k < 100 && !moved; k++) {
             memcpy(g_path_aside, g_path, plen);
@@ -297,12 +260,14 @@ finish_image(uint32_t reason)
     return 1 | moved << 1 | was_on << 2;
 }
 
-/* exec failed: put the capture back and trace on (the END record stays:
- * the reader treats records after it as more of the same capture). */
+/* exec failed: put the capture back and trace on. */
 static void
 exec_failed(int state)
 {
     int e = errno;
+    if (state & 1) {
+        resume_capture();
+    }
     if ((state & 2) && link(g_path_aside, g_path) == 0) {
         unlink(g_path_aside);
     }
@@ -320,7 +285,7 @@ exec_failed(int state)
         if (UNLIKELY(!real.name)) { \
             resolve_real(); \
         } \
-        int st = finish_image(PMT_MC_END_EXEC); \
+        int st = finish_image(PMT_MC_STATE_EXEC); \
         int r = real.name args; \
         exec_failed(st); \
         return r; \
@@ -383,7 +348,7 @@ _exit(int status)
     if (UNLIKELY(!real.exit_)) {
         resolve_real();
     }
-    finish_image(PMT_MC_END_EXIT);
+    finish_image(PMT_MC_STATE_EXIT);
     real.exit_(status);
     __builtin_unreachable();
 }
@@ -394,16 +359,15 @@ _Exit(int status)
     if (UNLIKELY(!real.Exit_)) {
         resolve_real();
     }
-    finish_image(PMT_MC_END_EXIT);
+    finish_image(PMT_MC_STATE_EXIT);
     real.Exit_(status);
     __builtin_unreachable();
 }
 
 /* ---- control from the traced program ----------------------------------------
  *
- * pymemtrace_malloc_control(op): 1 resume tracing, 0 pause it (and write the
- * buffers out, so the capture holds everything up to the pause), -1 only
- * ask.  Returns whether tracing was on before the call, or -1 if this
+ * pymemtrace_malloc_control(op): 1 resume tracing, 0 pause it (what was
+ * recorded is in the file already), -1 only ask.  Returns whether tracing was on before the call, or -1 if this
  * process has no capture (not started by `pymemtrace malloc`, or the capture
  * could not be created).  Used by pymemtrace.malloc.Tracing
  * through the _malloccap extension (found with dlsym: no link dependency).
@@ -417,14 +381,5 @@ pymemtrace_malloc_control(int op)
     if (op < 0) {
         return atomic_load(&g_on);
     }
-    int was = atomic_exchange(&g_on, op ? 1 : 0);
-    if (!op && was) {
-        t_guard++;
-        pthread_mutex_lock(&g_reg_lock);
-        flush_all();
-        pthread_mutex_unlock(&g_reg_lock);
-        t_guard--;
-    }
-    return was;
+    return atomic_exchange(&g_on, op ? 1 : 0);
 }
-

@@ -23,10 +23,13 @@
  *
  * Hot path: a thread-local re-entrancy guard (the tracer's own allocations,
  * and anything the real allocator does inside, are not traced), the real
- * call, then one record appended to the calling thread's buffer (an mmap'd
- * block, found through initial-exec TLS; an uncontended spin lock guards it
- * against flush-all at exit and fork).  Whole buffers go to the file with
- * write(2) under one mutex.  No stdio, no allocation per event.
+ * call, then one delta-encoded record appended to the calling thread's
+ * chunk: a piece of the capture file mapped MAP_SHARED (capfile.c), found
+ * through initial-exec TLS, so what is recorded is in the file at once (no
+ * write(2), nothing lost to SIGKILL) and no descriptor stays open.  An
+ * uncontended spin lock guards a thread's state against exit and fork.  A
+ * full chunk is replaced by a new one (open by path, fallocate, mmap,
+ * close) under one mutex.  No stdio, no allocation per event.
  */
 #ifndef PMT_PRELOAD_H
 #define PMT_PRELOAD_H
@@ -102,32 +105,37 @@ extern _Atomic int g_ready;             /* the capture is set up */
 extern _Atomic int g_on;                /* tracing (0 while paused) */
 extern int g_native;                    /* records carry the return address */
 extern int g_stacks;                    /* events carry whole Python stacks */
-extern uint32_t g_rs;                   /* record size */
 extern pid_t g_pid;                     /* the process the state belongs to */
 extern TLS int t_guard;                 /* > 0: inside the tracer, do not trace */
 
 /* ---- capfile.c: the capture file -------------------------------------------- */
 
-extern int g_fd;
-extern int g_open_pending;              /* forked child: open on first flush */
-extern int g_write_err;
+struct tbuf;
+extern int g_open_pending;              /* forked child: open on its first chunk */
+extern int g_stop_err;                  /* writing stopped (errno; 0: writing) */
 extern char g_path[PATH_MAX];           /* PYMEMTRACE_MALLOC_OUT */
 extern char g_path_used[PATH_MAX + 32]; /* the file this process writes */
 extern int g_owns_main;                 /* this image created g_path itself */
-extern pthread_mutex_t g_write_lock;
+extern pthread_mutex_t g_write_lock;    /* the file: chunks, header, stop */
 
 void put_u(char *out, size_t *n, unsigned long v);
 void say(const char *a, const char *b, int err);
 int open_capture(void);                 /* g_write_lock held, or before threads */
-void close_capture(void);
-void write_buffer(const void *data, size_t len);  /* g_write_lock held */
+int new_chunk(struct tbuf *tb);         /* tb locked; 0, or -1: no chunk (stopped) */
+void drop_chunk(struct tbuf *tb);       /* unmap it (fork child: the parent's file) */
+void end_capture(uint32_t state);       /* header end fields, trim the chunks' tails */
+void resume_capture(void);              /* exec failed: record on */
+void forget_capture(void);              /* forked child: the parent's file is not ours */
+int capture_open(void);                 /* this process has its capture file */
+uint64_t events_so_far(void);
 
-/* ---- tbuf.c: per-thread buffers ---------------------------------------------- */
+/* ---- tbuf.c: per-thread state and chunks ------------------------------------ */
 
 #define CODE_CACHE 64
 #define LINE_CACHE 256
-#define TB_BYTES (80 * 1024)     /* a multiple of 32 and of 40 */
+#define CHUNK_BYTES (128 * 1024) /* a multiple of every page size we run on */
 #define PAYLOAD_MAX 2048
+#define DEF_MAX (PAYLOAD_MAX + 64)  /* the longest definition record */
 #define STACK_MAX 128            /* frames per stack (the innermost ones) */
 #define STACK_CACHE 256
 
@@ -153,33 +161,36 @@ typedef struct tbuf {
     atomic_flag lock;
     _Atomic int in_use;
     struct tbuf *next;
-    size_t len;
+    unsigned char *chunk;   /* this thread's chunk of the file (NULL: none yet) */
+    uint64_t chunk_off;     /* its offset in the file */
+    size_t len;             /* bytes of records in it */
     uint64_t events;        /* recorded through this buffer */
+    /* delta state of the chunk */
+    uint64_t p_seq, p_addr, p_native;
+    uint32_t p_code;
+    int32_t p_line;
     code_slot codes[CODE_CACHE];
     line_slot lines[LINE_CACHE];
     stack_slot stacks[STACK_CACHE];
-    unsigned char data[TB_BYTES];
 } tbuf;
 
 extern tbuf *g_bufs;
 extern pthread_mutex_t g_reg_lock;      /* the list g_bufs */
-extern pthread_key_t g_key;             /* its destructor flushes a thread's buffer */
+extern pthread_key_t g_key;             /* its destructor releases a thread's buffer */
 extern _Atomic uint64_t g_seq;          /* next sequence number (0: none) */
-extern _Atomic uint64_t g_dropped;      /* events that could not be written */
+extern _Atomic uint64_t g_dropped;      /* events that could not be recorded */
 extern TLS tbuf *t_buf;
 
 tbuf *acquire_tbuf(void);
-void flush_locked(tbuf *tb);            /* tb locked */
-void flush_all(void);                   /* g_reg_lock held */
 void thread_exit(void *arg);
-void put_def(tbuf *tb, unsigned kind, uint64_t a, uint32_t code, int32_t line,
-             const void *payload, size_t plen);
+void put_def(tbuf *tb, unsigned kind, const uint64_t *uv, int nuv, const void *payload,
+             size_t plen);
 
 static inline void
 tb_lock(tbuf *tb)
 {
     while (atomic_flag_test_and_set_explicit(&tb->lock, memory_order_acquire)) {
-        /* only contended by flush-all at exit or fork */
+        /* only contended by exit and fork */
     }
 }
 
@@ -196,30 +207,69 @@ get_tbuf(void)
     return LIKELY(tb != NULL) ? tb : acquire_tbuf();
 }
 
+/* Room for n bytes of records in tb's chunk (a new chunk if needed); NULL
+ * if there is none (writing stopped).  tb locked. */
 static inline unsigned char *
-reserve(tbuf *tb, size_t n)
+room(tbuf *tb, size_t n)
 {
-    if (UNLIKELY(tb->len + n > TB_BYTES)) {
-        flush_locked(tb);
+    if (UNLIKELY(tb->chunk == NULL || tb->len + n > CHUNK_BYTES) && new_chunk(tb) < 0) {
+        return NULL;
     }
-    unsigned char *p = tb->data + tb->len;
-    tb->len += n;
-    return p;
+    return tb->chunk + tb->len;
+}
+
+/* Publish the record at p (its body written up to end): the kind byte goes
+ * last, so a record cut short by a kill reads as the end of the chunk. */
+static inline void
+commit(tbuf *tb, unsigned char *p, unsigned char *end, unsigned kind)
+{
+    atomic_signal_fence(memory_order_release);
+    *p = (unsigned char)kind;
+    tb->len += (size_t)(end - p);
 }
 
 static inline void
-put_event(tbuf *tb, uint64_t seq, unsigned kind, const void *a, uint64_t b,
+put_event(tbuf *tb, uint64_t seq, unsigned base, const void *a, uint64_t b,
           uint32_t code, int32_t line, const void *ret)
 {
-    pmt_mc_record *r = (pmt_mc_record *)reserve(tb, g_rs);
-    r->seq_kind = seq << 8 | kind;
-    r->a = (uint64_t)(uintptr_t)a;
-    r->b = b;
-    r->code = code;
-    r->line = line;
-    if (g_native) {
-        r->native = (uint64_t)(uintptr_t)ret;
+    unsigned kind = base;       /* with its flags */
+    unsigned char *p = room(tb, PMT_MC_EVENT_MAX);
+    if (UNLIKELY(p == NULL)) {
+        atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
+        return;
     }
+    uint64_t addr = (uint64_t)(uintptr_t)a;
+    unsigned char *q = p + 1;
+    if (LIKELY(seq - tb->p_seq == 1)) {
+        kind |= PMT_MC_SEQ_NEXT;
+    }
+    else {
+        q = pmt_put_uv(q, pmt_zz(seq - tb->p_seq));
+    }
+    q = pmt_put_uv(q, pmt_zz(addr - tb->p_addr));
+    tb->p_seq = seq;
+    tb->p_addr = addr;
+    if (pmt_mc_is_alloc(base)) {
+        q = pmt_put_uv(q, b);
+        if (code == tb->p_code && line == tb->p_line) {
+            kind |= PMT_MC_SAME_SITE;
+        }
+        else {
+            q = pmt_put_uv(q, pmt_zz((uint64_t)code - tb->p_code));
+            q = pmt_put_uv(q, pmt_zz((uint64_t)(int64_t)line - (uint64_t)(int64_t)tb->p_line));
+            tb->p_code = code;
+            tb->p_line = line;
+        }
+    }
+    else if (base == PMT_MC_MUNMAP) {
+        q = pmt_put_uv(q, b);
+    }
+    if (g_native) {
+        uint64_t r = (uint64_t)(uintptr_t)ret;
+        q = pmt_put_uv(q, pmt_zz(r - tb->p_native));
+        tb->p_native = r;
+    }
+    commit(tb, p, q, kind);
     tb->events++;
 }
 

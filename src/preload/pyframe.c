@@ -203,7 +203,8 @@ code_id_slow(tbuf *tb, const char *co, const void *file, const void *name,
         payload[n++] = '\0';
         n += str_utf8(name, payload + n, PAYLOAD_MAX / 2 - 1);
         payload[n++] = '\0';
-        put_def(tb, PMT_MC_CODE, (uint64_t)(uintptr_t)co, id, firstlineno, payload, n);
+        uint64_t uv[2] = {id, pmt_zz((uint64_t)(int64_t)firstlineno)};
+        put_def(tb, PMT_MC_CODE, uv, 2, payload, n);
     }
     pthread_mutex_unlock(&g_code_lock);
     return id;

@@ -4,8 +4,8 @@
  * whole Python stack (at most STACK_MAX frames, innermost first from
  * py_stack()).  A stack is written once, as a path in a tree: each node is
  * (parent node, code id, line) and gets a STACK definition record the first
- * time it is seen, so a new stack costs one 32-byte record per frame that
- * differs from stacks already written, and an event names its innermost
+ * time it is seen, so a new stack costs one record per frame that
+ * differs from stacks already written (a few varint bytes), and an event names its innermost
  * node (its `code` field; `line` is still the innermost line).  Each thread
  * keeps the last stacks it saw by a hash of their frames (code object, its
  * file and name, position): a repeated stack costs the walk, the hash and
@@ -80,13 +80,8 @@ node_id(tbuf *tb, uint32_t parent, uint32_t code, int32_t line)
         e->line = line;
         e->id = g_next_node_id++;
         g_nodes_len++;
-        pmt_mc_record *r = (pmt_mc_record *)reserve(tb, g_rs);
-        memset(r, 0, g_rs);
-        r->seq_kind = PMT_MC_STACK;
-        r->a = e->id;
-        r->b = parent;
-        r->code = code;
-        r->line = line;
+        uint64_t uv[4] = {e->id, parent, code, pmt_zz((uint64_t)(int64_t)line)};
+        put_def(tb, PMT_MC_STACK, uv, 4, NULL, 0);
     }
     id = e->id;
     pthread_mutex_unlock(&g_code_lock);

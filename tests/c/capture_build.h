@@ -1,5 +1,8 @@
-/* capture_build.h: build `pymemtrace malloc` captures in memory for the C
- * tests of capture_read, capture_aggregate and the fuzz seeds. */
+/* capture_build.h: build `pymemtrace malloc` captures (format version 3) in
+ * memory for the C tests of capture_read, capture_aggregate and the fuzz
+ * seeds.  The capture's chunks are CB_CHUNK bytes and start right after the
+ * header; a record that would not fit in the current chunk starts the next
+ * (and the delta state starts again, as the writer's does). */
 #ifndef PMT_CAPTURE_BUILD_H
 #define PMT_CAPTURE_BUILD_H
 #include <stdint.h>
@@ -7,8 +10,15 @@
 
 #include "capture_format.h"
 
+#define CB_CHUNK 4096u
+
 static uint8_t buf[1 << 16];
 static size_t len;
+static struct {
+    uint64_t seq, addr, native;
+    uint32_t code;
+    int32_t line;
+} cb_d;
 
 static inline void
 put(const void *p, size_t n)
@@ -17,70 +27,154 @@ put(const void *p, size_t n)
     len += n;
 }
 
+static inline pmt_mc_header *
+hdr(void)
+{
+    return (pmt_mc_header *)buf;
+}
+
+/* A new chunk: zeros up to its start, delta state from 0. */
+static inline void
+next_chunk(void)
+{
+    size_t used = (len - PMT_MC_HEADER_SIZE) % CB_CHUNK;
+    if (used) {
+        memset(buf + len, 0, CB_CHUNK - used);
+        len += CB_CHUNK - used;
+    }
+    memset(&cb_d, 0, sizeof(cb_d));
+}
+
+/* Room for n bytes in the current chunk (else the next one). */
+static inline void
+cb_room(size_t n)
+{
+    size_t used = (len - PMT_MC_HEADER_SIZE) % CB_CHUNK;
+    if (used + n > CB_CHUNK) {
+        next_chunk();
+    }
+}
+
 static inline void
 header(uint32_t rs)
 {
-    pmt_mc_header h;
-    memset(&h, 0, sizeof(h));
-    memcpy(h.magic, PMT_MC_MAGIC, 8);
-    h.version = PMT_MC_VERSION;
-    h.header_size = PMT_MC_HEADER_SIZE;
-    h.record_size = rs;
-    h.flags = rs == PMT_MC_RECORD_NATIVE ? PMT_MC_FLAG_NATIVE : 0;
-    h.pid = 7;
-    h.endian = PMT_MC_ENDIAN;
-    len = 0;
-    put(&h, sizeof(h));
+    memset(buf, 0, sizeof(buf));
+    pmt_mc_header *h = hdr();
+    memcpy(h->magic, PMT_MC_MAGIC, 8);
+    h->version = PMT_MC_VERSION;
+    h->header_size = PMT_MC_HEADER_SIZE;
+    h->record_size = rs;
+    h->flags = rs == PMT_MC_RECORD_NATIVE ? PMT_MC_FLAG_NATIVE : 0;
+    h->pid = 7;
+    h->endian = PMT_MC_ENDIAN;
+    h->page_size = 4096;
+    h->chunk_size = CB_CHUNK;
+    h->data_offset = PMT_MC_HEADER_SIZE;
+    len = PMT_MC_HEADER_SIZE;
+    memset(&cb_d, 0, sizeof(cb_d));
+}
+
+static inline void
+uv(uint64_t v)
+{
+    len = (size_t)(pmt_put_uv(buf + len, v) - buf);
+}
+
+static inline void
+event(uint64_t seq, unsigned kind, uint64_t a, uint64_t b, uint32_t code, int32_t line,
+      uint64_t ret)
+{
+    cb_room(PMT_MC_EVENT_MAX);
+    size_t at = len++;
+    unsigned byte = kind;
+    if (seq - cb_d.seq == 1) {
+        byte |= PMT_MC_SEQ_NEXT;
+    }
+    else {
+        uv(pmt_zz(seq - cb_d.seq));
+    }
+    uv(pmt_zz(a - cb_d.addr));
+    cb_d.seq = seq;
+    cb_d.addr = a;
+    if (pmt_mc_is_alloc(kind)) {
+        uv(b);
+        if (code == cb_d.code && line == cb_d.line) {
+            byte |= PMT_MC_SAME_SITE;
+        }
+        else {
+            uv(pmt_zz((uint64_t)code - cb_d.code));
+            uv(pmt_zz((uint64_t)(int64_t)line - (uint64_t)(int64_t)cb_d.line));
+            cb_d.code = code;
+            cb_d.line = line;
+        }
+    }
+    else if (kind == PMT_MC_MUNMAP) {
+        uv(b);
+    }
+    if (hdr()->flags & PMT_MC_FLAG_NATIVE) {
+        uv(pmt_zz(ret - cb_d.native));
+        cb_d.native = ret;
+    }
+    buf[at] = (uint8_t)byte;
 }
 
 static inline void
 ev(uint64_t seq, unsigned kind, uint64_t a, uint64_t b, uint32_t code, int32_t line)
 {
-    pmt_mc_record r = {seq << 8 | kind, a, b, code, line, 0};
-    put(&r, PMT_MC_RECORD_BASE);
+    event(seq, kind, a, b, code, line, 0);
+}
+
+/* An event with a native return address (a native capture). */
+static inline void
+native_ev(uint64_t seq, unsigned kind, uint64_t a, uint64_t b, uint64_t ret)
+{
+    event(seq, kind, a, b, 0, -1, ret);
 }
 
 static inline void
 code(uint32_t id, const char *file, const char *name)
 {
-    char payload[256];
-    size_t n = strlen(file) + 1 + strlen(name) + 1;
-    memset(payload, 0, sizeof(payload));
-    strcpy(payload, file);
-    strcpy(payload + strlen(file) + 1, name);
-    pmt_mc_record r = {PMT_MC_CODE, 0x1000, n, id, 1, 0};
-    put(&r, PMT_MC_RECORD_BASE);
-    put(payload, (n + 31) / 32 * 32);
+    size_t f = strlen(file) + 1, n = strlen(name) + 1;
+    cb_room(32 + f + n);
+    buf[len++] = PMT_MC_CODE;
+    uv(id);
+    uv(pmt_zz(1));
+    uv(f + n);
+    put(file, f);
+    put(name, n);
 }
 
+/* A node of the stack tree (a stacks capture). */
 static inline void
-end(void)
+node(uint64_t id, uint64_t parent, uint32_t code_id, int32_t line)
 {
-    pmt_mc_record r = {PMT_MC_END, 0, 0, 0, -1, 0};
-    put(&r, PMT_MC_RECORD_BASE);
+    cb_room(48);
+    buf[len++] = PMT_MC_STACK;
+    uv(id);
+    uv(parent);
+    uv(code_id);
+    uv(pmt_zz((uint64_t)(int64_t)line));
 }
 
-/* An event with a native return address (40-byte records). */
-static inline void
-native_ev(uint64_t seq, unsigned kind, uint64_t a, uint64_t b, uint64_t ret)
-{
-    pmt_mc_record r = {seq << 8 | kind, a, b, 0, -1, ret};
-    put(&r, PMT_MC_RECORD_NATIVE);
-}
-
-/* A MODULE definition (40-byte records): [lo, hi) loaded at bias. */
+/* A MODULE definition: [lo, hi) loaded at bias. */
 static inline void
 module(uint64_t lo, uint64_t bias, uint64_t hi, const char *path)
 {
-    char payload[256];
-    size_t n = 16 + strlen(path) + 1;
-    memset(payload, 0, sizeof(payload));
-    memcpy(payload, &bias, 8);
-    memcpy(payload + 8, &hi, 8);
-    strcpy(payload + 16, path);
-    pmt_mc_record m = {PMT_MC_MODULE, lo, n, 0, 0, 0};
-    put(&m, PMT_MC_RECORD_NATIVE);
-    put(payload, (n + PMT_MC_RECORD_NATIVE - 1) / PMT_MC_RECORD_NATIVE * PMT_MC_RECORD_NATIVE);
+    size_t n = strlen(path);
+    cb_room(48 + n);
+    buf[len++] = PMT_MC_MODULE;
+    uv(lo);
+    uv(bias);
+    uv(hi);
+    uv(n);
+    put(path, n);
+}
+
+/* The process ended (the header's end fields). */
+static inline void
+end(void)
+{
+    hdr()->state = PMT_MC_STATE_EXIT;
 }
 
 #endif

@@ -8,13 +8,6 @@
 #include "capture_frames.h"
 #include "ctest.h"
 
-static void
-node(uint32_t id, uint32_t parent, uint32_t code_id, int32_t line)
-{
-    pmt_mc_record r = {PMT_MC_STACK, id, parent, code_id, line, 0};
-    put(&r, PMT_MC_RECORD_BASE);
-}
-
 static const char *
 fname(const pmt_frames *f, uint32_t frame)
 {
@@ -25,7 +18,6 @@ static void
 test_tree(void)
 {
     header(PMT_MC_RECORD_BASE);
-    ((pmt_mc_header *)buf)->version = PMT_MC_VERSION_STACKS;
     ((pmt_mc_header *)buf)->flags |= PMT_MC_FLAG_STACKS;
     code(1, "m.py", "<module>");
     code(2, "m.py", "f");

@@ -1,5 +1,7 @@
-/* test_capture_read.c: walking a capture's records: header checks, events in
- * sequence order, definitions, captures cut short or corrupt, file loading. */
+/* test_capture_read.c: decoding a capture's records: header checks, events
+ * in sequence order, deltas, definitions, captures cut short or corrupt,
+ * stopped writers, packed captures, file loading. */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,22 +23,29 @@ static void
 test_order_and_definitions(void)
 {
     header(PMT_MC_RECORD_BASE);
+    hdr()->python_hex = 0x030b07f0;
+    hdr()->python_status = PMT_MC_PY_ON;
     code(2, "b.py", "g");
     ev(3, PMT_MC_MALLOC, 0x30, 1, 2, 5);
-    ev(1, PMT_MC_MALLOC, 0x10, 1, 2, 5);
     ev(5, PMT_MC_FREE, 0x10, 0, 0, -1);        /* 4 never written: one gap */
-    ev(3, PMT_MC_FREE, 0x99, 0, 0, -1);        /* 3 again: the first is kept */
-    pmt_mc_record meta = {PMT_MC_META, 0x030b07f0, 0, PMT_MC_PY_ON, 0, 0};
-    put(&meta, PMT_MC_RECORD_BASE);
-    pmt_mc_record e = {PMT_MC_END, 0, 4, PMT_MC_END_EXEC, -1, 0};
-    put(&e, PMT_MC_RECORD_BASE);
+    next_chunk();                               /* another thread's chunk */
+    ev(1, PMT_MC_MALLOC, 0x10, 1, 2, 5);
+    ev(3, PMT_MC_FREE, 0x99, 0, 0, -1);        /* 3 again: one is kept */
+    hdr()->state = PMT_MC_STATE_EXEC;
+    hdr()->dropped = 4;
     pmt_capture c;
     CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
     CHECK_EQ_INT(c.n_ev, 3);
     CHECK_EQ_INT(seq_of(&c, 0), 1);
+    CHECK_EQ_INT(pmt_capture_event(&c, 0).line, 5);
     CHECK_EQ_INT(seq_of(&c, 1), 3);
     CHECK_EQ_INT(pmt_capture_event(&c, 1).a, 0x30);
+    CHECK_EQ_INT(pmt_capture_event(&c, 1).b, 1);
+    CHECK_EQ_INT(pmt_capture_event(&c, 1).code, 2);
     CHECK_EQ_INT(seq_of(&c, 2), 5);
+    CHECK_EQ_INT(pmt_capture_event(&c, 2).a, 0x10);
+    CHECK_EQ_INT(pmt_capture_event(&c, 2).code, 0);
+    CHECK_EQ_INT(pmt_capture_event(&c, 2).line, -1);
     CHECK_EQ_INT(c.seq_gaps, 2);                /* 2 and 4 */
     CHECK_EQ_INT(c.python_hex, 0x030b07f0);
     CHECK_EQ_INT(c.python_status, PMT_MC_PY_ON);
@@ -48,6 +57,38 @@ test_order_and_definitions(void)
     if (g) {
         CHECK_EQ_STR(pmt_strpool_at(&c.strs, g->file), "b.py");
         CHECK_EQ_STR(pmt_strpool_at(&c.strs, g->name), "g");
+    }
+    pmt_capture_close(&c);
+}
+
+/* The deltas: addresses going down, sizes and lines of every width, the
+ * same site again (no site fields), big sequence jumps. */
+static void
+test_deltas_round_trip(void)
+{
+    header(PMT_MC_RECORD_NATIVE);
+    static const uint64_t addrs[] = {0x7f0000001000, 0x1000, 0x7f0000001000, UINT64_MAX - 15, 16};
+    static const uint64_t sizes[] = {0, 127, 128, 1ull << 40, UINT64_MAX};
+    static const int32_t lines[] = {-1, 0, 1, INT32_MAX, INT32_MIN};
+    uint64_t seq = 1;
+    for (int i = 0; i < 5; i++) {
+        seq += (uint64_t)i * 1000;
+        event(seq, PMT_MC_MALLOC, addrs[i], sizes[i], (uint32_t)i * 77777, lines[i],
+              addrs[4 - i]);
+        event(seq + 1, PMT_MC_MALLOC, addrs[i] + 64, 8, (uint32_t)i * 77777, lines[i], 0);
+        seq += 2;
+    }
+    pmt_capture c;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+    CHECK_EQ_INT(c.n_ev, 10);
+    CHECK_EQ_INT(c.trailing_bytes, 0);
+    for (int i = 0; i < 5 && c.n_ev == 10; i++) {
+        pmt_mc_record r = pmt_capture_event(&c, 2 * (size_t)i);
+        CHECK(r.a == addrs[i] && r.b == sizes[i] && r.code == (uint32_t)i * 77777 &&
+              r.line == lines[i] && r.native == addrs[4 - i]);
+        pmt_mc_record r2 = pmt_capture_event(&c, 2 * (size_t)i + 1);
+        CHECK(r2.a == addrs[i] + 64 && r2.line == lines[i] && r2.native == 0 &&
+              (r2.seq_kind >> 8) == (r.seq_kind >> 8) + 1);
     }
     pmt_capture_close(&c);
 }
@@ -97,39 +138,75 @@ test_cut_short_and_corrupt(void)
     header(PMT_MC_RECORD_BASE);
     code(1, "t.py", "h");
     ev(1, PMT_MC_MALLOC, 0x10, 5, 1, 1);
-    ev(2, PMT_MC_MALLOC, 0x20, 6, 1, 1);
+    size_t second = len;
+    ev(2, PMT_MC_MALLOC, 0x7f0000000000, 600, 1, 1);
     pmt_capture c;
     /* cut inside the second event */
-    CHECK_EQ_INT(pmt_capture_open(&c, buf, len - 10), 0);
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len - 2), 0);
     CHECK_EQ_INT(c.complete, 0);
     CHECK_EQ_INT(c.n_ev, 1);
-    CHECK_EQ_INT(c.trailing_bytes, 22);
+    CHECK_EQ_INT(c.trailing_bytes, len - 2 - second);
     pmt_capture_close(&c);
-    /* cut inside a code definition's payload: stop before it */
-    CHECK_EQ_INT(pmt_capture_open(&c, buf, PMT_MC_HEADER_SIZE + 40), 0);
+    /* cut inside the code definition's payload: nothing read after it */
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, PMT_MC_HEADER_SIZE + 6), 0);
     CHECK_EQ_INT(c.n_ev, 0);
-    CHECK_EQ_INT(c.trailing_bytes, 40);
+    CHECK_EQ_INT(c.trailing_bytes, 6);
+    CHECK(pmt_capture_code(&c, 1) == NULL);
     pmt_capture_close(&c);
-    /* an unknown kind, or an event numbered 0, stops the reader there */
+    /* a record whose kind byte was never stored (killed while writing it):
+     * zeros end the chunk, nothing is lost before it */
     size_t good = len;
-    ev(3, 99, 0, 0, 0, 0);
+    buf[second] = 0;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+    CHECK_EQ_INT(c.n_ev, 1);
+    CHECK_EQ_INT(c.trailing_bytes, 0);
+    pmt_capture_close(&c);
+    buf[second] = PMT_MC_MALLOC | PMT_MC_SEQ_NEXT | PMT_MC_SAME_SITE;
+    /* an unknown kind stops its chunk there; the next chunk is read */
+    buf[len++] = 99;
+    buf[len++] = 1;
+    next_chunk();
     ev(4, PMT_MC_MALLOC, 0x30, 7, 1, 1);
     CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
-    CHECK_EQ_INT(c.n_ev, 2);
-    CHECK_EQ_INT(c.trailing_bytes, 64);
+    CHECK_EQ_INT(c.n_ev, 3);
+    CHECK_EQ_INT(c.trailing_bytes, CB_CHUNK - (good - PMT_MC_HEADER_SIZE));
     pmt_capture_close(&c);
-    len = good;
-    ev(0, PMT_MC_FREE, 0x30, 0, 0, 0);
+    /* an event numbered 0, a site on a free, a payload past its chunk */
+    static const uint8_t bad[][4] = {
+        {PMT_MC_FREE, 1, 2, 0},                         /* seq 1 - 1 */
+        {PMT_MC_FREE | PMT_MC_SAME_SITE, 2, 2, 0},
+        {PMT_MC_CODE, 9, 2, 0x7f},                      /* 127 bytes of payload: no */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        header(PMT_MC_RECORD_BASE);
+        ev(1, PMT_MC_MALLOC, 0x10, 5, 0, -1);
+        size_t at = len;
+        memset(&cb_d, 0, sizeof(cb_d));
+        put(bad[i], 4);
+        CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+        CHECK_EQ_INT(c.n_ev, 1);
+        CHECK_EQ_INT(c.trailing_bytes, len - at);
+        pmt_capture_close(&c);
+    }
+}
+
+/* Writing stopped (the disk was full): the header says where and why. */
+static void
+test_stopped(void)
+{
+    header(PMT_MC_RECORD_BASE);
+    ev(1, PMT_MC_MALLOC, 0x10, 5, 0, -1);
+    hdr()->stop_events = 1;
+    hdr()->stop_errno = 28;
+    end();
+    hdr()->events = 1;
+    hdr()->dropped = 1234;
+    pmt_capture c;
     CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
-    CHECK_EQ_INT(c.n_ev, 2);
-    CHECK_EQ_INT(c.trailing_bytes, 32);
-    pmt_capture_close(&c);
-    /* a payload length no writer makes */
-    len = good;
-    pmt_mc_record big = {PMT_MC_CODE, 0, 1u << 30, 9, 1, 0};
-    put(&big, PMT_MC_RECORD_BASE);
-    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
-    CHECK_EQ_INT(c.trailing_bytes, 32);
+    CHECK(c.complete);
+    CHECK_EQ_INT(c.stop_errno, 28);
+    CHECK_EQ_INT(c.stop_events, 1);
+    CHECK_EQ_INT(c.dropped, 1234);
     pmt_capture_close(&c);
 }
 
@@ -154,19 +231,35 @@ test_bad_headers(void)
     expect_error(len, "bad magic");
     expect_error(12, "bad magic");
     header(PMT_MC_RECORD_BASE);
-    expect_error(0, "empty capture");
+    expect_error(0, "empty capture file");
     expect_error(20, "cut short inside its header");
+    expect_error(100, "cut short inside its header");
     header(48);
     expect_error(len, "record size");
+    for (uint32_t v = 1; v <= 4; v += v == 2 ? 2 : 1) {
+        header(PMT_MC_RECORD_BASE);
+        hdr()->version = v;
+        char want[96];
+        snprintf(want, sizeof(want), "version %u is not supported: this pymemtrace reads "
+                 "version 3", v);
+        expect_error(len, want);
+        expect_error(48, want);     /* an old capture's shorter header: still named */
+    }
     header(PMT_MC_RECORD_BASE);
-    buf[8] = 3;     /* version */
-    expect_error(len, "version 3 is not supported");
-    header(PMT_MC_RECORD_BASE);
-    buf[20] = 1;    /* flags: native, with 32-byte records */
+    hdr()->flags = PMT_MC_FLAG_NATIVE;     /* with 32-byte decoded records */
     expect_error(len, "flags disagree");
     header(PMT_MC_RECORD_BASE);
+    hdr()->flags = 64;
+    expect_error(len, "unknown flags");
+    header(PMT_MC_RECORD_BASE);
+    hdr()->chunk_size = 0;
+    expect_error(len, "chunk size");
+    header(PMT_MC_RECORD_BASE);
+    hdr()->data_offset = 8;
+    expect_error(len, "chunk size");
+    header(PMT_MC_RECORD_BASE);
     uint32_t other = 0x04030201;
-    memcpy(buf + 40, &other, 4);
+    memcpy(buf + offsetof(pmt_mc_header, endian), &other, 4);
     expect_error(len, "other byte order");
 }
 
@@ -196,22 +289,17 @@ test_file_load(void)
     unlink(path);
 }
 
-/* A stacks capture (version 2): events name nodes of the stack tree. */
+/* A stacks capture: events name nodes of the stack tree. */
 static void
 test_stack_nodes(void)
 {
     header(PMT_MC_RECORD_BASE);
-    pmt_mc_header *h = (pmt_mc_header *)buf;
-    h->version = PMT_MC_VERSION_STACKS;
-    h->flags |= PMT_MC_FLAG_STACKS;
+    hdr()->flags |= PMT_MC_FLAG_STACKS;
     code(1, "a.py", "<module>");
     code(2, "a.py", "f");
-    pmt_mc_record n1 = {PMT_MC_STACK, 1, 0, 1, 9, 0};      /* <module>:9 */
-    pmt_mc_record n2 = {PMT_MC_STACK, 2, 1, 2, 4, 0};      /* f:4 called from it */
-    pmt_mc_record bad = {PMT_MC_STACK, 3, 3, 2, 5, 0};     /* its own parent: ignored */
-    put(&n1, PMT_MC_RECORD_BASE);
-    put(&n2, PMT_MC_RECORD_BASE);
-    put(&bad, PMT_MC_RECORD_BASE);
+    node(1, 0, 1, 9);      /* <module>:9 */
+    node(2, 1, 2, 4);      /* f:4 called from it */
+    node(3, 3, 2, 5);      /* its own parent: ignored */
     ev(1, PMT_MC_MALLOC, 0x10, 100, 2, 4);
     ev(2, PMT_MC_MALLOC, 0x20, 100, 0, -1);                 /* no Python frame */
     ev(3, PMT_MC_MALLOC, 0x30, 100, 3, 5);                  /* an undefined node */
@@ -232,11 +320,62 @@ test_stack_nodes(void)
     CHECK_EQ_INT(pmt_capture_event_code(&c, &e1), 0);
     CHECK_EQ_INT(pmt_capture_event_code(&c, &e2), UINT32_MAX);
     pmt_capture_close(&c);
-    /* the version and the flag must agree */
-    h->flags &= ~PMT_MC_FLAG_STACKS;
-    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), -1);
-    CHECK(strstr(c.error, "stacks flag") != NULL);
+}
+
+/* Packing: the same events back; a packed capture cut short reads in part;
+ * an inflated length no stream can give is refused, not allocated. */
+static void
+test_packed(void)
+{
+    header(PMT_MC_RECORD_BASE);
+    code(1, "p.py", "f");
+    for (uint64_t i = 1; i <= 2000; i++) {
+        ev(i, i % 3 ? PMT_MC_MALLOC : PMT_MC_FREE, 0x10000 + (i / 3) * 64, i % 300, 1,
+           (int32_t)(i % 7));
+    }
+    end();
+    size_t raw_len = len;
+    char path[] = "/tmp/pmt-test-pack-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) {
+        return;
+    }
+    CHECK_EQ_INT(write(fd, buf, len), (long long)len);
+    close(fd);
+    char err[256];
+    CHECK_EQ_INT(pmt_capture_pack(path, 6, err, sizeof(err)), 0);
+    CHECK_EQ_INT(pmt_capture_pack(path, 6, err, sizeof(err)), 0);     /* packed: left alone */
+    pmt_capture_file f;
+    CHECK_EQ_INT(pmt_capture_file_load(path, &f, err, sizeof(err)), 0);
+    CHECK(f.len < raw_len / 4);
+    pmt_capture raw, c;
+    CHECK_EQ_INT(pmt_capture_open(&raw, buf, raw_len), 0);
+    CHECK_EQ_INT(pmt_capture_open(&c, f.data, f.len), 0);
+    CHECK(c.header.flags & PMT_MC_FLAG_PACKED);
+    CHECK(c.complete);
+    CHECK_EQ_INT(c.n_ev, 2000);
+    CHECK_EQ_INT(c.n_ev, raw.n_ev);
+    CHECK(c.n_ev == raw.n_ev && memcmp(c.ev, raw.ev, c.n_ev * sizeof(pmt_mc_record)) == 0);
+    CHECK_EQ_INT(c.trailing_bytes, 0);
     pmt_capture_close(&c);
+    /* cut short in the stream: fewer events, the rest counted as not read */
+    CHECK_EQ_INT(pmt_capture_open(&c, f.data, PMT_MC_HEADER_SIZE + (f.len - PMT_MC_HEADER_SIZE) / 2), 0);
+    CHECK(c.n_ev > 0 && c.n_ev < 2000 && c.trailing_bytes > 0);
+    pmt_capture_close(&c);
+    /* an absurd inflated length */
+    static uint8_t bad[8192];
+    memcpy(bad, f.data, f.len < sizeof(bad) ? f.len : sizeof(bad));
+    ((pmt_mc_header *)bad)->packed_len = 1ull << 50;
+    CHECK_EQ_INT(pmt_capture_open(&c, bad, f.len < sizeof(bad) ? f.len : sizeof(bad)), -1);
+    CHECK(strstr(c.error, "corrupt packed capture") != NULL);
+    pmt_capture_close(&c);
+    pmt_capture_close(&raw);
+    pmt_capture_file_unload(&f);
+    unlink(path);
+    /* not a capture: refused, left alone */
+    CHECK_EQ_INT(pmt_capture_pack("/nonexistent/x.cap", 6, err, sizeof(err)), -1);
+    CHECK(strstr(err, "cannot open") != NULL);
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -264,12 +403,9 @@ test_huge_code_ids(void)
     size_t plain = len;
     /* the same for the nodes of a stacks capture */
     header(PMT_MC_RECORD_BASE);
-    pmt_mc_header *sh = (pmt_mc_header *)buf;
-    sh->version = PMT_MC_VERSION_STACKS;
-    sh->flags |= PMT_MC_FLAG_STACKS;
+    hdr()->flags |= PMT_MC_FLAG_STACKS;
     code(7, "s.py", "h");
-    pmt_mc_record node = {PMT_MC_STACK, 0xfffffff0, 0, 7, 2, 0};
-    put(&node, PMT_MC_RECORD_BASE);
+    node(0xfffffff0, 0, 7, 2);
     ev(1, PMT_MC_MALLOC, 0x10, 5, 0xfffffff0, 2);
     static uint8_t stacks[4096];
     size_t stacks_len = len;
@@ -313,12 +449,15 @@ int
 main(void)
 {
     test_order_and_definitions();
+    test_deltas_round_trip();
     test_sparse_numbers();
     test_native_records_and_modules();
     test_cut_short_and_corrupt();
     test_bad_headers();
     test_file_load();
     test_stack_nodes();
+    test_stopped();
+    test_packed();
     test_huge_code_ids();
     CTEST_MAIN_END();
 }

@@ -13,15 +13,7 @@ stacks_header(void)
 {
     header(PMT_MC_RECORD_BASE);
     pmt_mc_header *h = (pmt_mc_header *)buf;
-    h->version = PMT_MC_VERSION_STACKS;
     h->flags |= PMT_MC_FLAG_STACKS;
-}
-
-static void
-node(uint32_t id, uint32_t parent, uint32_t code_id, int32_t line)
-{
-    pmt_mc_record r = {PMT_MC_STACK, id, parent, code_id, line, 0};
-    put(&r, PMT_MC_RECORD_BASE);
 }
 
 static const pmt_st_options ALL = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 0, 0};
