@@ -88,3 +88,10 @@ def test_no_gnuplot_is_a_clear_error(monkeypatch, tmp_path):
         gnuplot.add_gnuplot_to_argument_parser(argparse.ArgumentParser())
     assert gnuplot.invoke_gnuplot(str(tmp_path), "n", [(1, 2)], "plot 1\n") == -1
     assert (tmp_path / "n.dat").exists()
+
+
+def test_ref_trace_analyse_message_regex():
+    from pymemtrace.util import ref_trace_analyse as rta
+    m = rta.RE_COMPILE_LOG_FILE_MSG.match("MSG:     0.000500 # Detaching this wrapper. New file: /x y.log  ")
+    assert m.groups() == ("0.000500", "Detaching this wrapper. New file: /x y.log")
+    assert rta.RE_COMPILE_LOG_FILE_MSG.match("NEW:     0.000100     0x7f00 1 int") is None

@@ -28,9 +28,12 @@ import typing
 from pymemtrace.readers.textfile import MAX_LINE
 from pymemtrace.util.logfile import open_log
 
-__all__ = ["Site", "ObjectData", "LogFileResult", "process_file", "process_file_path", "main"]
+__all__ = ["Site", "ObjectData", "LogFileResult", "process_file", "process_file_path", "main",
+           "RE_COMPILE_LOG_FILE_MSG"]
 
-_DETACH = re.compile(r"^MSG: +\S+ # Detaching this Reference Tracing file wrapper\. New file: (.+)$")
+#: A message row, ``MSG: CLOCK # TEXT``: groups (clock, text).
+RE_COMPILE_LOG_FILE_MSG = re.compile(r"^MSG:\s+(\S+)\s+#\s?(.*?)\s*$")
+_DETACH = re.compile(r"^Detaching this Reference Tracing file wrapper\. New file: (.+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +176,8 @@ def process_file(file: typing.TextIO, *args: typing.Any, include_untracked: bool
                                                        log_line=number))
         elif line.startswith("MSG: "):
             result.messages.append(line)
-            m = _DETACH.match(line)
+            msg = RE_COMPILE_LOG_FILE_MSG.match(line)
+            m = _DETACH.match(msg.group(2)) if msg else None
             if m and recurse_files and os.path.isfile(m.group(1)) \
                     and os.path.realpath(m.group(1)) not in seen:
                 result.children.append(process_file_path(m.group(1), include_untracked, True,
