@@ -49,6 +49,8 @@ class ProcSample(NamedTuple):
     utime: float
     stime: float
     num_threads: int
+    fds: int            # open descriptors, -1 unless asked for (or unreadable)
+    ctx_switches: int   # context switches, -1 unless asked for (or unreadable)
 
 
 _STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "Z": "zombie", "T": "stopped",
@@ -77,6 +79,11 @@ class Column:
 
 _MB = 1024 ** 2
 
+
+def _known(v: int) -> float:
+    return float(v) if v >= 0 else float("nan")
+
+
 #: Every column, by the option that adds it ("" for those always shown).
 COLUMNS: Dict[str, Column] = {
     "rss": Column("RSS", "MB", lambda t, s: s.rss / _MB, "8,.1f", "+8,.1f"),
@@ -86,6 +93,8 @@ COLUMNS: Dict[str, Column] = {
     "user": Column("User", "s", lambda t, s: s.utime, "8,.3f", None),
     "sys": Column("Sys", "s", lambda t, s: s.stime, "8,.3f", None),
     "threads": Column("Thrds", "", lambda t, s: s.num_threads, "6,d", "+6,d"),
+    "open_files": Column("Files", "", lambda t, s: _known(s.fds), "6,.0f", "+6,.0f"),
+    "context_switches": Column("Ctx", "", lambda t, s: _known(s.ctx_switches), "10,.0f", "+10,.0f"),
     "status": Column("Status", "", lambda t, s: _STATES.get(s.state, s.state), ">12s", ">12s"),
     "cmdline": Column("CmdLine", "", lambda t, s: t.cmdline(s.pid), "s", None),
 }
@@ -102,15 +111,17 @@ def _read_proc_text(pid: int, name: str) -> str:
 class ProcessTree:
     """A process and its living descendants, sampled on each :meth:`sample`.
 
-    ``ProcessTree(pid, uss=False)`` raises ValueError when there is no such
-    process and PermissionError when it may not be read.
+    ``ProcessTree(pid, uss=False, fds=False, ctx=False)`` raises ValueError
+    when there is no such process and PermissionError when it may not be
+    read.  *uss*, *fds* and *ctx* ask for the USS, the count of open
+    descriptors and of context switches (-1 where they may not be read).
     """
 
-    def __init__(self, pid: int, uss: bool = False) -> None:
+    def __init__(self, pid: int, uss: bool = False, fds: bool = False, ctx: bool = False) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise TypeError(f"pid must be an int, not {type(pid).__name__}")
         try:
-            self._tree = _process.Tree(pid, uss=bool(uss))
+            self._tree = _process.Tree(pid, uss=bool(uss), fds=bool(fds), ctx=bool(ctx))
         except ProcessLookupError:
             raise ValueError(f"no process with pid {pid}") from None
         self.pid = pid
@@ -263,7 +274,8 @@ def log_process_tree(pid: int, interval: float = 1.0, columns: Optional[List[Col
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 86400:
         raise ValueError(f"interval must be > 0 and at most 86400 seconds, not {interval!r}")
     columns = list(columns) if columns is not None else [COLUMNS["rss"], COLUMNS["cpu"]]
-    tree = ProcessTree(pid, uss=uss or any(c is COLUMNS["uss"] for c in columns))
+    tree = ProcessTree(pid, uss=uss or COLUMNS["uss"] in columns, fds=COLUMNS["open_files"] in columns,
+                       ctx=COLUMNS["context_switches"] in columns)
     colour = ostream.isatty() and not os.environ.get("NO_COLOR") if colour is None else colour
     writer = _Writer(tree, columns, sep, ostream, bool(colour))
     jf = None
@@ -303,11 +315,7 @@ def log_process_tree(pid: int, interval: float = 1.0, columns: Optional[List[Col
     return written
 
 
-_NOT_PROVIDED = {
-    "context_switches": "-x/--context-switches",
-    "open_files": "-f/--open-files",
-    "net_connections": "-n/--net-connections",
-}
+_NOT_PROVIDED = {"net_connections": "-n/--net-connections"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -332,9 +340,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("-t", "--threads", action="store_true", help="number of threads")
     p.add_argument("-s", "--status", action="store_true", help="process state (running, sleeping, ...)")
     p.add_argument("--cmdline", action="store_true", help="each process's command line")
-    p.add_argument("-a", "--all", action="store_true", help="the usual set: -cgst")
-    p.add_argument("-x", "--context-switches", action="store_true", help="not provided (see the README)")
-    p.add_argument("-f", "--open-files", action="store_true", help="not provided (see the README)")
+    p.add_argument("-x", "--context-switches", action="store_true", help="context switches (voluntary + not)")
+    p.add_argument("-f", "--open-files", action="store_true", help="number of open file descriptors")
+    p.add_argument("-a", "--all", action="store_true", help="the usual set: -cfgst")
     p.add_argument("-n", "--net-connections", action="store_true", help="not provided (see the README)")
     p.add_argument("--json", default="", metavar="PATH", help="also write every sample to PATH as JSON")
     p.add_argument("--count", type=int, default=None, help="stop after COUNT samples")
@@ -343,7 +351,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = p.parse_args(argv)
     for opt, flag in _NOT_PROVIDED.items():
         if getattr(a, opt):
-            p.error(f"{flag} is not provided by this pymemtrace (columns available: -u -g -c -t -s --cmdline)")
+            p.error(f"{flag} is not provided by this pymemtrace (columns available: -u -g -c -x -t -s -f "
+                    "--cmdline)")
     if not 0 < a.interval <= 86400:
         p.error(f"--interval must be > 0 and at most 86400 seconds, not {a.interval}")
     if a.count is not None and a.count < 1:
@@ -360,10 +369,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     cols.append(COLUMNS["cpu"])
     if a.cpu_times or a.all:
         cols += [COLUMNS["user"], COLUMNS["sys"]]
+    if a.context_switches:
+        cols.append(COLUMNS["context_switches"])
     if a.threads or a.all:
         cols.append(COLUMNS["threads"])
     if a.status or a.all:
         cols.append(COLUMNS["status"])
+    if a.open_files or a.all:
+        cols.append(COLUMNS["open_files"])
     if a.cmdline:
         cols.append(COLUMNS["cmdline"])
     popen = None

@@ -63,6 +63,19 @@ def test_uss_when_asked(family):
     assert all(0 < r.uss <= r.rss for r in rows)
 
 
+def test_open_files_and_context_switches_when_asked(family):
+    child, grandchild = family
+    t = process_tree.ProcessTree(child.pid, fds=True, ctx=True)
+    by_pid = {r.pid: r for r in t.sample()}
+    g = by_pid[grandchild]
+    assert g.fds == len(os.listdir(f"/proc/{grandchild}/fd"))
+    with open(f"/proc/{grandchild}/status") as f:
+        status = dict(line.split(":", 1) for line in f if "ctxt_switches" in line)
+    assert g.ctx_switches >= int(status["voluntary_ctxt_switches"]) + \
+        int(status["nonvoluntary_ctxt_switches"]) - 5 and g.ctx_switches > 0
+    assert process_tree.ProcessTree(child.pid).sample()[0].fds == -1
+
+
 def test_bad_pids():
     with pytest.raises(ValueError, match="no process with pid"):
         process_tree.ProcessTree(999999999)
@@ -131,8 +144,8 @@ def test_cli_bad_input_is_one_line():
     r = subprocess.run(MOD + ["-p", "999999999"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         "python -m pymemtrace.process_tree: error: no process with pid 999999999"]
-    r = subprocess.run(MOD + ["-f", "--count", "1"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "-f/--open-files is not provided" in r.stderr
+    r = subprocess.run(MOD + ["-n", "--count", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "-n/--net-connections is not provided" in r.stderr
     r = subprocess.run(MOD + ["-i", "0"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--interval must be > 0" in r.stderr
     r = subprocess.run(MOD + ["--", "/no/such/command"], capture_output=True, text=True, timeout=60)
@@ -140,8 +153,13 @@ def test_cli_bad_input_is_one_line():
 
 
 def test_cli_watches_itself_by_default():
-    r = subprocess.run(MOD + ["--count", "2", "-i", "0.05", "-c"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(MOD + ["--count", "2", "-i", "0.05", "-c", "-f", "-x"], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr
     rows = r.stdout.splitlines()[2:]
     assert len(rows) == 2 and all(" User(s) " not in x for x in rows)
-    assert "User(s)" in r.stdout.splitlines()[1]
+    header = r.stdout.splitlines()[1].split()
+    assert header[3:] == ["RSS(MB)", "dRSS(MB)", "CPU(%)", "dCPU(%)", "User(s)", "Sys(s)", "Ctx", "dCtx",
+                          "Files", "dFiles"]
+    files = int(rows[0].split()[-2].replace(",", ""))
+    assert 3 <= files < 1000

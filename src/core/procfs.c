@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 /* ---- descriptors and constants -------------------------------------------- */
 
@@ -36,6 +39,47 @@ proc_path(char *out, pid_t pid, const char *leaf)
     }
     memcpy(out + n, leaf, k);
     out[n + k] = '\0';
+}
+
+struct pmt_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+int
+pmt_procfs_each_entry(int dfd, void (*fn)(const char *name, void *arg), void *arg)
+{
+    char buf[8192] __attribute__((aligned(8)));
+    for (;;) {
+#ifdef SYS_getdents64
+        long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+#else
+        long n = -1;
+        errno = ENOSYS;
+#endif
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int e = errno;
+            (void)close(dfd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        for (long off = 0; off < n;) {
+            const struct pmt_dirent64 *d = (const struct pmt_dirent64 *)(buf + off);
+            off += d->d_reclen;
+            fn(d->d_name, arg);
+        }
+    }
+    (void)close(dfd);
+    return 0;
 }
 
 int
@@ -209,7 +253,7 @@ pmt_parse_statm(const char *text, size_t len, long page, pmt_procsample *s)
 }
 
 int64_t
-pmt_parse_kb(const char *text, size_t len, const char *key)
+pmt_parse_num(const char *text, size_t len, const char *key)
 {
     size_t klen = strlen(key);
     size_t i = 0;
@@ -221,10 +265,10 @@ pmt_parse_kb(const char *text, size_t len, const char *key)
                 k++;
             }
             uint64_t v;
-            if (parse_u64(text, len, &k, &v) != 0 || v > (uint64_t)INT64_MAX / 1024) {
-                return -1;  /* malformed, or more kB than bytes can count */
+            if (parse_u64(text, len, &k, &v) != 0 || v > (uint64_t)INT64_MAX) {
+                return -1;
             }
-            return (int64_t)v * 1024;
+            return (int64_t)v;
         }
         const char *nl = memchr(text + i, '\n', len - i);
         if (nl == NULL) {
@@ -233,4 +277,14 @@ pmt_parse_kb(const char *text, size_t len, const char *key)
         i = (size_t)(nl - text) + 1;
     }
     return -1;
+}
+
+int64_t
+pmt_parse_kb(const char *text, size_t len, const char *key)
+{
+    int64_t v = pmt_parse_num(text, len, key);
+    if (v < 0 || v > INT64_MAX / 1024) {
+        return -1;  /* absent, malformed, or more kB than bytes can count */
+    }
+    return v * 1024;
 }

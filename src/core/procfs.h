@@ -28,6 +28,11 @@ ssize_t pmt_procfs_read(int fd, char *buf, size_t cap);
 /* Open, read whole and close /proc/<pid>/<leaf> (for a one-off read). */
 ssize_t pmt_procfs_read_file(pid_t pid, const char *leaf, char *buf, size_t cap);
 
+/* Call fn(name, arg) for each entry of the directory open as dfd (with
+ * getdents64: no allocation), then close dfd.  Returns 0, or -1 with errno
+ * (dfd closed all the same). */
+int pmt_procfs_each_entry(int dfd, void (*fn)(const char *name, void *arg), void *arg);
+
 /* Close *fd if open and set it to -1 (idempotent). */
 void pmt_procfs_close(int *fd);
 
@@ -38,6 +43,9 @@ int pmt_parse_stat(const char *text, size_t len, long hz,
 /* Parse /proc/PID/statm into rss, vms, shared, text, data (bytes). */
 int pmt_parse_statm(const char *text, size_t len, long page,
                     pmt_procsample *s);
+/* The number N of a "Key:   N" line (key given with its colon), or -1 if
+ * absent or malformed. */
+int64_t pmt_parse_num(const char *text, size_t len, const char *key);
 /* The value of a "Key:   N kB" line (key given with its colon) in bytes,
  * or -1 if absent. */
 int64_t pmt_parse_kb(const char *text, size_t len, const char *key);

@@ -6,17 +6,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/syscall.h>
-#endif
-
-struct linux_dirent64 {
-    uint64_t d_ino;
-    int64_t d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
 
 static int32_t
 name_to_pid(const char *name)
@@ -54,6 +43,29 @@ parent_of(int32_t pid)
     return s.ppid;
 }
 
+struct scan {
+    pid_t root;
+    int32_t *pid, *ppid;
+    int n;
+};
+
+static void
+scan_entry(const char *name, void *arg)
+{
+    struct scan *sc = arg;
+    int32_t pid = name_to_pid(name);
+    if (pid <= 0 || pid == (int32_t)sc->root || sc->n >= PMT_SCAN_MAX) {
+        return;
+    }
+    int32_t ppid = parent_of(pid);
+    if (ppid <= 0) {
+        return;
+    }
+    sc->pid[sc->n] = pid;
+    sc->ppid[sc->n] = ppid;
+    sc->n++;
+}
+
 int
 pmt_descendants(pid_t root, int32_t *out, int max, int32_t *scan_pid,
                 int32_t *scan_ppid)
@@ -66,44 +78,11 @@ pmt_descendants(pid_t root, int32_t *out, int max, int32_t *scan_pid,
         return -1;
     }
     /* 1. every process and its parent */
-    int nscan = 0;
-    char dbuf[8192] __attribute__((aligned(8)));
-    for (;;) {
-#ifdef SYS_getdents64
-        long n = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
-#else
-        long n = -1;
-        errno = ENOSYS;
-#endif
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            int e = errno;
-            (void)close(dfd);
-            errno = e;
-            return -1;
-        }
-        if (n == 0) {
-            break;
-        }
-        for (long off = 0; off < n;) {
-            struct linux_dirent64 *d = (struct linux_dirent64 *)(dbuf + off);
-            off += d->d_reclen;
-            int32_t pid = name_to_pid(d->d_name);
-            if (pid <= 0 || pid == (int32_t)root || nscan >= PMT_SCAN_MAX) {
-                continue;
-            }
-            int32_t ppid = parent_of(pid);
-            if (ppid <= 0) {
-                continue;
-            }
-            scan_pid[nscan] = pid;
-            scan_ppid[nscan] = ppid;
-            nscan++;
-        }
+    struct scan sc = {root, scan_pid, scan_ppid, 0};
+    if (pmt_procfs_each_entry(dfd, scan_entry, &sc) != 0) {
+        return -1;
     }
-    (void)close(dfd);
+    int nscan = sc.n;
     /* 2. breadth first from root: out[] is the queue; beyond max, count only
      * (a descendant not stored cannot be expanded, hence "possibly more"). */
     int found = 0;

@@ -61,6 +61,12 @@ test_parse_statm_and_kb(void)
     /* a key must start a line */
     const char *sm = "XPss: 5 kB\nPss:    268 kB\n";
     CHECK_EQ_INT(pmt_parse_kb(sm, strlen(sm), "Pss:"), 268 * 1024);
+    /* plain numbers */
+    const char *n = "Threads:\t7\nBig:\t9223372036854775808\nBad:\tx\n";
+    CHECK_EQ_INT(pmt_parse_num(n, strlen(n), "Threads:"), 7);
+    CHECK_EQ_INT(pmt_parse_num(n, strlen(n), "Big:"), -1);
+    CHECK_EQ_INT(pmt_parse_num(n, strlen(n), "Bad:"), -1);
+    CHECK_EQ_INT(pmt_parse_num(n, strlen(n), "Gone:"), -1);
 }
 
 int

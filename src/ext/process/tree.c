@@ -5,13 +5,15 @@
  * process and of its living descendants open between samples (a PID reused
  * by an unrelated process is never followed) and samples each on its own.
  *
- *   Tree(pid, uss=False)
+ *   Tree(pid, uss=False, fds=False, ctx=False)
  *   sample(rescan=True) -> [(pid, ppid, state, elapsed, rss, vms, uss,
- *                           faults, utime, stime, num_threads), ...]
+ *                           faults, utime, stime, num_threads, fds, ctx), ...]
  *
  * The root comes first.  Sizes are bytes, times seconds, faults minor plus
  * major; uss is -1 unless uss=True (it reads smaps_rollup, which needs
- * permission to read the process's memory map).  Sampling runs without the
+ * permission to read the process's memory map); fds (open descriptors) and
+ * ctx (context switches) are -1 unless asked for, or where they may not be
+ * read (another user's process: src/core/procextra).  Sampling runs without the
  * GIL; one thread at a time may sample a Tree.
  */
 #define PY_SSIZE_T_CLEAN
@@ -20,6 +22,7 @@
 #include <errno.h>
 
 #include "compat.h"
+#include "procextra.h"
 #include "proctree.h"
 #include "tree.h"
 
@@ -29,6 +32,8 @@ typedef struct {
     PyObject_HEAD
     pmt_proctree *tree;         /* NULL until __init__ succeeds */
     pmt_procsample *out;        /* TREE_OUT_MAX samples */
+    int64_t *fds, *ctx;         /* TREE_OUT_MAX each, when asked for */
+    int want_fds, want_ctx;
     int busy;                   /* a thread is sampling (without the GIL) */
 } TreeObject;
 
@@ -57,14 +62,17 @@ tree_release(TreeObject *self)
     }
     PyMem_RawFree(self->out);
     self->out = NULL;
+    PyMem_RawFree(self->fds);     /* ctx is the second half of that block */
+    self->fds = NULL;
+    self->ctx = NULL;
 }
 
 static int
 Tree_init(TreeObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"pid", "uss", NULL};
-    int pid, uss = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p", kwlist, &pid, &uss)) {
+    static char *kwlist[] = {"pid", "uss", "fds", "ctx", NULL};
+    int pid, uss = 0, fds = 0, ctx = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|ppp", kwlist, &pid, &uss, &fds, &ctx)) {
         return -1;
     }
     if (self->busy) {
@@ -78,9 +86,11 @@ Tree_init(TreeObject *self, PyObject *args, PyObject *kwds)
     tree_release(self);
     pmt_proctree *t = PyMem_RawMalloc(sizeof(*t));
     pmt_procsample *out = PyMem_RawMalloc(sizeof(*out) * TREE_OUT_MAX);
-    if (t == NULL || out == NULL) {
+    int64_t *extra = PyMem_RawMalloc(sizeof(*extra) * 2 * TREE_OUT_MAX);
+    if (t == NULL || out == NULL || extra == NULL) {
         PyMem_RawFree(t);
         PyMem_RawFree(out);
+        PyMem_RawFree(extra);
         PyErr_NoMemory();
         return -1;
     }
@@ -92,11 +102,16 @@ Tree_init(TreeObject *self, PyObject *args, PyObject *kwds)
     if (rc != 0) {
         PyMem_RawFree(t);
         PyMem_RawFree(out);
+        PyMem_RawFree(extra);
         tree_error(e, pid);
         return -1;
     }
     self->tree = t;
     self->out = out;
+    self->fds = extra;
+    self->ctx = extra + TREE_OUT_MAX;
+    self->want_fds = fds;
+    self->want_ctx = ctx;
     return 0;
 }
 
@@ -121,6 +136,11 @@ Tree_sample(TreeObject *self, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS
     n = pmt_tree_sample_each(self->tree, self->out, TREE_OUT_MAX, rescan);
     e = errno;
+    for (int k = 0; k < n; k++) {
+        pid_t p = (pid_t)self->out[k].pid;
+        self->fds[k] = self->want_fds ? pmt_proc_count_fds(p) : -1;
+        self->ctx[k] = self->want_ctx ? pmt_proc_ctx_switches(p) : -1;
+    }
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (n < 0) {
@@ -133,10 +153,10 @@ Tree_sample(TreeObject *self, PyObject *args, PyObject *kwds)
     for (int k = 0; k < n; k++) {
         const pmt_procsample *s = &self->out[k];
         PyObject *row = Py_BuildValue(
-            "(iiCdLLLLddL)", (int)s->pid, (int)s->ppid, (int)(unsigned char)s->state,
+            "(iiCdLLLLddLLL)", (int)s->pid, (int)s->ppid, (int)(unsigned char)s->state,
             s->elapsed, (long long)s->rss, (long long)s->vms, (long long)s->uss,
             (long long)(s->minflt + s->majflt), s->utime, s->stime,
-            (long long)s->num_threads);
+            (long long)s->num_threads, (long long)self->fds[k], (long long)self->ctx[k]);
         if (row == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -173,7 +193,7 @@ Tree_dealloc(TreeObject *self)
 static PyMethodDef Tree_methods[] = {
     {"sample", (PyCFunction)(void (*)(void))Tree_sample, METH_VARARGS | METH_KEYWORDS,
      "sample(rescan=True)\n--\n\nOne sample of each process, the root first: a list of "
-     "(pid, ppid, state, elapsed, rss, vms, uss, faults, utime, stime, num_threads)."},
+     "(pid, ppid, state, elapsed, rss, vms, uss, faults, utime, stime, num_threads, fds, ctx)."},
     {"close", (PyCFunction)Tree_close, METH_NOARGS,
      "close()\n--\n\nClose the /proc descriptors (idempotent)."},
     {NULL, NULL, 0, NULL},
@@ -190,7 +210,7 @@ static PyTypeObject TreeType = {
     .tp_name = "pymemtrace._process.Tree",
     .tp_basicsize = sizeof(TreeObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Tree(pid, uss=False)\n\nA process and its living descendants, each "
+    .tp_doc = "Tree(pid, uss=False, fds=False, ctx=False)\n\nA process and its living descendants, each "
               "sampled on its own (the root first).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Tree_init,
