@@ -289,18 +289,29 @@ def test_module_cli_bad_log_is_one_line(tmp_path):
 
 
 def test_module_cli_logs_another_process_until_it_exits(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.2)"])
+    # the child lives until 6 records were logged (however slow the machine)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    mon = subprocess.Popen(MOD + ["-i", "0.1", "-p", str(child.pid)], stderr=subprocess.PIPE, text=True)
+    lines = []
     try:
-        r = subprocess.run(MOD + ["-i", "0.1", "-p", str(child.pid)], capture_output=True, text=True,
-                           timeout=60)
+        for line in mon.stderr:
+            lines.append(line)
+            if sum("ProcessLoggingThread-JSON" in x for x in lines) == 6:
+                child.stdin.close()
+        assert mon.wait(timeout=60) == 0, "".join(lines)
     finally:
+        if not child.stdin.closed:
+            child.stdin.close()
         child.wait()
-    assert r.returncode == 0, r.stderr
+        if mon.poll() is None:
+            mon.kill()
     log = tmp_path / "out.log"
-    log.write_text(r.stderr)
-    recs = process.extract_json(open(log))
-    assert len(recs) >= 5 and {x["pid"] for x in recs} == {child.pid}
-    assert "ProcessLoggingThread-JSON-START" in r.stderr and "ProcessLoggingThread-JSON-STOP" in r.stderr
+    log.write_text("".join(lines))
+    with open(log) as f:
+        recs = process.extract_json(f)
+    assert len(recs) >= 7 and {x["pid"] for x in recs} == {child.pid}
+    assert any("ProcessLoggingThread-JSON-START" in x for x in lines[:3])
+    assert "ProcessLoggingThread-JSON-STOP" in "".join(lines[-3:])
 
 
 def test_module_cli_no_such_pid():
