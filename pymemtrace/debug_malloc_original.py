@@ -109,12 +109,16 @@ class DebugMallocStat(typing.NamedTuple):
                 f"{self.blocks_in_use:15d} {self.avail_blocks:13d}")
 
 
+def _require_same(a, b, *fields: str) -> None:
+    """ValueError naming the first of *fields* on which *a* and *b* differ."""
+    for name in fields:
+        if getattr(a, name) != getattr(b, name):
+            raise ValueError(f"a.{name} != b.{name}: {getattr(a, name)} != {getattr(b, name)}")
+
+
 def diff_debug_malloc_stat(a: DebugMallocStat, b: DebugMallocStat) -> str:
     """The row of signed changes from *a* to *b* (the same size class)."""
-    if a.block_class != b.block_class:
-        raise ValueError(f"a.block_class != b.block_class: {a.block_class} != {b.block_class}")
-    if a.size != b.size:
-        raise ValueError(f"a.size != b.size: {a.size} != {b.size}")
+    _require_same(a, b, "block_class", "size")
     return (f"{a.block_class:5d} {a.size:6d} {b.num_pools - a.num_pools:+11d} "
             f"{b.blocks_in_use - a.blocks_in_use:+15d} {b.avail_blocks - a.avail_blocks:+13d}")
 
@@ -133,10 +137,7 @@ class DebugTypeStat(typing.NamedTuple):
 
 def diff_debug_type_stat(a: DebugTypeStat, b: DebugTypeStat) -> str:
     """The free-list line of signed changes from *a* to *b* (the same list)."""
-    if a.object_type != b.object_type:
-        raise ValueError(f"a.object_type != b.object_type: {a.object_type} != {b.object_type}")
-    if a.bytes_each != b.bytes_each:
-        raise ValueError(f"a.bytes_each != b.bytes_each: {a.bytes_each} != {b.bytes_each}")
+    _require_same(a, b, "object_type", "bytes_each")
     head = f"{b.free_count - a.free_count:+d} free {a.object_type} * {a.bytes_each} bytes each"
     return f"{head:>48} = {b.bytes_total - a.bytes_total:>+{_VALUE_WIDTH},}"
 
@@ -156,11 +157,24 @@ def _counted(snap, prefix: str) -> typing.Optional[typing.Tuple[int, int]]:
     return None
 
 
-def _require(owner: str, found: typing.Dict[str, typing.Optional[int]]) -> None:
+def _read_block(owner, debug_malloc, labels: typing.Dict[str, str], prefix: str,
+                count_name: typing.Optional[str], unit_name: str) -> None:
+    """Set owner's attributes from the text: each of *labels* (attribute ->
+    label of its line) and the count and unit of the ``N <prefix> U ...``
+    line; ValueError naming whatever the text lacks."""
+    snap = _snapshot(debug_malloc, "debug_malloc")
+    found = {name: _value(snap, label) for name, label in labels.items()}
+    counted = _counted(snap, prefix)
+    if count_name:
+        found[count_name] = counted[0] if counted else None
+    found[unit_name] = counted[1] if counted else None
     missing = [name for name, v in found.items() if v is None]
     if missing:
-        raise ValueError(f"{owner}: the text has no value for {', '.join(missing)} "
-                         f"(is it the output of sys._debugmallocstats() under pymalloc?)")
+        raise ValueError(f"{type(owner).__name__}: the text has no value for "
+                         f"{', '.join(missing)} (is it the output of sys._debugmallocstats() "
+                         f"under pymalloc?)")
+    for name, value in found.items():
+        setattr(owner, name, value)
 
 
 class DebugMallocArenas:
@@ -169,20 +183,17 @@ class DebugMallocArenas:
     Built from ``sys._debugmallocstats()`` text (str or bytes) or a snapshot.
     """
 
+    ntimes_arena_allocated: int
+    narenas_highwater: int
+    narenas: int
+    arena_size: int
+
     def __init__(self, debug_malloc) -> None:
-        snap = _snapshot(debug_malloc, "debug_malloc")
-        arenas = _counted(snap, "arenas * ")
-        found = {
-            "ntimes_arena_allocated": _value(snap, "# arenas allocated total"),
-            "narenas_highwater": _value(snap, "# arenas highwater mark"),
-            "narenas": _value(snap, "# arenas allocated current"),
-            "arena_size": arenas[1] if arenas else None,
-        }
-        _require("DebugMallocArenas", found)
-        self.ntimes_arena_allocated: int = found["ntimes_arena_allocated"]
-        self.narenas_highwater: int = found["narenas_highwater"]
-        self.narenas: int = found["narenas"]
-        self.arena_size: int = found["arena_size"]
+        _read_block(self, debug_malloc, {
+            "ntimes_arena_allocated": "# arenas allocated total",
+            "narenas_highwater": "# arenas highwater mark",
+            "narenas": "# arenas allocated current",
+        }, "arenas * ", None, "arena_size")
 
     @property
     def arenas_reclaimed(self) -> int:
@@ -208,21 +219,22 @@ class DebugMallocPoolsBlocks:
     Built from ``sys._debugmallocstats()`` text (str or bytes) or a snapshot.
     """
 
+    allocated_bytes: int
+    available_bytes: int
+    pool_header_bytes: int
+    quantization: int
+    arena_alignment: int
+    numfreepools: int
+    pool_size: int
+
     def __init__(self, debug_malloc) -> None:
-        snap = _snapshot(debug_malloc, "debug_malloc")
-        pools = _counted(snap, "unused pools * ")
-        found = {
-            "allocated_bytes": _value(snap, "# bytes in allocated blocks"),
-            "available_bytes": _value(snap, "# bytes in available blocks"),
-            "pool_header_bytes": _value(snap, "# bytes lost to pool headers"),
-            "quantization": _value(snap, "# bytes lost to quantization"),
-            "arena_alignment": _value(snap, "# bytes lost to arena alignment"),
-            "numfreepools": pools[0] if pools else None,
-            "pool_size": pools[1] if pools else None,
-        }
-        _require("DebugMallocPoolsBlocks", found)
-        for name, value in found.items():
-            setattr(self, name, value)
+        _read_block(self, debug_malloc, {
+            "allocated_bytes": "# bytes in allocated blocks",
+            "available_bytes": "# bytes in available blocks",
+            "pool_header_bytes": "# bytes lost to pool headers",
+            "quantization": "# bytes lost to quantization",
+            "arena_alignment": "# bytes lost to arena alignment",
+        }, "unused pools * ", "numfreepools", "pool_size")
 
     @property
     def unused_pool_total(self) -> int:

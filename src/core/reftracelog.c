@@ -1,5 +1,15 @@
-/* reftracelog.c: write ReferenceTracing's log rows (see reftracelog.h). */
+/* reftracelog.c: ReferenceTracing's log: open it, write its rows and notes,
+ * close it (see reftracelog.h). */
 #include "reftracelog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cpmtlog.h"
+
+#define MSG_DETACH "Detaching this Reference Tracing file wrapper. New file: "
+#define MSG_ATTACH "Re-attaching this Reference Tracing file wrapper."
 
 static void
 write_hex(pmt_logwriter *w, uintptr_t v, int width)
@@ -18,6 +28,25 @@ write_hex(pmt_logwriter *w, uintptr_t v, int width)
     }
     tmp[n] = '\0';
     pmt_lw_pad(w, tmp, width);
+}
+
+int
+pmt_rt_open(pmt_logwriter *w, const char *path, char *out, size_t cap, const char *dir,
+            time_t t, pid_t pid, int depth, const char *version, const char *message)
+{
+    int rc;
+    if (path) {
+        snprintf(out, cap, "%s", path);
+        rc = pmt_lw_open(w, path, 0);
+    }
+    else {
+        rc = pmt_cpmt_open_default(w, out, cap, dir, t, pid, 'O', depth, version);
+    }
+    if (rc != 0) {
+        return -1;
+    }
+    pmt_rt_write_start(w, message, message ? strlen(message) : 0);
+    return 0;
 }
 
 void
@@ -58,16 +87,38 @@ pmt_rt_write_event(pmt_logwriter *w, const pmt_rt_event *ev)
     pmt_lw_char(w, '\n');
 }
 
-void
-pmt_rt_write_message(pmt_logwriter *w, const char *tag, double clock, const char *text,
-                     size_t len)
+static void
+message_head(pmt_logwriter *w, const char *tag, double clock)
 {
     pmt_lw_str(w, tag);
     pmt_lw_str(w, ": ");
     pmt_lw_fixed(w, clock, 6, 12);
     pmt_lw_str(w, " # ");
+}
+
+void
+pmt_rt_write_message(pmt_logwriter *w, const char *tag, double clock, const char *text,
+                     size_t len)
+{
+    message_head(w, tag, clock);
     pmt_lw_bytes(w, text, len);
     pmt_lw_char(w, '\n');
+}
+
+void
+pmt_rt_write_detach(pmt_logwriter *w, double clock, const char *child_path)
+{
+    message_head(w, "MSG", clock);
+    pmt_lw_str(w, MSG_DETACH);
+    pmt_lw_str(w, child_path);
+    pmt_lw_char(w, '\n');
+}
+
+void
+pmt_rt_write_attach(pmt_logwriter *w, double clock)
+{
+    message_head(w, "MSG", clock);
+    pmt_lw_str(w, MSG_ATTACH "\n");
 }
 
 void
@@ -84,4 +135,14 @@ void
 pmt_rt_write_end(pmt_logwriter *w)
 {
     pmt_lw_str(w, "EOF\n");
+}
+
+int
+pmt_rt_close(pmt_logwriter *w)
+{
+    pmt_rt_write_end(w);
+    if (pmt_lw_close(w) < 0) {
+        return errno ? errno : EIO;
+    }
+    return 0;
 }

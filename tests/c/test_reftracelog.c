@@ -1,5 +1,7 @@
 /* Unit tests for src/core/reftracelog.c: the rows ReferenceTracing writes. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -51,9 +53,50 @@ test_a_whole_log(void)
     CHECK(strstr(text, "\nLIVE:       2 BytesWrapper\nEOF\n") != NULL);
 }
 
+/* Opening at a given path or under the default name, the notes a nested
+ * tracer leaves (the "New file:" one is what readers follow), and a close
+ * that reports the first failed write. */
+static void
+test_open_notes_and_close(void)
+{
+    char dir[] = "/tmp/pmt_test_reftracelog_dir_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[4096];
+    CHECK_EQ_INT(pmt_rt_open(&w, NULL, path, sizeof(path), dir, 1700000000, 4242, 1,
+                             "3.13.0", "hi"), 0);
+    CHECK(strncmp(path, dir, strlen(dir)) == 0 && strstr(path, "_4242_O_") != NULL);
+    pmt_rt_write_detach(&w, 0.5, "/x/child.log");
+    pmt_rt_write_attach(&w, 0.75);
+    CHECK_EQ_INT(pmt_rt_close(&w), 0);
+    const char *text = read_all(path);
+    CHECK(strncmp(text, "hi\nSOF\nHDR: ", 12) == 0);
+    CHECK(strstr(text, "\nMSG:     0.500000 # Detaching this Reference Tracing file wrapper. "
+                       "New file: /x/child.log\n") != NULL);
+    CHECK(strstr(text, "\nMSG:     0.750000 # Re-attaching this Reference Tracing file "
+                       "wrapper.\nEOF\n") != NULL);
+    unlink(path);
+    char given[4096];
+    snprintf(given, sizeof(given), "%s/given.log", dir);
+    char out[4096];
+    CHECK_EQ_INT(pmt_rt_open(&w, given, out, sizeof(out), NULL, 0, 1, 0, "3.13.0", NULL), 0);
+    CHECK_EQ_STR(out, given);
+    CHECK_EQ_INT(pmt_rt_close(&w), 0);
+    CHECK(strncmp(read_all(given), "SOF\nHDR: ", 9) == 0);
+    unlink(given);
+    snprintf(given, sizeof(given), "%s/no/such/dir.log", dir);
+    CHECK_EQ_INT(pmt_rt_open(&w, given, out, sizeof(out), NULL, 0, 1, 0, "3.13.0", NULL), -1);
+    CHECK_EQ_INT(errno, ENOENT);
+    rmdir(dir);
+    /* a full disk: the error comes back from close */
+    if (pmt_rt_open(&w, "/dev/full", out, sizeof(out), NULL, 0, 1, 0, "3.13.0", NULL) == 0) {
+        CHECK_EQ_INT(pmt_rt_close(&w), ENOSPC);
+    }
+}
+
 int
 main(void)
 {
     test_a_whole_log();
+    test_open_notes_and_close();
     CTEST_MAIN_END();
 }

@@ -13,15 +13,30 @@
 
 /* ---- module functions ----------------------------------------------------------------- */
 
+/* The text the interpreter's statistics writers produce, in a new raw
+ * buffer (*pymalloc: whether pymalloc is in use); NULL with OSError set. */
+static char *
+writer_text(size_t *len, int *pymalloc)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    *len = 0;
+    if (msx_run_writer(&buf, &cap, len, pymalloc) < 0) {
+        PyMem_RawFree(buf);
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    return buf;
+}
+
 static PyObject *
 get_debugmallocstats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
+    size_t len;
     int pymalloc;
-    if (msx_run_writer(&buf, &cap, &len, &pymalloc) < 0) {
-        PyMem_RawFree(buf);
-        return PyErr_SetFromErrno(PyExc_OSError);
+    char *buf = writer_text(&len, &pymalloc);
+    if (buf == NULL) {
+        return NULL;
     }
     PyObject *res = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)len, "replace");
     PyMem_RawFree(buf);
@@ -32,12 +47,11 @@ get_debugmallocstats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 static PyObject *
 allocator(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
+    size_t len;
     int pymalloc;
-    if (msx_run_writer(&buf, &cap, &len, &pymalloc) < 0) {
-        PyMem_RawFree(buf);
-        return PyErr_SetFromErrno(PyExc_OSError);
+    char *buf = writer_text(&len, &pymalloc);
+    if (buf == NULL) {
+        return NULL;
     }
     pmt_mallocstats_t *s = PyMem_RawMalloc(sizeof(*s));
     if (s == NULL) {

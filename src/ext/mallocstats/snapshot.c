@@ -6,6 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdint.h>
 #include <string.h>
 
 #include "mallocstats_diff.h"
@@ -141,49 +142,28 @@ Snapshot_get_taken(SnapshotObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->taken);
 }
 
-static PyObject *
-Snapshot_get_pymalloc(SnapshotObject *self, void *Py_UNUSED(closure))
-{
-    if (msx_snapshot_require(self) < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(self->stats->pymalloc);
-}
+/* The parsed scalars, one getter told by its closure which. */
+enum { F_PYMALLOC, F_MIMALLOC, F_THRESHOLD, F_NUM_SIZE_CLASSES, F_UNPARSED };
 
 static PyObject *
-Snapshot_get_mimalloc(SnapshotObject *self, void *Py_UNUSED(closure))
+Snapshot_get_scalar(SnapshotObject *self, void *closure)
 {
     if (msx_snapshot_require(self) < 0) {
         return NULL;
     }
-    return PyBool_FromLong(self->stats->mimalloc);
-}
-
-static PyObject *
-Snapshot_get_threshold(SnapshotObject *self, void *Py_UNUSED(closure))
-{
-    if (msx_snapshot_require(self) < 0) {
-        return NULL;
+    const pmt_mallocstats_t *s = self->stats;
+    switch ((int)(intptr_t)closure) {
+    case F_PYMALLOC:
+        return PyBool_FromLong(s->pymalloc);
+    case F_MIMALLOC:
+        return PyBool_FromLong(s->mimalloc);
+    case F_THRESHOLD:
+        return PyLong_FromLongLong(s->small_block_threshold);
+    case F_NUM_SIZE_CLASSES:
+        return PyLong_FromLongLong(s->num_size_classes);
+    default:
+        return PyLong_FromLong(s->nunparsed + s->ntruncated);
     }
-    return PyLong_FromLongLong(self->stats->small_block_threshold);
-}
-
-static PyObject *
-Snapshot_get_num_size_classes(SnapshotObject *self, void *Py_UNUSED(closure))
-{
-    if (msx_snapshot_require(self) < 0) {
-        return NULL;
-    }
-    return PyLong_FromLongLong(self->stats->num_size_classes);
-}
-
-static PyObject *
-Snapshot_get_unparsed(SnapshotObject *self, void *Py_UNUSED(closure))
-{
-    if (msx_snapshot_require(self) < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(self->stats->nunparsed + self->stats->ntruncated);
 }
 
 /* [(index, size, num_pools, blocks_in_use, avail_blocks), ...] */
@@ -306,14 +286,18 @@ static PyMethodDef Snapshot_methods[] = {
 static PyGetSetDef Snapshot_getset[] = {
     {"text", (getter)Snapshot_get_text, NULL, "The text the interpreter wrote.", NULL},
     {"taken", (getter)Snapshot_get_taken, NULL, "True once the snapshot holds statistics.", NULL},
-    {"pymalloc", (getter)Snapshot_get_pymalloc, NULL, "pymalloc's statistics are present.", NULL},
-    {"mimalloc", (getter)Snapshot_get_mimalloc, NULL, "mimalloc's statistics are present.", NULL},
-    {"small_block_threshold", (getter)Snapshot_get_threshold, NULL,
-     "Largest request served by the small-object allocator (bytes).", NULL},
-    {"num_size_classes", (getter)Snapshot_get_num_size_classes, NULL,
-     "Number of size classes the allocator has.", NULL},
-    {"unparsed_lines", (getter)Snapshot_get_unparsed, NULL,
-     "Non-blank lines the parser did not understand (0 for a known layout).", NULL},
+    {"pymalloc", (getter)Snapshot_get_scalar, NULL, "pymalloc's statistics are present.",
+     (void *)(intptr_t)F_PYMALLOC},
+    {"mimalloc", (getter)Snapshot_get_scalar, NULL, "mimalloc's statistics are present.",
+     (void *)(intptr_t)F_MIMALLOC},
+    {"small_block_threshold", (getter)Snapshot_get_scalar, NULL,
+     "Largest request served by the small-object allocator (bytes).",
+     (void *)(intptr_t)F_THRESHOLD},
+    {"num_size_classes", (getter)Snapshot_get_scalar, NULL,
+     "Number of size classes the allocator has.", (void *)(intptr_t)F_NUM_SIZE_CLASSES},
+    {"unparsed_lines", (getter)Snapshot_get_scalar, NULL,
+     "Non-blank lines the parser did not understand (0 for a known layout).",
+     (void *)(intptr_t)F_UNPARSED},
     {"_classes", (getter)Snapshot_get_classes, NULL,
      "[(index, size, num_pools, blocks_in_use, avail_blocks)]", NULL},
     {"_values", (getter)Snapshot_get_values, NULL, "[(section, label, count, value)]", NULL},

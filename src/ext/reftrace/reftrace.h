@@ -10,6 +10,7 @@
 
 #include "../compat.h"
 #include "logwriter.h"
+#include "addrtab.h"
 #include "hashtab.h"
 #include "rssgate.h"
 
@@ -44,12 +45,8 @@ typedef struct RefTraceObject {
 } RefTraceObject;
 
 
-/* One entry of the tracer's tables (src/core/hashtab.h), keyed by an address. */
-typedef struct {
-    uintptr_t key;
-    uintptr_t aux;
-    int64_t n[3];
-} rt_entry;
+/* One entry of the tracer's tables (src/core/addrtab.h), keyed by an address. */
+typedef pmt_addr_entry rt_entry;
 
 /* "3.13.0": the interpreter's version, for messages and default log names. */
 extern char pmt_rt_py_version[32];

@@ -16,8 +16,9 @@
  * during the trace in a pointer table (so a destruction is matched to its
  * creation and the live count per type is exact: objects that existed before
  * the trace never make a count negative), keeps per-type live/created/destroyed
- * counts in a second table (both src/core/hashtab.h), and writes a row (clock, address, live count,
- * type, file, line, function, RSS) through the buffered log writer when the
+ * counts in a second table (both src/core/addrtab.h), and writes a row (clock,
+ * address, live count, type, file, line, function, RSS) into its log
+ * (src/core/reftracelog.c: the format, opening, notes, closing) when the
  * type passes the filters.  RSS is re-read at most every 1024 events or 1 ms
  * (src/core/rssgate.h).  Objects the tracer itself causes to exist (frame
  * objects made by asking for the current line, the dict of
@@ -33,7 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpmtlog.h"
 #include "reftracelog.h"
 #include "rss.h"
 
@@ -44,58 +44,6 @@ static PyRefTracer saved_fn;            /* the tracer before the outermost one *
 static void *saved_data;
 static int in_tracer;                   /* inside our callback or our own work */
 static pmt_hashtab own;                 /* objects that exist because of us */
-
-/* ---- the address-keyed tables, over the shared hash table ---------------- */
-
-static uint64_t
-addr_hash(const void *key, void *Py_UNUSED(ctx))
-{
-    return pmt_ht_hash_u64((uint64_t)*(const uintptr_t *)key);
-}
-
-static int
-addr_eq(const void *key, const void *entry, void *Py_UNUSED(ctx))
-{
-    return ((const rt_entry *)entry)->key == *(const uintptr_t *)key;
-}
-
-static void
-table_init(pmt_hashtab *t)
-{
-    pmt_ht_init(t, sizeof(rt_entry), addr_hash, addr_eq, NULL);
-}
-
-static rt_entry *
-table_get(pmt_hashtab *t, uintptr_t key)
-{
-    return pmt_ht_find(t, &key);
-}
-
-/* The entry of key, inserted zeroed if absent; NULL when out of memory. */
-static rt_entry *
-table_put(pmt_hashtab *t, uintptr_t key, int *created)
-{
-    rt_entry *e = pmt_ht_insert(t, &key, created);
-    if (e && *created) {
-        e->key = key;
-    }
-    return e;
-}
-
-/* Remove key; 1 if it was there (its entry copied to *out if out). */
-static int
-table_remove(pmt_hashtab *t, uintptr_t key, rt_entry *out)
-{
-    rt_entry *e = pmt_ht_find(t, &key);
-    if (e == NULL) {
-        return 0;
-    }
-    if (out) {
-        *out = *e;
-    }
-    pmt_ht_remove(t, e);
-    return 1;
-}
 
 enum { FILTER_UNKNOWN = 0, FILTER_LOG = 1, FILTER_SKIP = 2 };
 
@@ -200,19 +148,19 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
     rt_entry *te;
     int64_t live;
     if (event == PyRefTracer_CREATE) {
-        rt_entry *oe = table_put(&self->objects, (uintptr_t)obj, &created);
+        rt_entry *oe = pmt_at_put(&self->objects, (uintptr_t)obj, &created);
         if (oe && !created) {
             /* An object we saw created at this address died without a
              * DESTROY event (3.13's specialized instructions free some
              * objects directly): count its destruction now. */
-            rt_entry *old = table_get(&self->types, oe->aux);
+            rt_entry *old = pmt_at_get(&self->types, oe->aux);
             if (old) {
                 old->n[0]--;
                 old->n[2]++;
             }
             self->unseen_del++;
         }
-        te = table_put(&self->types, (uintptr_t)tp, &created);
+        te = pmt_at_put(&self->types, (uintptr_t)tp, &created);
         if (oe == NULL || te == NULL) {
             fail(self, ENOMEM);
             return;
@@ -222,14 +170,14 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
         te->n[1]++;
     } else {
         rt_entry old;
-        if (table_remove(&self->objects, (uintptr_t)obj, &old)) {
-            te = table_get(&self->types, old.aux);
+        if (pmt_at_remove(&self->objects, (uintptr_t)obj, &old)) {
+            te = pmt_at_get(&self->types, old.aux);
             if (te) {
                 te->n[0]--;
                 te->n[2]++;
             }
         } else {
-            te = table_put(&self->types, (uintptr_t)tp, &created);
+            te = pmt_at_put(&self->types, (uintptr_t)tp, &created);
             if (te == NULL) {
                 fail(self, ENOMEM);
                 return;
@@ -248,7 +196,7 @@ full_event(RefTraceObject *self, PyObject *obj, PyRefTracerEvent event)
     }
     if (event == PyRefTracer_DESTROY && PyType_Check(obj)) {
         /* A type is going away: its entry (keyed by its address) goes too. */
-        table_remove(&self->types, (uintptr_t)obj, NULL);
+        pmt_at_remove(&self->types, (uintptr_t)obj, NULL);
     }
 }
 
@@ -259,13 +207,13 @@ tracer(PyObject *obj, PyRefTracerEvent event, void *data)
     int created;
     if (in_tracer) {
         if (event == PyRefTracer_CREATE) {
-            table_put(&own, (uintptr_t)obj, &created);
+            pmt_at_put(&own, (uintptr_t)obj, &created);
         } else {
-            table_remove(&own, (uintptr_t)obj, NULL);
+            pmt_at_remove(&own, (uintptr_t)obj, NULL);
         }
         return 0;
     }
-    if (own.len && table_remove(&own, (uintptr_t)obj, NULL) &&
+    if (own.len && pmt_at_remove(&own, (uintptr_t)obj, NULL) &&
             event == PyRefTracer_DESTROY) {
         return 0;   /* ours; a CREATE there means ours died unseen: go on */
     }
@@ -312,9 +260,6 @@ write_msg(RefTraceObject *self, const char *tag, const char *text, size_t len)
     pmt_rt_write_message(self->w, tag, clock_now(self, pmt_monotonic_ns()), text, len);
 }
 
-#define MSG_DETACH "Detaching this Reference Tracing file wrapper. New file: "
-#define MSG_ATTACH "Re-attaching this Reference Tracing file wrapper."
-
 static int
 open_log(RefTraceObject *self)
 {
@@ -323,19 +268,13 @@ open_log(RefTraceObject *self)
         PyErr_NoMemory();
         return -1;
     }
-    int rc;
-    if (self->filepath) {
-        const char *p = PyBytes_AS_STRING(self->filepath);
-        snprintf(self->path, sizeof self->path, "%s", p);
-        rc = pmt_lw_open(self->w, p, 0);
-    } else {
-        /* The current directory, so that log_file_path() is absolute. */
-        char cwd[2048];
-        const char *dir = getcwd(cwd, sizeof cwd);
-        rc = pmt_cpmt_open_default(self->w, self->path, sizeof self->path, dir, time(NULL),
-                                   getpid(), 'O', depth_of(KIND_FULL), pmt_rt_py_version);
-    }
-    if (rc != 0) {
+    /* The default name is in the current directory, so that
+     * log_file_path() is absolute. */
+    char cwd[2048];
+    const char *dir = self->filepath ? NULL : getcwd(cwd, sizeof cwd);
+    if (pmt_rt_open(self->w, self->filepath ? PyBytes_AS_STRING(self->filepath) : NULL,
+                    self->path, sizeof self->path, dir, time(NULL), getpid(),
+                    depth_of(KIND_FULL), pmt_rt_py_version, self->message) != 0) {
         PyErr_Format(PyExc_OSError, "ReferenceTracing: can not open the log file %s: %s",
                      self->path[0] ? self->path : "(default name in the current directory)",
                      strerror(errno));
@@ -343,7 +282,6 @@ open_log(RefTraceObject *self)
         self->w = NULL;
         return -1;
     }
-    pmt_rt_write_start(self->w, self->message, self->message ? strlen(self->message) : 0);
     return 0;
 }
 
@@ -355,11 +293,11 @@ RefTrace_enter(RefTraceObject *self, PyObject *Py_UNUSED(ignored))
                             Py_TYPE(self)->tp_name);
     }
     if (own.entry_size == 0) {
-        table_init(&own);
+        pmt_at_init(&own);
     }
     if (self->kind == KIND_FULL) {
-        table_init(&self->types);
-        table_init(&self->objects);
+        pmt_at_init(&self->types);
+        pmt_at_init(&self->objects);
         if (open_log(self) < 0) {
             pmt_ht_free(&self->types);
             pmt_ht_free(&self->objects);
@@ -371,9 +309,7 @@ RefTrace_enter(RefTraceObject *self, PyObject *Py_UNUSED(ignored))
                       PMT_GATE_LIMIT_EVENTS, PMT_GATE_LIMIT_NS, (uint64_t)self->t0);
         RefTraceObject *outer = top_full();
         if (outer) {
-            char line[sizeof MSG_DETACH + sizeof self->path];
-            int n = snprintf(line, sizeof line, "%s%s", MSG_DETACH, self->path);
-            write_msg(outer, "MSG", line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1));
+            pmt_rt_write_detach(outer->w, clock_now(outer, pmt_monotonic_ns()), self->path);
             pmt_lw_flush(outer->w);
         }
         Py_CLEAR(self->final_counts);
@@ -471,7 +407,7 @@ RefTrace_exit(RefTraceObject *self, PyObject *Py_UNUSED(args))
     if (was_top && top) {
         RefTraceObject *outer = top_full();
         if (outer && self->kind == KIND_FULL) {
-            write_msg(outer, "MSG", MSG_ATTACH, strlen(MSG_ATTACH));
+            pmt_rt_write_attach(outer->w, clock_now(outer, pmt_monotonic_ns()));
         }
     }
     if (top == NULL) {
@@ -487,9 +423,9 @@ RefTrace_exit(RefTraceObject *self, PyObject *Py_UNUSED(args))
                 pmt_rt_write_live(self->w, e->n[0], ((PyTypeObject *)e->key)->tp_name);
             }
         }
-        pmt_rt_write_end(self->w);
-        if (pmt_lw_close(self->w) < 0 && !err) {
-            err = errno;
+        int close_err = pmt_rt_close(self->w);
+        if (!err) {
+            err = close_err;
         }
         PyMem_RawFree(self->w);
         self->w = NULL;
