@@ -1,5 +1,6 @@
 /* fuzz_capture_stacks.c: libFuzzer harness of the by-stack aggregation
- * (capture_stacks.c, capture_frames.c) over any bytes, with a range of
+ * (capture_stacks.c, capture_frames.c) and its pprof encoding (pprof.c) over
+ * any bytes, with a range of
  * events, heap samples and slices taken from the input's first bytes.
  * Whatever the bytes, it returns 0 with a report whose indexes all point
  * inside it, or -1 with an error; never out of bounds (ASan, UBSan). */
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "capture_stacks.h"
+#include "pprof.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,6 +54,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pmt_st_report r;
     if (pmt_st_read_buffer(data, size, &o, &r) == 0) {
         check(&r);
+        uint8_t *pb;
+        size_t pblen;
+        if (pmt_pprof_encode(&r, (int)(size & 1), 0, &pb, &pblen) == 0) {
+            free(pb);
+        }
     }
     else if (r.error[0] == '\0') {
         abort();

@@ -133,7 +133,7 @@ def test_json_report_shape(tmp_path):
     fn = {(f["file"], f["function"]): f for f in d["by_python_function"]}
     big = fn[(str(script), "py_big")]
     assert (big["malloc_bytes"], big["lines"]) == (15_000_002, 2)
-    text = cli("report", str(cap), check=True).stdout
+    text = cli("report", str(cap), "--view", "all", check=True).stdout
     assert f"{script}:{line_of(script, 'PY-BIG')} py_big" in text
     assert f"{script} py_big" in text and "Top 20 Python functions" in text
     assert "Leak candidates" in text and "Largest single allocations" in text
@@ -473,7 +473,7 @@ def test_native_callers(tmp_path):
     for b in dups:
         assert (b["function"], b["line"]) == (in_comprehension("dup"), line_of(script, "DUP"))
         assert b["native"].startswith("libc.so.6!") and "strdup" in b["native"]
-    text = cli("report", str(cap), check=True).stdout
+    text = cli("report", str(cap), "--view", "all", check=True).stdout
     assert "native callers by bytes" in text and "strdup" in text
     assert any("strdup" in n["symbol"] for n in r["by_native_site"])
 

@@ -2,16 +2,15 @@
 
 ``pymemtrace malloc [-o FILE] [--native] -- CMD ARGS...`` runs CMD with the
 preload library ``libpymemtrace_malloc.so`` (no root needed) and exits with
-CMD's exit code; ``pymemtrace malloc report FILE [--json]`` reads the capture.
-The reading and aggregation are C (``pymemtrace._malloccap``); this module
-only starts the program and prints the aggregated rows.
+CMD's exit code.  ``report``, ``flamegraph`` and ``export`` read a capture
+(:mod:`pymemtrace.commands.malloc_report`).  The reading and aggregation are C
+(``pymemtrace._malloccap``); this module only starts the program.
 """
 from __future__ import annotations
 
 import argparse
 import errno
 import glob
-import json
 import os
 import pathlib
 import shutil
@@ -21,8 +20,7 @@ from typing import List, Optional, Sequence
 
 from pymemtrace.commands import UserError
 from pymemtrace.malloc import LIBRARY
-from pymemtrace.readers.malloc_capture import capture_header, load, stop_reason
-from pymemtrace.reporters.malloc_text import format_report
+from pymemtrace.readers.malloc_capture import capture_header, stop_reason
 
 
 ENV_OUT = "PYMEMTRACE_MALLOC_OUT"
@@ -33,8 +31,12 @@ ENV_STACKS = "PYMEMTRACE_MALLOC_STACKS"
 _RUN_EXAMPLE = """\
 examples:
   pymemtrace malloc -o app.cap -- python app.py --size 10
-  pymemtrace malloc report app.cap            # text report
-  pymemtrace malloc report app.cap --json     # the same as JSON
+  pymemtrace malloc --stacks -o app.cap -- python app.py   # whole Python stacks
+  pymemtrace malloc report app.cap            # live at the peak, by stack
+  pymemtrace malloc report app.cap --view leaks --json
+  pymemtrace malloc flamegraph app.cap -o app.html
+  pymemtrace malloc export app.cap --format pprof -o app.pb.gz
+  (pymemtrace malloc report --help: every view and option)
 
 Captures: the traced process writes FILE; any other process that inherits
 the environment (a forked child, a program it starts) writes FILE.<pid>.
@@ -48,12 +50,16 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         description=(
             "Run CMD under an LD_PRELOAD malloc tracer that attributes each allocation "
             "(malloc, calloc, realloc, free, the memalign family, anonymous mmap/munmap) "
-            "to the Python function and line that made it; or, with 'report FILE', "
-            "summarise a capture."
+            "to the Python function and line that made it; or read a capture: 'report' "
+            "(views: peak, leaks, all, time, summary), 'flamegraph' (one HTML file), "
+            "'export' (pprof, collapsed stacks)."
         ),
         usage="pymemtrace malloc [-o FILE] [--native] [--stacks] [--python-malloc] [--paused] "
               "-- CMD [ARGS...]\n"
-              "       pymemtrace malloc report FILE [--json] [--top N]",
+              "       pymemtrace malloc report FILE [--view peak|leaks|all|time|summary] "
+              "[--range A:B] [--thread ID] [--json]\n"
+              "       pymemtrace malloc flamegraph FILE [-o OUT.html]\n"
+              "       pymemtrace malloc export FILE [--format pprof|collapsed] [-o OUT]",
         epilog=_RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -66,12 +72,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "(slower; without it small objects appear as 1 MiB arena mmaps)")
     p.add_argument("--stacks", action="store_true",
                    help="record each allocation's whole Python stack (interned in the "
-                        "capture); the report still attributes by the innermost line")
+                        "capture): reports and flame graphs show whole stacks and charge every "
+                        "function on them; without it each stack is its innermost line")
     p.add_argument("--paused", action="store_true",
                    help="start with tracing paused: the program traces chosen blocks with "
                         "pymemtrace.malloc.Tracing()")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
-                   help="the command to run (after --), or: report FILE [--json]")
+                   help="the command to run (after --), or: report|flamegraph|export FILE ...")
     p.set_defaults(func=main)
 
 
@@ -80,8 +87,9 @@ def main(args: argparse.Namespace) -> int:
     explicit_dashes = bool(command) and command[0] == "--"
     if explicit_dashes:
         command = command[1:]
-    if command and command[0] == "report" and not explicit_dashes:
-        return report_main(command[1:])
+    if command and command[0] in ("report", "flamegraph", "export") and not explicit_dashes:
+        from pymemtrace.commands import malloc_report
+        return malloc_report.main(command[0], command[1:])
     return run(command, args.output, args.native, args.python_malloc, args.paused, args.stacks)
 
 
@@ -211,36 +219,3 @@ def _finish_captures(name: str, path: str, others: List[str]) -> None:
     if others:
         print(f"pymemtrace malloc: other processes wrote {len(others)} capture(s): "
               + ", ".join(others[:10]) + (" ..." if len(others) > 10 else ""), file=sys.stderr)
-
-
-# ---- report -------------------------------------------------------------------
-
-def report_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="pymemtrace malloc report",
-        description="Summarise a capture written by 'pymemtrace malloc': total and peak heap, "
-                    "bytes and counts by Python function and line (and by native caller for "
-                    "--native captures), leak candidates, the largest allocations.",
-        epilog="example: pymemtrace malloc report app.cap --json",
-    )
-    p.add_argument("file", metavar="FILE", help="the capture")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--top", type=int, default=20, metavar="N",
-                   help="rows per table in the text report (default 20)")
-    a = p.parse_args(list(argv))
-    if a.top < 1:
-        raise UserError(f"--top must be at least 1, not {a.top}")
-    if not os.path.exists(a.file):
-        raise UserError(f"no such capture: {a.file}")
-    try:
-        r = load(a.file)
-    except ValueError as err:
-        raise UserError(f"cannot read {a.file}: {err}") from None
-    if a.json:
-        json.dump(r, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        for w in r["warnings"]:
-            print(f"pymemtrace malloc report: warning: {w}", file=sys.stderr)
-    else:
-        sys.stdout.write(format_report(r, a.file, a.top))
-    return 0

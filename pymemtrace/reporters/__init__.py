@@ -2,5 +2,8 @@
 
 * :mod:`.process`: the process log's table, gnuplot and matplotlib plots;
 * :mod:`.malloc_text`: the malloc capture's text report;
+* :mod:`.malloc_views`: its views by stack (peak, leaks, all, time, summary) as text and JSON;
+* :mod:`.flamegraph`: its flame graph, one self-contained HTML page (``templates/``);
+* :mod:`.malloc_export`: pprof and collapsed stacks;
 * :mod:`.bpftrace`: the bpftrace output's text report.
 """

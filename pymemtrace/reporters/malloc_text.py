@@ -5,14 +5,15 @@ from typing import Any, Dict
 
 from pymemtrace.readers.malloc_capture import native_name, python_version
 
-__all__ = ["format_report"]
+__all__ = ["format_report", "format_header", "format_tables", "fmt_bytes"]
 
 
-def _fmt_bytes(n: int) -> str:
+def fmt_bytes(n: float) -> str:
+    """n bytes in the largest unit that keeps it at least 1 (1.5 MiB)."""
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
-    return f"{n} B"
+    return f"{int(n)} B"
 
 
 def _site_name(s: Dict[str, Any]) -> str:
@@ -22,6 +23,11 @@ def _site_name(s: Dict[str, Any]) -> str:
 
 
 def format_report(r: Dict[str, Any], path: str, top: int = 20) -> str:
+    """The header (process, warnings, totals) and the per-line tables."""
+    return format_header(r, path) + format_tables(r, top)
+
+
+def format_header(r: Dict[str, Any], path: str) -> str:
     lines = []
     lines.append(f"pymemtrace malloc report: {path}")
     lines.append(f"  process {r['pid']} (parent {r['ppid']}), Python {python_version(r['python_hex'])}, "
@@ -30,13 +36,18 @@ def format_report(r: Dict[str, Any], path: str, top: int = 20) -> str:
         lines.append(f"  warning: {w}")
     lines.append("")
     lines.append(f"Total allocated:  {r['total_bytes']:>15,} bytes in {r['total_count']:,} "
-                 f"allocations ({_fmt_bytes(r['total_bytes'])})")
+                 f"allocations ({fmt_bytes(r['total_bytes'])})")
     lines.append(f"  malloc family:  {r['malloc_bytes']:>15,} bytes in {r['malloc_count']:,}")
     lines.append(f"  anonymous mmap: {r['mmap_bytes']:>15,} bytes in {r['mmap_count']:,} "
                  "(pymalloc arenas of small Python objects come this way)")
-    lines.append(f"Peak live heap:   {r['peak_bytes']:>15,} bytes ({_fmt_bytes(r['peak_bytes'])}; "
+    lines.append(f"Peak live heap:   {r['peak_bytes']:>15,} bytes ({fmt_bytes(r['peak_bytes'])}; "
                  f"malloc peak {r['peak_malloc_bytes']:,}, mmap peak {r['peak_mmap_bytes']:,})")
     lines.append(f"Live at exit:     {r['live_bytes']:>15,} bytes in {r['live_count']:,} blocks")
+    return "\n".join(lines) + "\n"
+
+
+def format_tables(r: Dict[str, Any], top: int = 20) -> str:
+    lines = []
     lines.append("")
     lines.append(f"Top {top} Python sites by bytes allocated:")
     lines.append(f"  {'bytes':>14} {'count':>9} {'malloc':>14} {'mmap':>12}  site")

@@ -12,6 +12,7 @@
 #include "capture_aggregate.h"
 #include "capture_read.h"
 #include "compat.h"
+#include "malloccap/malloccap.h"
 
 static const char *
 kind_name(uint32_t kind)
@@ -254,6 +255,17 @@ static PyMethodDef methods[] = {
     {"read", mc_read, METH_O,
      "read(path) -> dict\n\nRead and aggregate a `pymemtrace malloc` capture (in C).\n"
      "Raises ValueError naming what is wrong with a capture that cannot be read."},
+    {"stacks", (PyCFunction)(void (*)(void))pmt_malloccap_stacks, METH_VARARGS | METH_KEYWORDS,
+     "stacks(path, *, lo=0, hi=2**64-1, thread=None, points=0, slices=0) -> dict\n\n"
+     "Aggregate a capture by whole stack (in C): each distinct stack's bytes and count\n"
+     "allocated in the events [lo, hi), live at the high-water mark and live at hi; each\n"
+     "function's inclusive and self totals; `points` heap samples over all events;\n"
+     "`slices` per-stack slices of the range.  thread: a thread id, or None for all."},
+    {"pprof", (PyCFunction)(void (*)(void))pmt_malloccap_pprof, METH_VARARGS | METH_KEYWORDS,
+     "pprof(path, *, lo=0, hi=2**64-1, thread=None, inuse_at_end=False, time_ns=0) -> bytes\n\n"
+     "The capture aggregated by stack as an uncompressed pprof profile.proto message\n"
+     "(alloc_objects, alloc_space, inuse_objects, inuse_space; in use at the high-water\n"
+     "mark, or at the end of the range with inuse_at_end)."},
     {NULL, NULL, 0, NULL},
 };
 
