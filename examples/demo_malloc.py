@@ -21,9 +21,9 @@ def main() -> int:
     rc = subprocess.call(run)
     if rc != 0:
         return rc
-    print("\n$ pymemtrace malloc report ex_malloc.cap --top 8", flush=True)
+    print("\n$ pymemtrace malloc report ex_malloc.cap --view all --top 8", flush=True)
     return subprocess.call([sys.executable, "-m", "pymemtrace", "malloc", "report", cap,
-                            "--top", "8"])
+                            "--view", "all", "--top", "8"])
 
 
 if __name__ == "__main__":

@@ -279,6 +279,16 @@ def test_flamegraph_is_one_file_that_renders(capture, tmp_path):
     assert frames >= 3
     assert 'data-name="spike' in dom.stdout                  # the peak view, drawn
     assert "live at the high-water mark" in dom.stdout
+    # the leaks view (chosen by the address, as a click would): the leaking function, not the spike
+    dom = subprocess.run(args + ["--dump-dom", page.as_uri() + "#view=leaks&search=leaky"],
+                         capture_output=True, text=True, timeout=180)
+    assert 'data-rendered="yes"' in dom.stdout and "still live at the end" in dom.stdout
+    assert 'data-name="leaky' in dom.stdout and 'data-name="spike' not in dom.stdout
+    assert 'class="frame match"' in dom.stdout                 # the search marked it
+    # a time range: the first three of its 64 slices
+    dom = subprocess.run(args + ["--dump-dom", page.as_uri() + "#view=range&from=0&to=2"],
+                         capture_output=True, text=True, timeout=180)
+    assert 'data-rendered="yes"' in dom.stdout and "allocated, events 0 to" in dom.stdout
     shot = tmp_path / "app.png"
     subprocess.run(args + [f"--screenshot={shot}", page.as_uri()], capture_output=True,
                    timeout=180)
