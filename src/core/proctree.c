@@ -1,5 +1,6 @@
 /* proctree.c: a process and its living descendants, summed (see proctree.h). */
 #include "proctree.h"
+#include "logwriter.h"      /* pmt_fmt_int */
 #include "procfs.h"
 
 #include <errno.h>
@@ -66,9 +67,114 @@ scan_entry(const char *name, void *arg)
     sc->n++;
 }
 
+/* ---- descendants from the kernel's children lists ----------------------------
+ * /proc/PID/task/TID/children (Linux 3.5+, CONFIG_PROC_CHILDREN) lists the
+ * children of each thread: walking those reads the tree's own files only,
+ * not the stat file of every process on the machine. */
+
+struct kids {
+    int32_t *out;
+    int max;
+    int found;
+    pid_t parent;
+};
+
+/* Append the pids listed in text to k (count beyond max, store up to it). */
+static void
+add_pids(struct kids *k, const char *text, size_t len)
+{
+    int64_t v = -1;
+    for (size_t i = 0; i <= len; i++) {
+        char c = i < len ? text[i] : ' ';
+        if (c >= '0' && c <= '9') {
+            v = (v < 0 ? 0 : v) * 10 + (c - '0');
+            if (v > 0x7fffffff) {
+                return;         /* not a pid: a malformed file */
+            }
+        }
+        else if (v >= 0) {
+            if (v > 0) {
+                if (k->found < k->max) {
+                    k->out[k->found] = (int32_t)v;
+                }
+                k->found++;
+            }
+            v = -1;
+        }
+    }
+}
+
+static void
+task_children(const char *tid, void *arg)
+{
+    struct kids *k = arg;
+    if (tid[0] < '0' || tid[0] > '9' || strlen(tid) > 12) {
+        return;
+    }
+    char leaf[32] = "task/";
+    size_t n = strlen(leaf);
+    size_t t = strlen(tid);
+    memcpy(leaf + n, tid, t);
+    memcpy(leaf + n + t, "/children", sizeof("/children"));
+    char buf[8192];
+    ssize_t got = pmt_procfs_read_file(k->parent, leaf, buf, sizeof(buf));
+    if (got > 0) {
+        add_pids(k, buf, (size_t)got);
+    }
+}
+
+/* 1 if this kernel has the children files (checked once, on this process). */
+static int
+have_children_files(void)
+{
+    static int have = -1;
+    if (have < 0) {
+        char leaf[32] = "task/";
+        size_t n = strlen(leaf);
+        n += (size_t)pmt_fmt_int(leaf + n, (int64_t)getpid());
+        memcpy(leaf + n, "/children", sizeof("/children"));
+        char buf[16];
+        have = pmt_procfs_read_file(getpid(), leaf, buf, sizeof(buf)) >= 0;
+    }
+    return have;
+}
+
+/* Breadth first through the children lists; -1 (errno) if root has gone. */
+static int
+descendants_by_children_files(pid_t root, int32_t *out, int max)
+{
+    struct kids k = {out, max, 0, root};
+    int head = -1;          /* -1: expanding root itself */
+    for (;;) {
+        int dfd = pmt_procfs_open(k.parent, "task");
+        if (dfd >= 0) {
+            (void)pmt_procfs_each_entry(dfd, task_children, &k);
+        }
+        else if (head < 0) {
+            return -1;
+        }
+        head++;
+        if (head >= k.found || head >= max) {
+            break;
+        }
+        k.parent = out[head];
+    }
+    return k.found;
+}
+
 int
 pmt_descendants(pid_t root, int32_t *out, int max, int32_t *scan_pid,
                 int32_t *scan_ppid)
+{
+    if (have_children_files()) {
+        return descendants_by_children_files(root, out, max);
+    }
+    return pmt_descendants_scan(root, out, max, scan_pid, scan_ppid);
+}
+
+int
+pmt_descendants_scan(pid_t root, int32_t *out, int max, int32_t *scan_pid,
+                     int32_t *scan_ppid)
 {
     int dfd;
     do {

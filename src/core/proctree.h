@@ -1,6 +1,7 @@
 /* proctree.h: a process and its living descendants, sampled and summed (for
- * `pymemtrace process --children`).  Descendants are found by scanning /proc
- * for parent links, at most every rescan; each is sampled through its own
+ * `pymemtrace process --children`).  Descendants are found through the
+ * kernel's children lists (or by scanning /proc for parent links), at most
+ * every rescan; each is sampled through its own
  * pmt_proc, so a PID reused by an unrelated process is never followed. */
 #ifndef PMT_PROCTREE_H
 #define PMT_PROCTREE_H
@@ -44,6 +45,12 @@ void pmt_tree_close(pmt_proctree *t);
  * with errno.  scan_pid/scan_ppid are scratch arrays of PMT_SCAN_MAX. */
 int pmt_descendants(pid_t root, int32_t *out, int max,
                     int32_t *scan_pid, int32_t *scan_ppid);
+/* The same found by reading every process's parent from /proc/PID/stat:
+ * what pmt_descendants does on kernels without /proc/PID/task/TID/children
+ * (which lists the tree's own processes, a few reads instead of one per
+ * process on the machine). */
+int pmt_descendants_scan(pid_t root, int32_t *out, int max,
+                         int32_t *scan_pid, int32_t *scan_ppid);
 
 #ifdef __cplusplus
 }

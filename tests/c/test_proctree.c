@@ -60,9 +60,14 @@ test_tree(void)
     CHECK_EQ_INT(s.pid, getpid());
     pmt_proc_close(&self);
 
-    int32_t out[8];
+    int32_t out[8], out2[8];
     CHECK_EQ_INT(pmt_descendants(getpid(), out, 8, tree.scan_pid, tree.scan_ppid), 2);
     CHECK(out[0] == child);
+    /* the /proc scan (kernels without children lists) finds the same */
+    CHECK_EQ_INT(pmt_descendants_scan(getpid(), out2, 8, tree.scan_pid, tree.scan_ppid), 2);
+    CHECK(out2[0] == child && out2[1] == out[1]);
+    CHECK_EQ_INT(pmt_descendants_scan(getpid(), out2, 1, tree.scan_pid, tree.scan_ppid), 2);
+    CHECK_EQ_INT(pmt_descendants(2147483600, out2, 8, tree.scan_pid, tree.scan_ppid), -1);
     /* only max are stored, all are counted */
     CHECK_EQ_INT(pmt_descendants(getpid(), out, 1, tree.scan_pid, tree.scan_ppid) >= 1, 1);
 
