@@ -1,5 +1,6 @@
 /* test_elfsym.c: symbol lookup in an ELF file (this test's own executable),
  * and files whose tables point outside themselves. */
+#define _GNU_SOURCE 1 /* memmem */
 #include <elf.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,27 @@ test_elfsym(void)
     CHECK_EQ_INT(pmt_elfsym_lookup(c, exe, off + 2, name, sizeof(name)), 0);
     CHECK(strncmp(name, "elfsym_target+0x", 16) == 0);
     CHECK_EQ_INT(pmt_elfsym_lookup(c, "/nonexistent", 10, name, sizeof(name)), -1);
+    /* the name and the distance into it, separately */
+    const char *nm;
+    size_t nl;
+    uint64_t delta = 99;
+    CHECK_EQ_INT(pmt_elfsym_find(c, exe, off + 2, &nm, &nl, &delta), 0);
+    CHECK(nl == strlen("elfsym_target") && memcmp(nm, "elfsym_target", nl) == 0);
+    CHECK(delta == 2);
+    /* before the first function there is none */
+    CHECK_EQ_INT(pmt_elfsym_find(c, exe, 0, &nm, &nl, &delta), -1);
+    /* the build-id read from the file is the one loaded in memory (its note
+     * is in the image's first pages) */
+    uint8_t id[64];
+    int idn = pmt_elfsym_build_id(c, exe, id, sizeof(id));
+    CHECK(idn >= 8);
+    if (idn >= 8) {
+        const char *image = &__executable_start;
+        __asm__("" : "+r"(image));  /* an image, not the one char the symbol declares */
+        CHECK(memmem(image, 16384, id, (size_t)idn) != NULL);
+    }
+    CHECK_EQ_INT(pmt_elfsym_build_id(c, "/nonexistent", id, sizeof(id)), -1);
+    CHECK_EQ_INT(pmt_elfsym_build_id(c, "/dev/null", id, sizeof(id)), -1);
     pmt_elfsym_cache_free(c);
 }
 
