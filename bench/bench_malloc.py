@@ -10,6 +10,7 @@ each configuration:
   * untraced
   * under pymemtrace malloc (LD_PRELOAD, Python frame + line per allocation)
   * under pymemtrace malloc --native (plus the native return address)
+  * under pymemtrace malloc --stacks (every allocation's whole Python stack)
   * under tracemalloc (python -X tracemalloc=1: Python allocations only)
   * under memray (python -m memray run), if installed
 Each configuration runs RUNS times, interleaved, and we keep the median.
@@ -17,7 +18,9 @@ Reported: the workload's own CPU time (time.process_time() inside the
 program, around the loop: the fair comparison, and the least disturbed by
 other work on a busy machine) and the whole process's wall time (start-up and
 the tracer's exit work included), as ratios to the untraced run of the same
-round, plus capture bytes per event for pymemtrace, the tracer's own instructions
+round, plus the capture sizes beside memray's default capture of the same run
+(ours packed as `pymemtrace malloc` packs it after the run; the packing time
+is added to our wall time, as memray's compression is in its own), the tracer's own instructions
 per event counted by callgrind (when valgrind is installed: immune to the
 machine's timing noise), and how fast the report (C reader
 and aggregator, through pymemtrace.load) gets through a capture.
@@ -33,10 +36,11 @@ import sys
 import tempfile
 import time
 
+from pymemtrace import _malloccap
 from pymemtrace.malloc import LIBRARY
 from pymemtrace.readers.malloc_capture import load
 
-RUNS = 7
+RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 N = 400_000
 
 WORKLOAD = """\
@@ -128,17 +132,20 @@ def run_one(extra_env, n):
         base_env.update(extra_env)
         cap = tmp / "w.cap"
 
-        def ours(native):
+        def ours(native, stacks=False):
             env = dict(base_env, LD_PRELOAD=str(LIBRARY),
                        PYMEMTRACE_MALLOC_OUT=str(cap))
             if native:
                 env["PYMEMTRACE_MALLOC_NATIVE"] = "1"
+            if stacks:
+                env["PYMEMTRACE_MALLOC_STACKS"] = "1"
             return [py, str(script), str(n)], env
 
         configs = {
             "untraced": ([py, str(script), str(n)], base_env),
             "pymemtrace": ours(False),
             "pymemtrace_native": ours(True),
+            "pymemtrace_stacks": ours(False, stacks=True),
             "tracemalloc": ([py, "-X", "tracemalloc=1", str(script), str(n)], base_env),
         }
         if _have_memray():
@@ -146,20 +153,29 @@ def run_one(extra_env, n):
                                   str(tmp / "m.bin"), str(script), str(n)], base_env)
         inner = {k: [] for k in configs}
         wall = {k: [] for k in configs}
-        events = cap_bytes = 0
+        events = 0
+        sizes = {}          # config -> (raw bytes, packed bytes) of the last run
         report_s = []
         for _ in range(RUNS):
             for name, (cmd, env) in configs.items():
                 for f in tmp.glob("w.cap*"):
                     f.unlink()
                 t_in, t_wall = _one(cmd, env, tmp)
+                if name.startswith("pymemtrace"):
+                    raw = cap.stat().st_size
+                    t0 = time.perf_counter()
+                    _malloccap.pack(str(cap))       # what `pymemtrace malloc` does after the run
+                    t_wall += time.perf_counter() - t0
+                    sizes[name] = (raw, cap.stat().st_size)
+                elif name == "memray":
+                    sizes[name] = (None, (tmp / "m.bin").stat().st_size)
                 inner[name].append(t_in)
                 wall[name].append(t_wall)
                 if name == "pymemtrace":
                     t0 = time.perf_counter()
                     r = load(str(cap))
                     report_s.append(time.perf_counter() - t0)
-                    events, cap_bytes = r["events"], cap.stat().st_size
+                    events = r["events"]
         med_in = {k: statistics.median(v) for k, v in inner.items()}
         med_wall = {k: statistics.median(v) for k, v in wall.items()}
         out = {
@@ -168,7 +184,9 @@ def run_one(extra_env, n):
             "runs": RUNS,
             "untraced_s": round(med_in["untraced"], 4),
             "events_per_run": events,
-            "capture_bytes_per_event": round(cap_bytes / events, 1) if events else None,
+            "capture_bytes": {k: {"raw": v[0], "packed": v[1]} for k, v in sizes.items()},
+            "capture_bytes_per_event": (round(sizes["pymemtrace"][1] / events, 2)
+                                        if events else None),
             "report_s": round(statistics.median(report_s), 4) if report_s else None,
             "report_events_per_s": round(events / statistics.median(report_s)) if report_s else None,
             "command": ".venv/bin/python bench/run_all.py malloc",
@@ -182,6 +200,9 @@ def run_one(extra_env, n):
             script, base_env, ours(False)[1], tmp, cap)
         if "memray" not in configs:
             out["memray"] = "not installed"
+        else:
+            for k in ("pymemtrace", "pymemtrace_stacks"):
+                out[f"{k}_capture_vs_memray"] = round(sizes[k][1] / sizes["memray"][1], 2)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,7 @@ class Chunk:
     def __init__(self, native=False):
         self.data = bytearray()
         self.native = native
-        self.seq = self.addr = self.code = self.line = self.ret = 0
+        self.seq = self.addr = self.size = self.code = self.line = self.ret = 0
 
     def event(self, seq, kind, a=0, b=0, code=0, line=-1, ret=0):
         body = bytearray()
@@ -57,7 +57,8 @@ class Chunk:
         body += uv(zz(a - self.addr))
         self.seq, self.addr = seq, a
         if 1 <= kind <= 5:
-            body += uv(b)
+            body += uv(zz(b - self.size))
+            self.size = b
             if (code, line) == (self.code, self.line):
                 byte |= SAME_SITE
             else:
@@ -125,7 +126,7 @@ def walk(path):
     for start in range(0, len(area), cs):
         chunk = area[start:start + cs]
         i = 0
-        seq = addr = code = line = ret = 0
+        seq = addr = size = code = line = ret = 0
         while i < len(chunk) and chunk[i]:
             byte = chunk[i]
             i += 1
@@ -155,7 +156,9 @@ def walk(path):
             b = 0
             ev_code, ev_line = 0, -1
             if 1 <= kind <= 5:
-                b, i = _get_uv(chunk, i)
+                v, i = _get_uv(chunk, i)
+                size = (size + _unzz(v)) & M64
+                b = size
                 if not byte & SAME_SITE:
                     v, i = _get_uv(chunk, i)
                     code = (code + _unzz(v)) & M64

@@ -25,7 +25,7 @@
  * PMT_MC_SEQ_NEXT (the number is the previous one plus 1: no seq field) and,
  * for allocations, PMT_MC_SAME_SITE (the previous allocation's code and
  * line: no code and line fields):
- *   allocation  kind, [zz seq,] zz addr, uv size, [zz code, zz line,] [zz native]
+ *   allocation  kind, [zz seq,] zz addr, zz size, [zz code, zz line,] [zz native]
  *   FREE, REALLOC_FREE  kind, [zz seq,] zz addr [, zz native]
  *   MUNMAP      kind, [zz seq,] zz addr, uv length [, zz native]
  *   CODE        kind, uv id, zz firstlineno, uv plen, payload: file NUL function NUL

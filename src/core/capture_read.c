@@ -196,7 +196,7 @@ as_line(uint64_t zz)
 }
 
 typedef struct {
-    uint64_t seq, addr, native, code, line;
+    uint64_t seq, addr, size, native, code, line;
 } delta_state;
 
 /* One event record after its kind byte; 0 if malformed. */
@@ -225,9 +225,11 @@ decode_event(pmt_capture *c, unsigned byte, const uint8_t **p, const uint8_t *en
     *r = (pmt_mc_record){.seq_kind = d->seq << 8 | kind, .a = d->addr, .line = -1};
     if (pmt_mc_is_alloc(kind)) {
         uint64_t w[2];
-        if (!get_uvs(p, end, &r->b, 1)) {
+        if (!get_uvs(p, end, w, 1)) {
             return 0;
         }
+        d->size += pmt_unzz(w[0]);
+        r->b = d->size;
         if (!(byte & PMT_MC_SAME_SITE)) {
             if (!get_uvs(p, end, w, 2)) {
                 return 0;
@@ -283,7 +285,7 @@ decode_def(pmt_capture *c, unsigned kind, const uint8_t **p, const uint8_t *end)
 static int
 decode_chunk(pmt_capture *c, const uint8_t *p, const uint8_t *end)
 {
-    delta_state d = {0, 0, 0, 0, 0};
+    delta_state d = {0, 0, 0, 0, 0, 0};
     while (p < end && *p != 0) {
         const uint8_t *rec = p;
         unsigned byte = *p++, kind = byte & PMT_MC_KIND_MASK;

@@ -361,7 +361,7 @@ new_chunk(tbuf *tb)
     tb->chunk = m;
     tb->chunk_off = off;
     tb->len = 0;
-    tb->p_seq = tb->p_addr = tb->p_native = 0;
+    tb->p_seq = tb->p_addr = tb->p_size = tb->p_native = 0;
     tb->p_code = 0;
     tb->p_line = 0;
     return 0;

@@ -166,7 +166,7 @@ typedef struct tbuf {
     size_t len;             /* bytes of records in it */
     uint64_t events;        /* recorded through this buffer */
     /* delta state of the chunk */
-    uint64_t p_seq, p_addr, p_native;
+    uint64_t p_seq, p_addr, p_size, p_native;
     uint32_t p_code;
     int32_t p_line;
     code_slot codes[CODE_CACHE];
@@ -250,7 +250,8 @@ put_event(tbuf *tb, uint64_t seq, unsigned base, const void *a, uint64_t b,
     tb->p_seq = seq;
     tb->p_addr = addr;
     if (pmt_mc_is_alloc(base)) {
-        q = pmt_put_uv(q, b);
+        q = pmt_put_uv(q, pmt_zz(b - tb->p_size));
+        tb->p_size = b;
         if (code == tb->p_code && line == tb->p_line) {
             kind |= PMT_MC_SAME_SITE;
         }

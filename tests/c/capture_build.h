@@ -15,7 +15,7 @@
 static uint8_t buf[1 << 16];
 static size_t len;
 static struct {
-    uint64_t seq, addr, native;
+    uint64_t seq, addr, size, native;
     uint32_t code;
     int32_t line;
 } cb_d;
@@ -97,7 +97,8 @@ event(uint64_t seq, unsigned kind, uint64_t a, uint64_t b, uint32_t code, int32_
     cb_d.seq = seq;
     cb_d.addr = a;
     if (pmt_mc_is_alloc(kind)) {
-        uv(b);
+        uv(pmt_zz(b - cb_d.size));
+        cb_d.size = b;
         if (code == cb_d.code && line == cb_d.line) {
             byte |= PMT_MC_SAME_SITE;
         }
