@@ -30,7 +30,13 @@
  *   MUNMAP      kind, [zz seq,] zz addr, uv length [, zz native]
  *   CODE        kind, uv id, zz firstlineno, uv plen, payload: file NUL function NUL
  *   STACK       kind, uv id, uv parent, uv code, zz line
- *   MODULE      kind, uv lo, uv bias, uv hi, uv plen, payload: path
+ *   NATIVE_FRAME kind, uv id, uv parent, uv addr   (--native: a native node of the
+ *               stack tree, addr a return address; Python frames interleaved as STACK)
+ *   THREAD      kind, uv id, uv tid, uv plen, payload: name (the root of a thread's
+ *               stacks: every STACK / NATIVE_FRAME path starts at one)
+ *   MODULE      kind, uv lo, uv bias, uv hi, uv plen, payload: path NUL, then
+ *               optionally (--native) a build-id length byte n, n bytes of GNU
+ *               build-id, 8-byte file size, 8-byte mtime (ns)
  * seq: a global sequence number (one atomic counter) so events of different
  * threads can be put back in order: a free is numbered before the memory goes
  * back and an allocation after it came out.  code: a code object id, or with
@@ -118,6 +124,8 @@ enum {
     PMT_MC_CODE = 32,
     PMT_MC_MODULE = 33,
     PMT_MC_STACK = 36,
+    PMT_MC_NATIVE_FRAME = 37,
+    PMT_MC_THREAD = 38,
 };
 
 /* Python attribution status (the header's python_status). */

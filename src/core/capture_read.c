@@ -144,14 +144,59 @@ add_node(pmt_capture *c, uint64_t id, uint64_t parent, uint64_t code, int32_t li
     if (id == 0 || id > UINT32_MAX || parent >= id || code > UINT32_MAX) {
         return 0;
     }
+    uint32_t key = (uint32_t)id, parent_id = (uint32_t)parent;
+    const pmt_cap_node *p = parent_id ? pmt_ht_find(&c->nodes, &parent_id) : NULL;
+    uint32_t thread = p ? p->thread : 0;
+    int created;
+    pmt_cap_node *n = pmt_ht_insert(&c->nodes, &key, &created);
+    if (!n) {
+        return -1;
+    }
+    *n = (pmt_cap_node){.id = key, .parent = parent_id, .code = (uint32_t)code,
+                        .line = line, .thread = thread};
+    return 0;
+}
+
+/* NATIVE_FRAME: a native node (its parent is defined before it). */
+static int
+add_native(pmt_capture *c, uint64_t id, uint64_t parent, uint64_t addr)
+{
+    if (add_node(c, id, parent, 0, -1) < 0) {
+        return -1;
+    }
+    uint32_t key = (uint32_t)id;
+    pmt_cap_node *n = id && id <= UINT32_MAX && parent < id ? pmt_ht_find(&c->nodes, &key)
+                                                            : NULL;
+    if (n) {
+        n->kind = PMT_CAP_NODE_NATIVE;
+        n->addr = addr;
+    }
+    return 0;
+}
+
+/* THREAD: the root of a thread's stacks (payload: its name). */
+static int
+add_thread(pmt_capture *c, uint64_t id, uint64_t tid, const uint8_t *payload, size_t plen)
+{
+    if (id == 0 || id > UINT32_MAX) {
+        return 0;
+    }
+    const char *p = (const char *)payload;
+    int64_t no = pmt_strpool_intern(&c->strs, p, strnlen(p, plen));
+    if (no < 0 || c->n_threads >= UINT32_MAX - 1 ||
+        pmt_grow((void **)&c->threads, &c->threads_cap, c->n_threads + 1,
+                 sizeof(pmt_cap_thread)) < 0) {
+        return -1;
+    }
     uint32_t key = (uint32_t)id;
     int created;
     pmt_cap_node *n = pmt_ht_insert(&c->nodes, &key, &created);
     if (!n) {
         return -1;
     }
-    *n = (pmt_cap_node){.id = key, .parent = (uint32_t)parent, .code = (uint32_t)code,
-                        .line = line};
+    c->threads[c->n_threads++] = (pmt_cap_thread){tid, (uint32_t)no, key};
+    *n = (pmt_cap_node){.id = key, .code = (uint32_t)tid, .kind = PMT_CAP_NODE_THREAD,
+                        .name = (uint32_t)no, .thread = (uint32_t)c->n_threads};
     return 0;
 }
 
@@ -172,6 +217,19 @@ add_module(pmt_capture *c, const uint64_t *v, const uint8_t *payload, size_t ple
         return -1;
     }
     m->path = (uint32_t)po;
+    /* optional, after the path's NUL: build-id length, build-id, file size, mtime */
+    size_t at = strnlen((const char *)payload, plen) + 1;
+    m->build_id_len = 0;
+    m->file_size = m->mtime_ns = 0;
+    if (at < plen) {
+        size_t n = payload[at];
+        if (at + 1 + n + 16 <= plen) {
+            m->build_id_len = (uint32_t)(n < sizeof(m->build_id) ? n : sizeof(m->build_id));
+            memcpy(m->build_id, payload + at + 1, m->build_id_len);
+            memcpy(&m->file_size, payload + at + 1 + n, 8);
+            memcpy(&m->mtime_ns, payload + at + 1 + n + 8, 8);
+        }
+    }
     c->n_mods++;
     return 0;
 }
@@ -263,12 +321,18 @@ static int
 decode_def(pmt_capture *c, unsigned kind, const uint8_t **p, const uint8_t *end)
 {
     uint64_t v[4];
-    const int nv = kind == PMT_MC_CODE ? 3 : 4;     /* MODULE: 3 and plen */
+    /* CODE: id, line, plen; THREAD: id, tid, plen; NATIVE_FRAME: id, parent, addr;
+     * STACK: id, parent, code, line; MODULE: lo, bias, hi, plen */
+    const int nv = kind == PMT_MC_CODE || kind == PMT_MC_THREAD || kind == PMT_MC_NATIVE_FRAME
+                       ? 3 : 4;
     if (!get_uvs(p, end, v, nv)) {
         return 0;
     }
     if (kind == PMT_MC_STACK) {
         return add_node(c, v[0], v[1], v[2], as_line(v[3])) < 0 ? -1 : 1;
+    }
+    if (kind == PMT_MC_NATIVE_FRAME) {
+        return add_native(c, v[0], v[1], v[2]) < 0 ? -1 : 1;
     }
     uint64_t plen = v[nv - 1];
     if (plen > (uint64_t)(end - *p)) {
@@ -276,8 +340,9 @@ decode_def(pmt_capture *c, unsigned kind, const uint8_t **p, const uint8_t *end)
     }
     const uint8_t *payload = *p;
     *p += plen;
-    int rc = kind == PMT_MC_CODE ? add_code(c, v[0], payload, (size_t)plen)
-                                 : add_module(c, v, payload, (size_t)plen);
+    int rc = kind == PMT_MC_CODE     ? add_code(c, v[0], payload, (size_t)plen)
+             : kind == PMT_MC_THREAD ? add_thread(c, v[0], v[1], payload, (size_t)plen)
+                                     : add_module(c, v, payload, (size_t)plen);
     return rc < 0 ? -1 : 1;
 }
 
@@ -300,7 +365,8 @@ decode_chunk(pmt_capture *c, const uint8_t *p, const uint8_t *end)
                 c->ev[c->n_ev++] = r;
             }
         }
-        else if (byte == PMT_MC_CODE || byte == PMT_MC_STACK || byte == PMT_MC_MODULE) {
+        else if (byte == PMT_MC_CODE || byte == PMT_MC_STACK || byte == PMT_MC_MODULE ||
+                 byte == PMT_MC_NATIVE_FRAME || byte == PMT_MC_THREAD) {
             ok = decode_def(c, byte, &p, end);
             if (ok < 0) {
                 return fail(c, "out of memory");
@@ -436,6 +502,9 @@ pmt_capture_close(pmt_capture *c)
     pmt_ht_free(&c->codes);
     free(c->mods);
     pmt_ht_free(&c->nodes);
+    free(c->threads);
+    c->threads = NULL;
+    c->n_threads = 0;
     free(c->ev);
     free(c->inflated);
     c->inflated = NULL;

@@ -30,17 +30,39 @@ typedef struct {
     uint32_t file, name;    /* string offsets */
 } pmt_cap_code;
 
+/* What a node of the stack tree is. */
+enum {
+    PMT_CAP_NODE_PYTHON = 0,    /* a Python frame: code, line */
+    PMT_CAP_NODE_NATIVE = 1,    /* a native frame: addr (a return address) */
+    PMT_CAP_NODE_THREAD = 2,    /* the root of a thread's stacks: code = OS thread id, name */
+};
+
 /* A node of the stack tree (PMT_MC_FLAG_STACKS captures). */
 typedef struct {
     uint32_t id;            /* the key */
-    uint32_t parent;        /* node id, 0: the outermost frame */
-    uint32_t code;          /* code id */
-    int32_t line;
+    uint32_t parent;        /* node id, 0: the outermost frame (or a thread) */
+    uint32_t code;          /* Python: code id; thread: OS thread id */
+    int32_t line;           /* Python: line */
+    uint32_t kind;          /* PMT_CAP_NODE_* */
+    uint32_t name;          /* thread: string offset of its name */
+    uint32_t thread;        /* the index of its thread (0: none; see pmt_capture_event_thread) */
+    uint64_t addr;          /* native: return address */
 } pmt_cap_node;
+
+/* A thread (the THREAD node at the root of its stacks). */
+typedef struct {
+    uint64_t id;            /* OS thread id */
+    uint32_t name;          /* string offset */
+    uint32_t node;          /* its node id */
+} pmt_cap_thread;
 
 typedef struct {
     uint64_t lo, hi, bias;
     uint32_t path;          /* string offset */
+    uint32_t build_id_len;  /* 0: none recorded */
+    uint8_t build_id[20];   /* GNU build-id (its first 20 bytes) */
+    uint64_t file_size;     /* st_size when traced (0: unknown) */
+    uint64_t mtime_ns;      /* st_mtime when traced (0: unknown) */
 } pmt_cap_module;
 
 typedef struct {
@@ -55,6 +77,8 @@ typedef struct {
     size_t n_mods, mods_cap;
     pmt_hashtab nodes;          /* pmt_cap_node by id (stacks captures) */
     int stacks;                 /* events name a stack node, not a code id */
+    pmt_cap_thread *threads;    /* index i + 1 is threads[i] */
+    size_t n_threads, threads_cap;
     pmt_mc_record *ev;          /* the events, decoded, in sequence order */
     size_t n_ev, ev_cap;
     uint64_t seq_gaps;          /* numbers in [first, last] never seen (lost records) */
@@ -96,8 +120,9 @@ pmt_capture_node(const pmt_capture *c, uint32_t id)
     return pmt_ht_find(&c->nodes, &id);
 }
 
-/* The code id of an event's innermost frame (0: no Python frame): its code
- * field, or in a stacks capture the code of the node it names. */
+/* The code id of an event's innermost Python frame (0: no Python frame):
+ * its code field, or in a stacks capture the code of the innermost Python
+ * node on its stack (native frames inside it are passed over). */
 static inline uint32_t
 pmt_capture_event_code(const pmt_capture *c, const pmt_mc_record *r)
 {
@@ -105,28 +130,43 @@ pmt_capture_event_code(const pmt_capture *c, const pmt_mc_record *r)
         return r->code;
     }
     const pmt_cap_node *n = pmt_capture_node(c, r->code);
-    return n ? n->code : UINT32_MAX;    /* UINT32_MAX: an undefined node */
+    while (n && n->kind == PMT_CAP_NODE_NATIVE) {
+        n = n->parent ? pmt_capture_node(c, n->parent) : NULL;
+        if (!n) {
+            return 0;   /* a native stack without Python frames */
+        }
+    }
+    if (!n) {
+        return UINT32_MAX;  /* an undefined node */
+    }
+    return n->kind == PMT_CAP_NODE_PYTHON ? n->code : 0;
 }
 
 /* The thread that made an event: an index into the capture's threads (0:
- * not recorded; this version of the format records no threads, so every
- * event is thread 0). */
+ * not recorded: a capture without stacks, or an event with no stack).  The
+ * writer roots each thread's stacks at a THREAD node; the reader gives every
+ * node its thread's index as it reads it (a node's parent is always written
+ * before it, by the same thread), so this is one lookup. */
 static inline uint32_t
 pmt_capture_event_thread(const pmt_capture *c, const pmt_mc_record *r)
 {
-    (void)c;
-    (void)r;
-    return 0;
+    if (!c->stacks || r->code == 0) {
+        return 0;
+    }
+    const pmt_cap_node *n = pmt_capture_node(c, r->code);
+    return n ? n->thread : 0;
 }
 
-/* Thread index i's id (0: not recorded) and name ("" when none). */
+/* Thread index i's OS thread id (0: not recorded) and name ("" when none). */
 static inline uint64_t
 pmt_capture_thread_id(const pmt_capture *c, uint32_t i, const char **name)
 {
-    (void)c;
-    (void)i;
-    *name = "";
-    return 0;
+    if (i == 0 || i > c->n_threads) {
+        *name = "";
+        return 0;
+    }
+    *name = pmt_strpool_at(&c->strs, c->threads[i - 1].name);
+    return c->threads[i - 1].id;
 }
 
 /* The module whose range holds addr (NULL if none). */

@@ -191,6 +191,86 @@ test_cut_short_and_corrupt(void)
 }
 
 /* Writing stopped (the disk was full): the header says where and why. */
+/* A native stacks capture: THREAD at the root, Python and native nodes
+ * interleaved; an event's Python site is its innermost Python node, its
+ * thread the root's; a MODULE carries its build-id, size and mtime. */
+static void
+test_native_stack_nodes(void)
+{
+    header(PMT_MC_RECORD_NATIVE);
+    hdr()->flags |= PMT_MC_FLAG_STACKS;
+    cb_room(64);
+    buf[len++] = PMT_MC_THREAD;
+    uv(1);
+    uv(4242);
+    uv(7);
+    put("worker", 7);
+    node(2, 1, 11, 9);                      /* a Python frame */
+    uint64_t nat[][3] = {{3, 2, 0x7000}, {5, 4, 0x8000}, {6, 1, 0x9000}, {7, 7, 0x9000}};
+    for (size_t i = 0; i < 4; i++) {       /* 7: its own parent, ignored */
+        if (i == 1) {
+            node(4, 3, 12, 4);              /* Python again, under native 3 */
+        }
+        cb_room(48);
+        buf[len++] = PMT_MC_NATIVE_FRAME;
+        uv(nat[i][0]);
+        uv(nat[i][1]);
+        uv(nat[i][2]);
+    }
+    uint8_t payload[64];
+    memset(payload, 0, sizeof(payload));
+    uint64_t size = 12345, mtime = 777;
+    memcpy(payload, "libx.so", 8);
+    payload[8] = 4;
+    memcpy(payload + 9, "\xde\xad\xbe\xef", 4);
+    memcpy(payload + 13, &size, 8);
+    memcpy(payload + 21, &mtime, 8);
+    cb_room(96);
+    buf[len++] = PMT_MC_MODULE;
+    uv(0x6000);
+    uv(0x6000);
+    uv(0xa000);
+    uv(29);
+    put(payload, 29);
+    native_ev(1, PMT_MC_MALLOC, 0x10, 100, 0x8000);
+    native_ev(2, PMT_MC_MALLOC, 0x20, 100, 0x7000);
+    native_ev(3, PMT_MC_MALLOC, 0x30, 100, 0x9000);
+    end();
+    pmt_capture c;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+    CHECK(c.stacks && c.n_ev == 3);
+    const pmt_cap_node *t = pmt_capture_node(&c, 1), *n5 = pmt_capture_node(&c, 5);
+    CHECK(t != NULL && n5 != NULL && pmt_capture_node(&c, 7) == NULL);
+    if (t && n5) {
+        CHECK_EQ_INT(t->kind, PMT_CAP_NODE_THREAD);
+        CHECK_EQ_INT(n5->kind, PMT_CAP_NODE_NATIVE);
+        CHECK(n5->addr == 0x8000 && n5->parent == 4);
+    }
+    /* the events' code fields name nodes 5, 3 and 6 */
+    pmt_mc_record e[3];
+    uint32_t nodes[3] = {5, 3, 6};
+    for (int i = 0; i < 3; i++) {
+        e[i] = pmt_capture_event(&c, (size_t)i);
+        e[i].code = nodes[i];
+    }
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e[0]), 12);
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e[1]), 11);
+    CHECK_EQ_INT(pmt_capture_event_code(&c, &e[2]), 0);
+    CHECK_EQ_INT(pmt_capture_event_thread(&c, &e[0]), 1);
+    CHECK_EQ_INT(pmt_capture_event_thread(&c, &e[2]), 1);
+    const char *tname;
+    CHECK(pmt_capture_thread_id(&c, 1, &tname) == 4242 && strcmp(tname, "worker") == 0);
+    CHECK(pmt_capture_thread_id(&c, 2, &tname) == 0 && tname[0] == '\0');
+    CHECK_EQ_INT(c.n_mods, 1);
+    if (c.n_mods == 1) {
+        CHECK_EQ_INT(c.mods[0].build_id_len, 4);
+        CHECK(memcmp(c.mods[0].build_id, "\xde\xad\xbe\xef", 4) == 0);
+        CHECK(c.mods[0].file_size == 12345 && c.mods[0].mtime_ns == 777);
+        CHECK(strcmp(pmt_strpool_at(&c.strs, c.mods[0].path), "libx.so") == 0);
+    }
+    pmt_capture_close(&c);
+}
+
 static void
 test_stopped(void)
 {
@@ -456,6 +536,7 @@ main(void)
     test_bad_headers();
     test_file_load();
     test_stack_nodes();
+    test_native_stack_nodes();
     test_stopped();
     test_packed();
     test_huge_code_ids();
