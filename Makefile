@@ -33,7 +33,7 @@ system-deps:
 	@sh scripts/system-deps.sh
 
 # Build every C part with meson and install the package into .venv.
-install: venv
+install: system-deps venv
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/meson .
 
 # The C unit tests of src/core, built by meson into build/ctest and run by `meson test`.

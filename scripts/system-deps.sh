@@ -1,7 +1,7 @@
 #!/bin/sh
 # system-deps.sh: install the Debian packages the tests and benchmarks use
 # (bpftrace, gnuplot, clang with its sanitizer and libFuzzer runtimes, valgrind, chromium,
-# golang-go) and mount tracefs,
+# golang-go, libunwind for the malloc tracer's native stacks) and mount tracefs,
 # when running as root on Debian.  Best effort: anything it cannot do leaves
 # the tests that need it to skip with a reason; it never fails the build.
 set -u
@@ -12,6 +12,9 @@ command -v valgrind >/dev/null 2>&1 || want="$want valgrind"
 # the malloc flame graph page is rendered in headless Chromium; pprof exports are read by go tool pprof
 command -v chromium >/dev/null 2>&1 || want="$want chromium"
 command -v go >/dev/null 2>&1 || want="$want golang-go"
+# libunwind: the malloc tracer's native stacks (--native); meson finds it with pkg-config
+command -v pkg-config >/dev/null 2>&1 || want="$want pkg-config"
+pkg-config --exists libunwind 2>/dev/null || want="$want libunwind-dev"
 # clang with libFuzzer's runtime, for the fuzz harnesses (make fuzz, make test)
 if ! command -v clang >/dev/null 2>&1; then
     want="$want clang"

@@ -10,7 +10,7 @@ import zlib
 
 HEADER = struct.Struct("<8sIIIIIIQIIIIQIIQQQIIQ16s")
 HEADER_SIZE = 128
-CODE, MODULE, STACK = 32, 33, 36
+CODE, MODULE, STACK, NATIVE_FRAME, THREAD = 32, 33, 36, 37, 38
 SEQ_NEXT, SAME_SITE, KIND_MASK = 0x80, 0x40, 0x3F
 FLAG_NATIVE, FLAG_STACKS, FLAG_PACKED = 1, 2, 4
 RUNNING, EXIT, EXEC = 0, 1, 2
@@ -131,11 +131,14 @@ def walk(path):
             byte = chunk[i]
             i += 1
             kind = byte & KIND_MASK
-            if byte in (CODE, STACK, MODULE):
+            if byte in (CODE, STACK, MODULE, NATIVE_FRAME, THREAD):
                 vals = []
-                for _ in range({CODE: 3, STACK: 4, MODULE: 4}[byte]):
+                for _ in range({CODE: 3, STACK: 4, MODULE: 4, NATIVE_FRAME: 3, THREAD: 3}[byte]):
                     v, i = _get_uv(chunk, i)
                     vals.append(v)
+                if byte == NATIVE_FRAME:    # (parent, 0, -1): a native frame, vals[2] its address
+                    nodes[vals[0]] = (vals[1], 0, -1)
+                    continue
                 if byte == STACK:
                     nodes[vals[0]] = (vals[1], vals[2], _unzz(vals[3]) - (1 << 64)
                                       if _unzz(vals[3]) >> 63 else _unzz(vals[3]))

@@ -33,7 +33,7 @@ def stacks_of(path, size):
     out = []
     for node in hits:
         frames = []
-        while node:
+        while node in nodes:    # a THREAD node (not in nodes) is the root
             parent, code, line = nodes[node]
             frames.append((codes[code], line))
             node = parent

@@ -29,7 +29,10 @@ trace_alloc(unsigned kind, const void *p, uint64_t size, const void *ret)
     tb_lock(tb);
     uint32_t code = 0;
     int32_t line = -1;
-    if (g_py_on) {
+    if (g_native) {
+        native_stack_site(tb, &code, &line);
+    }
+    else if (g_py_on) {
         if (g_stacks) {
             py_stack_site(tb, &code, &line);
         }

@@ -131,6 +131,7 @@ after_fork_child(void)
     atomic_store(&g_dropped, 0);
     py_forget_codes();      /* code ids and stacks are defined again in the child's capture */
     py_forget_stacks();
+    native_forget();
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         drop_chunk(tb);
         tb->events = 0;
@@ -163,7 +164,7 @@ pmt_preload_init(void)
     const char *nat = getenv("PYMEMTRACE_MALLOC_NATIVE");
     g_native = nat != NULL && strcmp(nat, "1") == 0;
     const char *stk = getenv("PYMEMTRACE_MALLOC_STACKS");
-    g_stacks = stk != NULL && strcmp(stk, "1") == 0;
+    g_stacks = (stk != NULL && strcmp(stk, "1") == 0) || g_native;    /* native: a tree too */
     g_pid = getpid();
     if (!real.malloc || !real.free || !real.mmap || !real.munmap) {
         say("cannot find the real allocator; not tracing", "", 0);
@@ -171,6 +172,9 @@ pmt_preload_init(void)
         return;
     }
     resolve_python();
+    if (g_native) {
+        native_init();
+    }
     if (pthread_key_create(&g_key, thread_exit) != 0) {
         say("pthread_key_create failed; not tracing", "", 0);
         t_guard--;

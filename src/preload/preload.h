@@ -9,13 +9,17 @@
  *   pyinterp.c   which Python this is, and whether its frames can be read
  *   pyframe.c    the calling thread's Python frames -> (code id, line)
  *   pystack.c    whole stacks, interned as a tree of STACK records
+ *   nativestack.c  native stacks (libunwind), Python frames interleaved
+ *   threadnode.c the THREAD node at the root of each thread's stacks
  *   lifecycle.c  load, exit, fork, exec, _exit, and control from the program
  * Everything here is hidden (-fvisibility=hidden); only the interposed
  * functions and pymemtrace_malloc_control are exported (EXPORT).
  *
  * Configuration is read from the environment once, at load:
  *   PYMEMTRACE_MALLOC_OUT     capture path (unset or empty: trace nothing)
- *   PYMEMTRACE_MALLOC_NATIVE  "1": also record each caller's return address
+ *   PYMEMTRACE_MALLOC_NATIVE  "1": every allocation carries its native stack
+ *                             with its Python frames interleaved (and the
+ *                             caller's return address); implies STACKS
  *   PYMEMTRACE_MALLOC_STACKS  "1": every allocation carries its whole Python
  *                             stack (format version 2, pystack.c)
  *   PYMEMTRACE_MALLOC_START   "paused": start paused; the program switches
@@ -303,14 +307,17 @@ extern pthread_mutex_t g_code_lock;
 /* One Python frame: its code object and the byte offset of its current
  * instruction (what PyCode_Addr2Line takes; negative: not started). */
 typedef struct {
-    const void *code;
+    const void *code;       /* NULL (py_stack_marked): an evaluation call with no started frame */
     int addr;
+    int entry;              /* py_stack_marked: the outermost frame of its evaluation call */
 } pmt_pyframe;
 
 void resolve_python(void);
 /* The calling thread's Python stack, innermost first: at most max frames.
  * Only when g_py_on. */
 int py_stack(pmt_pyframe *out, int max);
+/* The same with each evaluation call's frames marked (entry), for native stacks. */
+int py_stack_marked(pmt_pyframe *out, int max);
 /* The innermost frame's (code id, line), or the innermost node of the whole
  * stack (pystack.c, with g_stacks).  tb locked; nothing set if no frame. */
 void py_site(tbuf *tb, uint32_t *code, int32_t *line);
@@ -319,6 +326,22 @@ uint32_t py_frame_site(tbuf *tb, const pmt_pyframe *fr, int32_t *line);
 uint64_t py_frame_hash(const pmt_pyframe *fr);
 void py_forget_codes(void);             /* a forked child defines them again */
 void py_forget_stacks(void);
+/* The node (parent, code, line) of the stack tree, its STACK record written
+ * if new (0: out of memory).  tb locked. */
+uint32_t py_stack_node(tbuf *tb, uint32_t parent, uint32_t code, int32_t line);
+extern uint32_t g_next_node_id;         /* node ids of every kind; g_code_lock */
+
+/* ---- nativestack.c, threadnode.c: native stacks (--native) ---------------------- */
+
+#define NATIVE_MAX 256           /* native frames per stack (the innermost ones) */
+
+void native_init(void);                 /* at load, after resolve_python() */
+/* The innermost node of the calling thread's native stack with its Python
+ * frames interleaved, and the innermost Python line.  tb locked. */
+void native_stack_site(tbuf *tb, uint32_t *node, int32_t *line);
+void native_forget(void);               /* a forked child defines them again */
+/* The calling thread's THREAD node (the root of its stacks; 0: none).  tb locked. */
+uint32_t thread_node(tbuf *tb);
 void tb_forget(tbuf *tb);               /* empty a buffer's caches */
 
 #endif

@@ -26,8 +26,11 @@
 
 pthread_mutex_t g_code_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* With marks (native stacks), the last frame of each evaluation call (the
+ * frames one call of the interpreter's evaluation function runs) has entry
+ * set, and a call with no started frame is a frame with code NULL. */
 static inline __attribute__((always_inline)) int
-stack_walk(pmt_pyframe *out, int max)
+stack_walk(pmt_pyframe *out, int max, int marks)
 {
     const pmt_pylayout *L = g_py.layout;
     if (g_py.finalizing && g_py.finalizing()) {
@@ -41,30 +44,49 @@ stack_walk(pmt_pyframe *out, int max)
     if (L->scheme == PMT_PYL_CFRAME && f != NULL) {
         f = AT(f, L->cframe_current, const char *);
     }
-    int n = 0;
+    int n = 0, in_group = 0;
     for (unsigned walked = 0; f != NULL && n < max && walked < MAX_WALK;
          walked++, f = AT(f, L->f_back, const char *)) {
+        int entry = marks && (L->scheme == PMT_PYL_FRAMEOBJECT ||
+                              (L->f_is_entry && AT(f, L->f_is_entry, uint8_t)));
+        uint8_t owner = L->scheme == PMT_PYL_FRAMEOBJECT ? 0 : AT(f, L->f_owner, uint8_t);
         const char *co = AT(f, L->f_code, const char *);
-        if (co == NULL || AT(co, PMT_PYL_OB_TYPE, const void *) != g_py.code_type) {
-            continue;   /* 3.13: f_executable may be None */
+        int addr = -1, skip = 0;
+        if (L->scheme != PMT_PYL_FRAMEOBJECT && owner == L->owner_cstack) {
+            skip = 1;   /* a shim: it starts an evaluation call (3.12+) */
+            if (marks && in_group) {
+                out[n - 1].entry = 1;
+                in_group = 0;
+                continue;
+            }
+            entry = marks;
         }
-        int addr;
-        if (L->scheme == PMT_PYL_FRAMEOBJECT) {
+        else if (co == NULL || AT(co, PMT_PYL_OB_TYPE, const void *) != g_py.code_type) {
+            skip = 1;   /* 3.13: f_executable may be None */
+        }
+        else if (L->scheme == PMT_PYL_FRAMEOBJECT) {
             addr = AT(f, L->f_instr, int) * L->lasti_bytes;     /* -1: not started */
         }
         else {
-            uint8_t owner = AT(f, L->f_owner, uint8_t);
             const char *start = co + L->co_code;
             const char *ip = AT(f, L->f_instr, const char *);
-            if (owner == L->owner_cstack ||
-                (owner != L->owner_generator &&
-                 ip < start + 2 * AT(co, L->co_firsttraceable, int))) {
-                continue;   /* a shim, or a frame that has not started */
+            if (owner != L->owner_generator &&
+                ip < start + 2 * AT(co, L->co_firsttraceable, int)) {
+                skip = 1;   /* a frame that has not started */
             }
             addr = (int)(ip - start);
         }
-        out[n].code = co;
+        if (skip && !(entry && !in_group)) {
+            if (entry) {
+                out[n - 1].entry = 1;   /* the call's started frames end here */
+                in_group = 0;
+            }
+            continue;
+        }
+        out[n].code = skip ? NULL : co;     /* NULL: a call with no started frame */
         out[n].addr = addr;
+        out[n].entry = entry;
+        in_group = !entry;
         n++;
     }
     return n;
@@ -73,7 +95,13 @@ stack_walk(pmt_pyframe *out, int max)
 int
 py_stack(pmt_pyframe *out, int max)
 {
-    return stack_walk(out, max);
+    return stack_walk(out, max, 0);
+}
+
+int
+py_stack_marked(pmt_pyframe *out, int max)
+{
+    return stack_walk(out, max, 1);
 }
 
 /* UTF-8 of a str object, read without calling into Python (the thread may
@@ -259,7 +287,7 @@ py_site(tbuf *tb, uint32_t *code, int32_t *line)
     pmt_pyframe fr;
     int32_t l;
     uint32_t id;
-    if (stack_walk(&fr, 1) == 1 && (id = frame_site(tb, &fr, &l)) != 0) {
+    if (stack_walk(&fr, 1, 0) == 1 && (id = frame_site(tb, &fr, &l)) != 0) {
         *code = id;
         *line = l;
     }

@@ -40,6 +40,9 @@ typedef struct pmt_pylayout_s {
     uint8_t lasti_bytes;        /* FRAMEOBJECT: bytes per unit of f_lasti */
     uint8_t owner_generator;    /* FRAME_OWNED_BY_GENERATOR */
     uint8_t owner_cstack;       /* FRAME_OWNED_BY_CSTACK (0xff: none) */
+    uint16_t f_is_entry;        /* 3.11: bool is_entry, the first frame of an evaluation
+                                 * call (0: none; 3.9/3.10 every frame is one, 3.12+
+                                 * mark them with a C-stack shim frame) */
     /* code object */
     uint16_t co_filename;
     uint16_t co_name;
@@ -82,7 +85,7 @@ static const pmt_pylayout pmt_pylayouts[] = {
     {.minor = 11, .scheme = PMT_PYL_CFRAME,
      .ts_frame = 56, .cframe_current = 8,
      .f_code = 32, .f_back = 48, .f_instr = 56, .f_owner = 69,
-     .lasti_bytes = 0, .owner_generator = 1, .owner_cstack = 0xff,
+     .lasti_bytes = 0, .owner_generator = 1, .owner_cstack = 0xff, .f_is_entry = 68,
      .co_filename = 112, .co_name = 120, .co_firstlineno = 72,
      .co_code = 184, .co_firsttraceable = 168,
      .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,

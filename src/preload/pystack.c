@@ -24,7 +24,7 @@ typedef struct {
 
 static node_entry *g_nodes;
 static size_t g_nodes_cap, g_nodes_len;
-static uint32_t g_next_node_id = 1;
+uint32_t g_next_node_id = 1;
 
 static inline size_t
 node_hash(uint32_t parent, uint32_t code, int32_t line)
@@ -61,8 +61,8 @@ node_place(void *table, size_t cap, const void *e)
 }
 
 /* The node (parent, code, line), written to the capture if new.  tb locked. */
-static uint32_t
-node_id(tbuf *tb, uint32_t parent, uint32_t code, int32_t line)
+uint32_t
+py_stack_node(tbuf *tb, uint32_t parent, uint32_t code, int32_t line)
 {
     uint32_t id = 0;
     pthread_mutex_lock(&g_code_lock);
@@ -108,11 +108,11 @@ py_stack_site(tbuf *tb, uint32_t *node, int32_t *line)
         *line = ss->line;
         return;
     }
-    uint32_t parent = 0;
+    uint32_t parent = thread_node(tb);
     int32_t l = -1;
     for (int i = n - 1; i >= 0; i--) {     /* outermost first: a path from the root */
         uint32_t code = py_frame_site(tb, &fr[i], &l);
-        if (code == 0 || (parent = node_id(tb, parent, code, l)) == 0) {
+        if (code == 0 || (parent = py_stack_node(tb, parent, code, l)) == 0) {
             return;     /* out of memory: no attribution */
         }
     }

@@ -75,6 +75,7 @@ main(void)
     CHECK(owner_cstack, FRAME_OWNED_BY_CSTACK);
 #else
     CHECK(owner_cstack, 0xff);
+    CHECK(f_is_entry, offsetof(_PyInterpreterFrame, is_entry));
 #endif
     CHECK(co_code, offsetof(PyCodeObject, co_code_adaptive));
     CHECK(co_firsttraceable, offsetof(PyCodeObject, _co_firsttraceable));
