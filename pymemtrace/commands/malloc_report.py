@@ -71,6 +71,10 @@ def _parser_report() -> argparse.ArgumentParser:
                    help="rows per table (default 20; stacks: N/2)")
     p.add_argument("--depth", type=int, default=8, metavar="N",
                    help="frames shown per stack in the text report (default 8)")
+    p.add_argument("--native", action="store_true",
+                   help="allocations by whole stack, every frame written out (native "
+                        "frames symbolised, Python frames interleaved), most bytes first "
+                        "(--native captures)")
     return p
 
 
@@ -107,6 +111,8 @@ def report_main(argv: Sequence[str]) -> int:
         raise UserError(f"--top must be at least 1, not {a.top}")
     if a.depth < 1:
         raise UserError(f"--depth must be at least 1, not {a.depth}")
+    if a.native:
+        return _report_stacks(a.file, a.top, a.json)
     cap, r = _read(a.file, a.range_spec, a.thread)
     if a.json:
         json.dump(mv.to_json(cap, r, a.view), sys.stdout, indent=1)
@@ -231,4 +237,23 @@ def export_main(argv: Sequence[str]) -> int:
     out = _output(a, ".pb.gz" if a.format == "pprof" else ".collapsed")
     _write(out, data)
     print(f"pymemtrace malloc export: {out} ({a.format})", flush=True)
+    return 0
+
+
+def _report_stacks(path: str, top: int, as_json: bool) -> int:
+    from pymemtrace import _malloc_stacks
+
+    if not os.path.exists(path):
+        raise UserError(f"no such capture: {path}")
+    try:
+        r = _malloc_stacks.load_stacks(path, top)
+    except ValueError as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if as_json:
+        json.dump(r, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        for w in r["warnings"]:
+            print(f"pymemtrace malloc report: warning: {w}", file=sys.stderr)
+    else:
+        sys.stdout.write(_malloc_stacks.format_stacks(r, path, top))
     return 0

@@ -1,0 +1,108 @@
+/* test_native_stacks.c: allocations by whole stack, frames innermost first,
+ * live bytes from the replayed frees, the thread at the root. */
+#include <stdint.h>
+#include <string.h>
+
+#include "capture_build.h"
+#include "ctest.h"
+#include "native_stacks.h"
+
+static void
+rec40(pmt_mc_record r)
+{
+    put(&r, PMT_MC_RECORD_NATIVE);
+}
+
+static void
+def40(unsigned kind, uint64_t a, uint32_t code, const char *payload, size_t plen)
+{
+    rec40((pmt_mc_record){kind, a, plen, code, 1, 0});
+    char pad[4 * PMT_MC_RECORD_NATIVE];
+    memset(pad, 0, sizeof(pad));
+    memcpy(pad, payload, plen);
+    put(pad, (plen + PMT_MC_RECORD_NATIVE - 1) / PMT_MC_RECORD_NATIVE * PMT_MC_RECORD_NATIVE);
+}
+
+static void
+build_native_capture(void)
+{
+    header(PMT_MC_RECORD_NATIVE);
+    pmt_mc_header *h = (pmt_mc_header *)buf;
+    h->version = PMT_MC_VERSION_STACKS;
+    h->flags |= PMT_MC_FLAG_STACKS;
+    def40(PMT_MC_THREAD, 1, 77, "main", 5);
+    def40(PMT_MC_CODE, 0x1000, 5, "app.py\0main", 12);
+    def40(PMT_MC_CODE, 0x2000, 6, "app.py\0leak", 12);
+    rec40((pmt_mc_record){PMT_MC_STACK, 2, 1, 5, 10, 0});            /* main:10 */
+    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 3, 2, 0, -1, 0x4444}); /* C called from it */
+    rec40((pmt_mc_record){PMT_MC_STACK, 4, 3, 6, 20, 0});            /* leak:20 called back */
+    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 5, 4, 0, -1, 0x5555}); /* allocating C */
+    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 6, 2, 0, -1, 0x6666}); /* another C from main */
+    /* stack 5: 3 x 100 bytes, one freed; stack 6: 1 x 250, freed */
+    rec40((pmt_mc_record){1 << 8 | PMT_MC_MALLOC, 0xa0, 100, 5, 20, 0x5555});
+    rec40((pmt_mc_record){2 << 8 | PMT_MC_MALLOC, 0xb0, 100, 5, 20, 0x5555});
+    rec40((pmt_mc_record){3 << 8 | PMT_MC_CALLOC, 0xc0, 100, 5, 20, 0x5555});
+    rec40((pmt_mc_record){4 << 8 | PMT_MC_FREE, 0xb0, 0, 0, -1, 0});
+    rec40((pmt_mc_record){5 << 8 | PMT_MC_MALLOC, 0xd0, 250, 6, 10, 0x6666});
+    rec40((pmt_mc_record){6 << 8 | PMT_MC_FREE, 0xd0, 0, 0, -1, 0});
+    rec40((pmt_mc_record){PMT_MC_END, 6, 0, 0, -1, 0});
+}
+
+static void
+test_by_stack(void)
+{
+    build_native_capture();
+    pmt_ns_report r;
+    CHECK_EQ_INT(pmt_ns_read(buf, len, 10, &r), 0);
+    CHECK(r.has_stacks && r.native);
+    CHECK_EQ_INT(r.distinct, 2);
+    CHECK_EQ_INT(r.n_stacks, 2);
+    CHECK(r.total_bytes == 550 && r.total_count == 4);
+    if (r.n_stacks == 2) {
+        const pmt_ns_stack *a = &r.stacks[0], *b = &r.stacks[1];
+        CHECK(a->bytes == 300 && a->count == 3 && a->live_bytes == 200 && a->live_count == 2);
+        CHECK(b->bytes == 250 && b->count == 1 && b->live_bytes == 0 && b->live_count == 0);
+        CHECK(a->thread_id == 77 && strcmp(a->thread_name, "main") == 0);
+        CHECK_EQ_INT(a->n, 4);
+        if (a->n == 4) {
+            const pmt_ns_frame *f = &r.frames[a->first];
+            CHECK(f[0].kind == PMT_CAP_NODE_NATIVE && f[0].addr == 0x5555);
+            CHECK(f[0].file[0] == '\0' && f[0].offset == 0x5555);   /* no module holds it */
+            CHECK(f[1].kind == PMT_CAP_NODE_PYTHON && f[1].line == 20);
+            CHECK(strcmp(f[1].function, "leak") == 0 && strcmp(f[1].file, "app.py") == 0);
+            CHECK(f[2].kind == PMT_CAP_NODE_NATIVE && f[2].addr == 0x4444);
+            CHECK(f[3].kind == PMT_CAP_NODE_PYTHON && strcmp(f[3].function, "main") == 0);
+        }
+        CHECK_EQ_INT(b->n, 2);
+    }
+    pmt_ns_free(&r);
+    /* top 1 keeps the biggest */
+    CHECK_EQ_INT(pmt_ns_read(buf, len, 1, &r), 0);
+    CHECK(r.n_stacks == 1 && r.distinct == 2 && r.stacks[0].bytes == 300);
+    pmt_ns_free(&r);
+}
+
+static void
+test_without_stacks(void)
+{
+    header(PMT_MC_RECORD_BASE);
+    ev(1, PMT_MC_MALLOC, 0x10, 64, 0, -1);
+    end();
+    pmt_ns_report r;
+    CHECK_EQ_INT(pmt_ns_read(buf, len, 10, &r), 0);
+    CHECK(!r.has_stacks && !r.native && r.n_stacks == 1 && r.stacks[0].n == 0);
+    pmt_ns_free(&r);
+    /* a file that is not a capture: the reader's one line */
+    memset(buf, 'x', 100);
+    CHECK_EQ_INT(pmt_ns_read(buf, 100, 10, &r), -1);
+    CHECK(strstr(r.error, "bad magic") != NULL);
+    pmt_ns_free(&r);
+}
+
+int
+main(void)
+{
+    test_by_stack();
+    test_without_stacks();
+    CTEST_MAIN_END();
+}
