@@ -30,7 +30,9 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_malloc import _have_memray, _instructions_per_event, _one  # noqa: E402
 
-from pymemtrace import _cli_malloc, _malloc_stacks  # noqa: E402
+from pymemtrace.malloc import LIBRARY  # noqa: E402
+from pymemtrace.readers.malloc_capture import load  # noqa: E402
+from pymemtrace.readers.malloc_native import load_native_stacks  # noqa: E402
 
 RUNS = 5
 N = 200_000
@@ -64,7 +66,7 @@ def run():
         cap = tmp / "w.cap"
 
         def ours(flag):
-            env = dict(base_env, LD_PRELOAD=str(_cli_malloc.LIBRARY),
+            env = dict(base_env, LD_PRELOAD=str(LIBRARY),
                        PYMEMTRACE_MALLOC_OUT=str(cap))
             env["PYMEMTRACE_MALLOC_NATIVE" if flag == "native" else "PYMEMTRACE_MALLOC_STACKS"] = "1"
             return [py, str(script), str(N)], env
@@ -91,9 +93,9 @@ def run():
                 if name.startswith("pymemtrace"):
                     sizes[name] = cap.stat().st_size
                     if name == "pymemtrace_native":
-                        events = _cli_malloc.load(str(cap))["events"]
+                        events = load(str(cap))["events"]
                         t0 = time.perf_counter()
-                        _malloc_stacks.load_stacks(str(cap), 20)
+                        load_native_stacks(str(cap), 20)
                         report_s.append(time.perf_counter() - t0)
                 elif name.startswith("memray"):
                     sizes[name] = (tmp / "m.bin").stat().st_size

@@ -241,12 +241,13 @@ def export_main(argv: Sequence[str]) -> int:
 
 
 def _report_stacks(path: str, top: int, as_json: bool) -> int:
-    from pymemtrace import _malloc_stacks
+    from pymemtrace.readers.malloc_native import load_native_stacks
+    from pymemtrace.reporters.malloc_native import format_stacks
 
     if not os.path.exists(path):
         raise UserError(f"no such capture: {path}")
     try:
-        r = _malloc_stacks.load_stacks(path, top)
+        r = load_native_stacks(path, top)
     except ValueError as err:
         raise UserError(f"cannot read {path}: {err}") from None
     if as_json:
@@ -255,5 +256,5 @@ def _report_stacks(path: str, top: int, as_json: bool) -> int:
         for w in r["warnings"]:
             print(f"pymemtrace malloc report: warning: {w}", file=sys.stderr)
     else:
-        sys.stdout.write(_malloc_stacks.format_stacks(r, path, top))
+        sys.stdout.write(format_stacks(r, path, top))
     return 0

@@ -2,6 +2,7 @@
 
 * :mod:`.cpmt_log`: cPyMemTrace's Profile / Trace logs;
 * :mod:`.process_log`: ``pymemtrace process`` / ``log_process`` logs (JSON lines and the seed's form);
+* :mod:`.malloc_native`: a capture's allocations by whole native + Python stack, symbolised (``_mallocstacks``);
 * :mod:`.malloc_capture`: ``pymemtrace malloc`` captures (through the C reader ``_malloccap``);
 * :mod:`.malloc_stacks`: the same aggregated by whole stack (peak, leaks, ranges, threads);
 * :mod:`.bpftrace_log`: the output of the bpftrace scripts.

@@ -1,4 +1,4 @@
-"""``pymemtrace malloc report --native``: allocations by whole stack, symbolised.
+"""Allocations by whole stack from a ``pymemtrace malloc`` capture, symbolised.
 
 Every allocation of a ``--native`` capture carries its native stack with the
 Python frames interleaved where the interpreter ran them (``--stacks``
@@ -6,15 +6,14 @@ captures: the Python stack alone).  This view charges each allocation to its
 whole stack and lists the stacks that allocated the most bytes, innermost
 frame first.  The reading, replay and symbolisation are C
 (``pymemtrace._mallocstacks`` over ``src/core/native_stacks.c``); this module
-only shapes and prints the rows.
+only shapes the rows (:mod:`pymemtrace.reporters.malloc_native` prints them).
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 
-def load_stacks(path: str, top: int) -> Dict[str, Any]:
+def load_native_stacks(path: str, top: int) -> Dict[str, Any]:
     """The `top` stacks of the capture at `path` by bytes allocated.
 
     Returns a dict with ``stacks`` (each: ``bytes``, ``count``, ``live_bytes``,
@@ -51,38 +50,3 @@ def _frame(t: tuple) -> Dict[str, Any]:
         return {"kind": "native", "module": t[1], "symbol": t[2], "offset": t[3],
                 "address": t[4]}
     return {"kind": "python", "file": t[1], "function": t[2], "line": t[3]}
-
-
-def frame_name(f: Dict[str, Any]) -> str:
-    """One line for a frame: ``file:line function`` or ``module!symbol``."""
-    if f["kind"] == "python":
-        return f"{f['file']}:{f['line']} {f['function']}"
-    mod = os.path.basename(f["module"]) or "?"
-    if f["symbol"]:
-        return f"{mod}!{f['symbol']}"
-    return f"{mod}+{f['offset']:#x}" if f["module"] else f"?+{f['address']:#x}"
-
-
-def format_stacks(r: Dict[str, Any], path: str, top: int) -> str:
-    lines: List[str] = [f"pymemtrace malloc report --native: {path}"]
-    for w in r["warnings"]:
-        lines.append(f"  warning: {w}")
-    lines.append(f"Total allocated: {r['total_bytes']:,} bytes in {r['total_count']:,} "
-                 f"allocations from {r['distinct_stacks']:,} distinct stacks")
-    lines.append("")
-    lines.append(f"Top {min(top, len(r['stacks']))} stacks by bytes allocated "
-                 "(innermost frame first; [py] marks Python frames):")
-    for i, s in enumerate(r["stacks"], 1):
-        thread = s["thread"]
-        who = (f"thread {thread['id']}" + (f" ({thread['name']})" if thread["name"] else "")
-               if thread["id"] else "thread not recorded")
-        lines.append(f"#{i} {s['bytes']:,} bytes in {s['count']:,} allocations; "
-                     f"{s['live_bytes']:,} bytes in {s['live_count']:,} still live at the end; "
-                     f"{who}")
-        for f in s["frames"]:
-            tag = "[py]" if f["kind"] == "python" else "    "
-            lines.append(f"    {tag} {frame_name(f)}")
-        if not s["frames"]:
-            lines.append("         <no stack recorded>")
-        lines.append("")
-    return "\n".join(lines)
