@@ -161,3 +161,29 @@ def test_stacks_capture_and_bad_input(tmp_path, testlib):
                         "--native"], capture_output=True, text=True)
     assert p.returncode != 0
     assert "bad magic" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_killed_program_still_symbolises(tmp_path, testlib):
+    """Modules are described when first needed, not at exit: a capture cut
+    short by SIGKILL names its native frames (the buffers are written out by
+    pausing the tracer first, as a crash-safe writer would have)."""
+    script = tmp_path / "killed.py"
+    script.write_text(textwrap.dedent("""\
+        import ctypes, os, signal, sys
+        from pymemtrace import _malloccap
+        lib = ctypes.CDLL(sys.argv[1])
+        lib.pmt_test_native_alloc.restype = ctypes.c_void_p
+        lib.pmt_test_native_alloc.argtypes = [ctypes.c_size_t]
+        keep = lib.pmt_test_native_alloc(3_000_029)
+        _malloccap.control(0)      # pause: the buffers reach the file
+        os.kill(os.getpid(), signal.SIGKILL)
+        """))
+    cap = tmp_path / "killed.cap"
+    p = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "--native", "-o", str(cap),
+                        "--", sys.executable, str(script), str(testlib)],
+                       capture_output=True, text=True)
+    assert p.returncode == 128 + 9, p.stderr
+    r = json.loads(report(cap, "--json", "--top", "50"))
+    s = stack_of(r, 3_000_029)
+    assert s["frames"][0]["symbol"] == "pmt_test_native_alloc"
+    assert s["frames"][0]["module"] == str(testlib)
