@@ -2,10 +2,13 @@
  * capture_frames.h). */
 #include "capture_frames.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grow.h"
+#include "symbolize.h"
 
 typedef struct {
     uint32_t file, name, index;
@@ -113,6 +116,33 @@ func_of_code(pmt_frames *f, uint32_t code)
     return c ? func_get(f, c->file, c->name) : f->unknown;
 }
 
+/* The function of a native frame (--native captures): file = the module's
+ * path, name = its symbol, or the call site's offset in the module when the
+ * file names none (line -1 tells a native frame). */
+static uint32_t
+func_of_native(pmt_frames *f, uint64_t addr)
+{
+    if (!f->sym && !(f->sym = pmt_sym_new(f->cap))) {
+        return PMT_ST_NONE;
+    }
+    pmt_sym_frame sf;
+    pmt_sym_native(f->sym, addr, &sf);
+    char module[PATH_MAX], off[32];
+    snprintf(module, sizeof(module), "%s", sf.module);  /* it is in the pool: copy first */
+    const char *name = sf.symbol;
+    size_t nl = sf.symbol_len;
+    if (!name) {
+        nl = (size_t)snprintf(off, sizeof(off), "0x%llx", (unsigned long long)sf.offset);
+        name = off;
+    }
+    int64_t fo = pmt_strpool_intern(&f->cap->strs, module, strlen(module));
+    int64_t no = pmt_strpool_intern(&f->cap->strs, name, nl);
+    if (fo < 0 || no < 0) {
+        return PMT_ST_NONE;
+    }
+    return func_get(f, (uint32_t)fo, (uint32_t)no);
+}
+
 static uint32_t
 frame_get(pmt_frames *f, uint32_t parent, uint32_t func, int32_t line)
 {
@@ -160,15 +190,20 @@ frame_of_node(pmt_frames *f, uint32_t id)
             free(chain);
             return PMT_ST_NONE;
         }
-        chain[n++] = cur;
         const pmt_cap_node *node = pmt_capture_node(f->cap, cur);
+        if (node && node->kind == PMT_CAP_NODE_THREAD) {
+            break;      /* the thread at the root: not a frame */
+        }
+        chain[n++] = cur;
         cur = node ? node->parent : 0;
     }
     while (n > 0) {
         uint32_t nid = chain[--n];
         const pmt_cap_node *node = pmt_capture_node(f->cap, nid);
-        uint32_t fr = node ? frame_get(f, parent, func_of_code(f, node->code), node->line)
-                           : frame_get(f, parent, f->unknown, -1);
+        uint32_t fr = !node ? frame_get(f, parent, f->unknown, -1)
+                      : node->kind == PMT_CAP_NODE_NATIVE
+                          ? frame_get(f, parent, func_of_native(f, node->addr), -1)
+                          : frame_get(f, parent, func_of_code(f, node->code), node->line);
         int created;
         node_key *e = fr == PMT_ST_NONE ? NULL : pmt_ht_insert(&f->node_ix, &nid, &created);
         if (!e) {
@@ -189,8 +224,10 @@ pmt_frames_of(pmt_frames *f, uint32_t id, int32_t line)
         return frame_get(f, PMT_ST_NONE, func_of_code(f, id), id == 0 ? 0 : line);
     }
     uint32_t fr = frame_of_node(f, id);
-    if (fr == PMT_ST_NONE || f->frames[fr].line == line || line < 0) {
-        return fr;
+    const pmt_cap_node *inner = pmt_capture_node(f->cap, id);
+    if (fr == PMT_ST_NONE || f->frames[fr].line == line || line < 0 ||
+        (inner && inner->kind != PMT_CAP_NODE_PYTHON)) {
+        return fr;      /* (a native innermost frame: the line is its Python caller's) */
     }
     /* the event names a line of its own: the innermost frame at that line */
     const pmt_st_frame leaf = f->frames[fr];
@@ -205,6 +242,8 @@ pmt_frames_free(pmt_frames *f)
     pmt_ht_free(&f->func_ix);
     pmt_ht_free(&f->frame_ix);
     pmt_ht_free(&f->node_ix);
+    pmt_sym_free(f->sym);
+    f->sym = NULL;
     f->funcs = NULL;
     f->frames = NULL;
 }

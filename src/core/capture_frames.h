@@ -4,8 +4,10 @@
  * node id -> parent, code, line) or, in a capture without stacks, one code
  * id and line.  pmt_frames turns either into frames of one tree of its own:
  * functions (file, name) interned once, frames (parent, function, line)
- * interned once, so a report holds only the frames its stacks reach.  No
- * Python.h.
+ * interned once, so a report holds only the frames its stacks reach.  A
+ * --native capture's native nodes are frames too: file = module path, name =
+ * symbol (symbolize.c), line -1; the THREAD node at a stack's root is not a
+ * frame (pmt_capture_event_thread gives the thread).  No Python.h.
  */
 #ifndef PMT_CAPTURE_FRAMES_H
 #define PMT_CAPTURE_FRAMES_H
@@ -31,6 +33,7 @@ typedef struct {
     pmt_hashtab frame_ix;       /* (parent, function, line) -> frame index */
     pmt_hashtab node_ix;        /* capture node id -> frame index */
     uint32_t no_frame, unknown; /* the functions "<no Python frame>", "<unknown code>" */
+    struct pmt_symbolizer *sym; /* names native frames (made when first needed) */
 } pmt_frames;
 
 /* Set up for cap (which must stay open while frames are made).  0 or -1. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "capture_build.h"
+#include "capture_frames.h"
 #include "ctest.h"
 #include "native_stacks.h"
 
@@ -99,9 +100,41 @@ test_without_stacks(void)
     pmt_ns_free(&r);
 }
 
+/* The reports' frame tree (capture_frames.c) takes native nodes as frames
+ * (module, symbol or offset, line -1) and stops at the thread. */
+static void
+test_frames_of_a_native_stack(void)
+{
+    build_native_capture();
+    pmt_capture c;
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
+    pmt_frames f;
+    CHECK_EQ_INT(pmt_frames_init(&f, &c), 0);
+    uint32_t leaf = pmt_frames_of(&f, 5, 20);
+    CHECK(leaf != PMT_ST_NONE);
+    const char *names[8];
+    int32_t lines[8];
+    size_t n = 0;
+    for (uint32_t fr = leaf; fr != PMT_ST_NONE && n < 8; fr = f.frames[fr].parent, n++) {
+        names[n] = pmt_strpool_at(&c.strs, f.funcs[f.frames[fr].func].name);
+        lines[n] = f.frames[fr].line;
+    }
+    CHECK_EQ_INT(n, 4);     /* no frame for the thread */
+    if (n == 4) {
+        CHECK(strcmp(names[0], "0x5555") == 0 && lines[0] == -1);  /* no module: its address */
+        CHECK(strcmp(names[1], "leak") == 0 && lines[1] == 20);
+        CHECK(strcmp(names[2], "0x4444") == 0 && lines[2] == -1);
+        CHECK(strcmp(names[3], "main") == 0 && lines[3] == 10);
+    }
+    CHECK_EQ_INT(pmt_capture_event_thread(&c, &(pmt_mc_record){.code = 5}), 1);
+    pmt_frames_free(&f);
+    pmt_capture_close(&c);
+}
+
 int
 main(void)
 {
+    test_frames_of_a_native_stack();
     test_by_stack();
     test_without_stacks();
     CTEST_MAIN_END();
