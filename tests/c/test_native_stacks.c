@@ -9,44 +9,44 @@
 #include "native_stacks.h"
 
 static void
-rec40(pmt_mc_record r)
+def_node(unsigned kind, uint64_t id, uint64_t parent, uint64_t x, int32_t line)
 {
-    put(&r, PMT_MC_RECORD_NATIVE);
-}
-
-static void
-def40(unsigned kind, uint64_t a, uint32_t code, const char *payload, size_t plen)
-{
-    rec40((pmt_mc_record){kind, a, plen, code, 1, 0});
-    char pad[4 * PMT_MC_RECORD_NATIVE];
-    memset(pad, 0, sizeof(pad));
-    memcpy(pad, payload, plen);
-    put(pad, (plen + PMT_MC_RECORD_NATIVE - 1) / PMT_MC_RECORD_NATIVE * PMT_MC_RECORD_NATIVE);
+    cb_room(64);
+    buf[len++] = (uint8_t)kind;
+    uv(id);
+    uv(parent);
+    uv(x);
+    if (kind == PMT_MC_STACK) {
+        uv(pmt_zz((uint64_t)(int64_t)line));
+    }
 }
 
 static void
 build_native_capture(void)
 {
     header(PMT_MC_RECORD_NATIVE);
-    pmt_mc_header *h = (pmt_mc_header *)buf;
-    h->version = PMT_MC_VERSION_STACKS;
-    h->flags |= PMT_MC_FLAG_STACKS;
-    def40(PMT_MC_THREAD, 1, 77, "main", 5);
-    def40(PMT_MC_CODE, 0x1000, 5, "app.py\0main", 12);
-    def40(PMT_MC_CODE, 0x2000, 6, "app.py\0leak", 12);
-    rec40((pmt_mc_record){PMT_MC_STACK, 2, 1, 5, 10, 0});            /* main:10 */
-    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 3, 2, 0, -1, 0x4444}); /* C called from it */
-    rec40((pmt_mc_record){PMT_MC_STACK, 4, 3, 6, 20, 0});            /* leak:20 called back */
-    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 5, 4, 0, -1, 0x5555}); /* allocating C */
-    rec40((pmt_mc_record){PMT_MC_NATIVE_FRAME, 6, 2, 0, -1, 0x6666}); /* another C from main */
+    hdr()->flags |= PMT_MC_FLAG_STACKS;
+    cb_room(64);
+    buf[len++] = PMT_MC_THREAD;
+    uv(1);
+    uv(77);
+    uv(5);
+    put("main", 5);
+    code(5, "app.py", "main");
+    code(6, "app.py", "leak");
+    def_node(PMT_MC_STACK, 2, 1, 5, 10);               /* main:10 */
+    def_node(PMT_MC_NATIVE_FRAME, 3, 2, 0x4444, 0);    /* C called from it */
+    def_node(PMT_MC_STACK, 4, 3, 6, 20);               /* leak:20 called back */
+    def_node(PMT_MC_NATIVE_FRAME, 5, 4, 0x5555, 0);    /* allocating C */
+    def_node(PMT_MC_NATIVE_FRAME, 6, 2, 0x6666, 0);    /* another C from main */
     /* stack 5: 3 x 100 bytes, one freed; stack 6: 1 x 250, freed */
-    rec40((pmt_mc_record){1 << 8 | PMT_MC_MALLOC, 0xa0, 100, 5, 20, 0x5555});
-    rec40((pmt_mc_record){2 << 8 | PMT_MC_MALLOC, 0xb0, 100, 5, 20, 0x5555});
-    rec40((pmt_mc_record){3 << 8 | PMT_MC_CALLOC, 0xc0, 100, 5, 20, 0x5555});
-    rec40((pmt_mc_record){4 << 8 | PMT_MC_FREE, 0xb0, 0, 0, -1, 0});
-    rec40((pmt_mc_record){5 << 8 | PMT_MC_MALLOC, 0xd0, 250, 6, 10, 0x6666});
-    rec40((pmt_mc_record){6 << 8 | PMT_MC_FREE, 0xd0, 0, 0, -1, 0});
-    rec40((pmt_mc_record){PMT_MC_END, 6, 0, 0, -1, 0});
+    event(1, PMT_MC_MALLOC, 0xa0, 100, 5, 20, 0x5555);
+    event(2, PMT_MC_MALLOC, 0xb0, 100, 5, 20, 0x5555);
+    event(3, PMT_MC_CALLOC, 0xc0, 100, 5, 20, 0x5555);
+    event(4, PMT_MC_FREE, 0xb0, 0, 0, -1, 0x1);
+    event(5, PMT_MC_MALLOC, 0xd0, 250, 6, 10, 0x6666);
+    event(6, PMT_MC_FREE, 0xd0, 0, 0, -1, 0x1);
+    end();
 }
 
 static void

@@ -24,20 +24,22 @@ static void
 capture_of_self(const char *exe, uint64_t bias, const uint8_t *id, size_t idn)
 {
     header(PMT_MC_RECORD_NATIVE);
-    uint8_t payload[4 * PMT_MC_RECORD_NATIVE + 4096];
+    uint8_t payload[4096 + 128];
     memset(payload, 0, sizeof(payload));
-    uint64_t hi = UINT64_MAX / 2;
-    memcpy(payload, &bias, 8);
-    memcpy(payload + 8, &hi, 8);
     size_t n = strlen(exe);
-    memcpy(payload + 16, exe, n + 1);
-    size_t at = 16 + n + 1;
+    memcpy(payload, exe, n + 1);
+    size_t at = n + 1;
     payload[at++] = (uint8_t)idn;
     memcpy(payload + at, id, idn);
     at += idn + 16;     /* size and mtime 0: unknown */
-    pmt_mc_record m = {PMT_MC_MODULE, bias, at, 0, 0, 0};
-    put(&m, PMT_MC_RECORD_NATIVE);
-    put(payload, (at + PMT_MC_RECORD_NATIVE - 1) / PMT_MC_RECORD_NATIVE * PMT_MC_RECORD_NATIVE);
+    cb_room(64 + at);
+    buf[len++] = PMT_MC_MODULE;
+    uv(bias);
+    uv(bias);
+    uv(UINT64_MAX / 2);
+    uv(at);
+    put(payload, at);
+    end();
 }
 
 static int
