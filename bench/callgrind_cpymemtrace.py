@@ -55,7 +55,7 @@ def instructions(mode, work, scale, tmp):
     for attempt in range(3):    # valgrind on a loaded VM now and then dies at start-up
         r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                             sys.executable, "-c", child, mode, work, str(scale)],
-                           capture_output=True, text=True, env=env)
+                           capture_output=True, text=True, env=env, cwd=tmp)
         m = re.search(r"Collected : (\d+)", r.stderr)
         if r.returncode == 0 and m:
             return int(m.group(1)), int(r.stdout.split()[-1])

@@ -7,6 +7,7 @@
  *   allochooks.c  wrappers around the interpreter's allocators that feed the
  *                 gate counters (src/core/rssgate.h)
  *   registry.c    the active tracers of every thread (flushed at exit/fork)
+ *   callable.c    the tracer as a Python-level function (sys.settrace(sys.gettrace()))
  *
  * The log's text is src/core/cpmtlog.c, the writer src/core/logwriter.c.
  * Every CPython-version difference is in src/ext/compat.h.
@@ -107,6 +108,9 @@ int cpmt_set_hook(CpmtTracer *self, Py_tracefunc func, PyObject *obj);
 
 /* ---- the per-event function (callback.c) ---- */
 int cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+/* ---- tracer(frame, event, arg) (callable.c): the types' tp_call ---- */
+PyObject *cpmt_tracer_call(PyObject *obj, PyObject *args, PyObject *kwds);
 
 /* ---- allocator wrappers (allochooks.c) ---- */
 /* The first user decides how frees are sized and installs the wrappers;

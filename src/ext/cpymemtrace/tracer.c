@@ -357,13 +357,21 @@ PyDoc_STRVAR(profile_doc,
 "d_rss_trigger: -1 logs when RSS moved by a page or more, 0 logs every event,\n"
 "n logs when |dRSS| >= n bytes.  message is written first in the log.\n"
 "filepath names the log; by default a new file\n"
-"YYYYMMDD_HHMMSS_PID_P_n_PY<version>.log is created in the current directory.");
+"YYYYMMDD_HHMMSS_PID_P_n_PY<version>.log is created in the current directory.\n\n"
+"sys.getprofile() returns the active Profile; sys.setprofile() of it puts its C\n"
+"function back at the next event.  Called as profile(frame, event, arg) it\n"
+"records that event (on the thread that entered it, while active) and\n"
+"returns None.");
 
 PyDoc_STRVAR(trace_doc,
 "Trace(d_rss_trigger=-1, message=None, filepath=None)\n\n"
 "Context manager: as Profile, but attached as a trace function, so the log\n"
 "has LINE events (every line executed) and no C_CALL/C_RETURN events.\n"
-"By default a new file YYYYMMDD_HHMMSS_PID_T_n_PY<version>.log is created.");
+"By default a new file YYYYMMDD_HHMMSS_PID_T_n_PY<version>.log is created.\n\n"
+"sys.gettrace() returns the active Trace; sys.settrace() of it puts its C\n"
+"function back at the next call event.  Called as trace(frame, event, arg) it\n"
+"records that event (on the thread that entered it, while active) and\n"
+"returns itself, as a Python trace function returns its local trace function.");
 
 #define TRACER_TYPE(VAR, NAME, DOC)                                                     \
     PyTypeObject VAR = {                                                         \
@@ -372,6 +380,7 @@ PyDoc_STRVAR(trace_doc,
         .tp_basicsize = sizeof(CpmtTracer),                                             \
         .tp_dealloc = (destructor)tracer_dealloc,                                       \
         .tp_repr = (reprfunc)tracer_repr,                                               \
+        .tp_call = cpmt_tracer_call,                                                    \
         .tp_flags = Py_TPFLAGS_DEFAULT,                                                 \
         .tp_doc = DOC,                                                                  \
         .tp_methods = tracer_methods,                                                   \
