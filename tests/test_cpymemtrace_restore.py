@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from pymemtrace import cPyMemTrace, cpmt_log
+from pymemtrace import cPyMemTrace
+from pymemtrace.readers import cpmt_log
 
 _outer_trace = sys.gettrace()   # pytest-cov or a debugger may have one
 
