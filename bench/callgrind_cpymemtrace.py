@@ -3,11 +3,17 @@
 Timing on a shared machine is noisy; instruction counts repeat exactly.  For each
 workload of cpmt_workloads.py and each mode (untraced, a no-op C profile function,
 Profile(), Profile(0), a no-op C trace function, Trace()) this runs a fresh
-interpreter under ``valgrind --tool=callgrind`` twice, with the workload and
-without it, and reports the difference (the workload's own instructions), the ratio
+interpreter under ``valgrind --tool=callgrind`` and counts the workload's own
+instructions (counting switched on and off around it through callgrind's client
+requests; without valgrind's headers, twice, with and without the workload, and the
+difference), and reports them, the ratio
 to the untraced run and to the matching no-op function, and the instructions added
 per event.  Kernel time (the RSS preads, the log's writes) is not counted: the
 bench's CPU-time ratios show it.
+
+On CPython 3.12+ the mode noop_monitor is a C callback that does nothing,
+registered through sys.monitoring (PEP 669) for the events a profile function sees
+(CPMT_CG_MODES=noop_profile,noop_monitor selects modes).
 
 Run: .venv/bin/python bench/callgrind_cpymemtrace.py [workload ...]   (after make install)
 """
@@ -23,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("PYMEMTRACE_BUILD_DIR") or os.path.join(os.path.dirname(HERE), "build",
                                                                 "meson")
 MODES = ["untraced", "noop_profile", "Profile", "Profile0", "noop_trace", "Trace"]
+# CPMT_CG_RETRIES: how often a run that valgrind killed at start-up is tried again.
+RETRIES = int(os.environ.get("CPMT_CG_RETRIES", "6"))
 
 CHILD = r"""
 import os, sys
@@ -32,60 +40,90 @@ from pymemtrace import cPyMemTrace
 mode, work, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fn = cpmt_workloads.WORKLOADS[work]
 fn(1) if scale else None            # warm: imports, caches (in both runs alike)
+cg = getattr(_cpmt_bench, "cg", lambda flag: None)
+def run():
+    cg(True); fn(scale); cg(False)
 events = 0
 if mode == "untraced":
-    fn(scale)
+    run()
 elif mode == "noop_profile":
-    _cpmt_bench.floor("noop"); fn(scale); _cpmt_bench.floor(None)
+    _cpmt_bench.floor("noop"); run(); _cpmt_bench.floor(None)
+elif mode == "noop_monitor":       # PEP 669: a C callback for the events a profiler sees
+    M = sys.monitoring; E = M.events; M.use_tool_id(4, "pymemtrace-bench")
+    evs = [E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD, E.PY_UNWIND,
+           E.CALL, E.C_RETURN, E.C_RAISE]
+    for e in evs: M.register_callback(4, e, _cpmt_bench.mon_noop)
+    mask = 0
+    for e in evs: mask |= e
+    M.set_events(4, mask); run(); M.set_events(4, 0); M.free_tool_id(4)
 elif mode == "noop_trace":
-    _cpmt_bench.trace_floor("noop"); fn(scale); _cpmt_bench.trace_floor(None)
+    _cpmt_bench.trace_floor("noop"); run(); _cpmt_bench.trace_floor(None)
 else:
     cls = cPyMemTrace.Trace if mode == "Trace" else cPyMemTrace.Profile
     with cls(0 if mode == "Profile0" else -1, filepath=os.devnull) as t:
-        fn(scale)
+        run()
     events = t.events
-print(events)
+print(events, int(hasattr(_cpmt_bench, "cg")))
 """
+
+
+def _cg_toggle():
+    """Can the child switch callgrind's counting on and off (_cpmt_bench.cg)?"""
+    sys.path.insert(0, BUILD)
+    try:
+        import _cpmt_bench
+        return hasattr(_cpmt_bench, "cg")
+    except ImportError:
+        return False
+    finally:
+        sys.path.remove(BUILD)
+
+
+CG_TOGGLE = _cg_toggle()
 
 
 def instructions(mode, work, scale, tmp):
     out = os.path.join(tmp, "cg.out")
     child = CHILD.format(here=HERE, build=BUILD)
     env = dict(os.environ, PYTHONHASHSEED="0")     # the same dicts and sets every run
-    for attempt in range(3):    # valgrind on a loaded VM now and then dies at start-up
+    for attempt in range(RETRIES):    # valgrind on a loaded VM now and then dies at start-up
         r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                            sys.executable, "-c", child, mode, work, str(scale)],
+                            f"--instr-atstart={'no' if CG_TOGGLE else 'yes'}", sys.executable,
+                            "-c", child, mode, work, str(scale)],
                            capture_output=True, text=True, env=env, cwd=tmp)
         m = re.search(r"Collected : (\d+)", r.stderr)
         if r.returncode == 0 and m:
-            return int(m.group(1)), int(r.stdout.split()[-1])
+            events, counted_alone = (int(x) for x in r.stdout.split()[-2:])
+            return int(m.group(1)), events, bool(counted_alone)
     raise RuntimeError(f"callgrind failed on {mode} {work}: {r.stderr[-2000:]}")
 
 
 def run(workloads):
     if shutil.which("valgrind") is None:
         sys.exit("callgrind_cpymemtrace: valgrind is not installed")
+    modes = [m for m in os.environ.get("CPMT_CG_MODES", "").split(",") if m] or MODES
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         for work in workloads:
             ir, events = {}, {}
-            for mode in MODES:
-                full, ev = instructions(mode, work, 1, tmp)
-                base, _ = instructions(mode, work, 0, tmp)
+            for mode in modes:
+                full, ev, alone = instructions(mode, work, 1, tmp)
+                # Counted around the workload alone (_cpmt_bench.cg); else minus a run without it.
+                base = 0 if alone else instructions(mode, work, 0, tmp)[0]
                 ir[mode], events[mode] = full - base, ev
-            row = {f"{m}_Ir": ir[m] for m in MODES}
-            row["events_profile"], row["events_trace"] = events["Profile"], events["Trace"]
-            for m in MODES[1:]:
-                row[f"{m}_vs_untraced"] = round(ir[m] / ir["untraced"], 2)
-            row["Profile_vs_noop"] = round(ir["Profile"] / ir["noop_profile"], 3)
-            row["Profile0_vs_noop"] = round(ir["Profile0"] / ir["noop_profile"], 3)
-            row["Trace_vs_noop"] = round(ir["Trace"] / ir["noop_trace"], 3)
-            row["Profile_Ir_per_event"] = round(
-                (ir["Profile"] - ir["noop_profile"]) / max(1, events["Profile"]), 1)
-            row["Profile0_Ir_per_event"] = round(
-                (ir["Profile0"] - ir["noop_profile"]) / max(1, events["Profile"]), 1)
-            row["Trace_Ir_per_event"] = round(
-                (ir["Trace"] - ir["noop_trace"]) / max(1, events["Trace"]), 1)
+            row = {f"{m}_Ir": ir[m] for m in modes}
+            row.update({f"events_{m}": events[m] for m in modes if events[m]})
+            if "untraced" in ir:
+                for m in modes:
+                    if m != "untraced":
+                        row[f"{m}_vs_untraced"] = round(ir[m] / ir["untraced"], 2)
+            for m, floor in (("Profile", "noop_profile"), ("Profile0", "noop_profile"),
+                             ("Trace", "noop_trace"), ("noop_monitor", "noop_profile")):
+                if m in ir and floor in ir:
+                    row[f"{m}_vs_{floor}"] = round(ir[m] / ir[floor], 3)
+                    ev = events.get(m) or events.get("Profile") or 0
+                    if ev:
+                        row[f"{m}_Ir_per_event_over_{floor}"] = round((ir[m] - ir[floor]) / ev, 1)
             result[work] = row
             print(work, json.dumps(row), file=sys.stderr)
     result["command"] = "valgrind --tool=callgrind via bench/callgrind_cpymemtrace.py"

@@ -4,7 +4,8 @@
  * floor("noop") attaches a C profile function that does nothing (the cost of
  * the hook itself); floor("pread") one that reads RSS once per event (the cost
  * of a tracer that reads at every event); floor(None) detaches.
- * trace_floor("noop") / trace_floor(None): the no-op as a trace function. */
+ * trace_floor("noop") / trace_floor(None): the no-op as a trace function.
+ * mon_noop (3.12+): a sys.monitoring callback that does nothing. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <frameobject.h>
@@ -73,7 +74,50 @@ bench_trace_floor(PyObject *Py_UNUSED(m), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+#if PMT_CPMT_HAVE_MONITORING
+/* A sys.monitoring (PEP 669) callback that does nothing: registered from
+ * Python (bench/callgrind_cpymemtrace.py, mode noop_monitor) for the events a
+ * profile function sees, it is the floor of a PEP 669 cPyMemTrace. */
+static PyObject *
+bench_mon_noop(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    Py_RETURN_NONE;
+}
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define BENCH_HAVE_CALLGRIND 1
+#endif
+#endif
+
+#ifdef BENCH_HAVE_CALLGRIND
+/* cg(True) / cg(False): start and stop callgrind's counting (run with
+ * --instr-atstart=no), so a run counts the workload alone. */
+static PyObject *
+bench_cg(PyObject *Py_UNUSED(m), PyObject *flag)
+{
+    if (PyObject_IsTrue(flag)) {
+        CALLGRIND_START_INSTRUMENTATION;
+    }
+    else {
+        CALLGRIND_STOP_INSTRUMENTATION;
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef bench_methods[] = {
+#ifdef BENCH_HAVE_CALLGRIND
+    {"cg", bench_cg, METH_O, "cg(flag): start (True) or stop (False) callgrind's counting."},
+#endif
+#if PMT_CPMT_HAVE_MONITORING
+    {"mon_noop", (PyCFunction)(void (*)(void))bench_mon_noop, METH_FASTCALL,
+     "mon_noop(*args): a sys.monitoring callback that does nothing (3.12+)."},
+#endif
     {"floor", bench_floor, METH_O,
      "floor(mode): attach a reference profile function to this thread: 'noop' does\n"
      "nothing, 'pread' reads RSS once per event; None detaches."},

@@ -28,6 +28,16 @@
  * directly, thread stacks, file mappings, and heap growth from fragmentation
  * under the high-water mark).  When a read shows RSS fell, the marks restart
  * from the current counters (what was given back will be new memory again).
+ *
+ * The cheap form, for a tracer that checks at every event: an attached gate
+ * (pmt_gate_attach) has its byte and block limits folded into process-wide
+ * trip levels (the lowest of every attached gate's), and the allocators'
+ * counting functions themselves bump pmt_gate_large when the live bytes or
+ * blocks reach a trip level (or the bytes fall to the drop level).  Then
+ * pmt_gate_due_attached() is one load and two compares: did pmt_gate_large
+ * move, is the event budget spent, has the time come.  Callers serialise
+ * init / attach / mark / detach (cPyMemTrace: the GIL); the counting
+ * functions may run on any thread.
  */
 #ifndef PMT_RSSGATE_H
 #define PMT_RSSGATE_H
@@ -45,6 +55,10 @@ extern _Atomic int64_t pmt_gate_bytes_max;
 extern _Atomic int64_t pmt_gate_blocks;
 extern _Atomic int64_t pmt_gate_blocks_max;
 extern _Atomic uint64_t pmt_gate_large;
+/* Trip levels of the attached gates (none attached: never reached). */
+extern _Atomic int64_t pmt_gate_trip_bytes;
+extern _Atomic int64_t pmt_gate_trip_drop;
+extern _Atomic int64_t pmt_gate_trip_blocks;
 
 /* The defaults (documented in the README). */
 #define PMT_GATE_LIMIT_BYTES 4096
@@ -60,6 +74,14 @@ extern _Atomic uint64_t pmt_gate_large;
 #define PMT_GATE_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define PMT_GATE_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
+/* A large block or an arena came or went, or a free's size is unknown, or
+ * a trip level was reached: the next event of every gate reads. */
+static inline void
+pmt_gate_add_large(void)
+{
+    PMT_GATE_STORE(pmt_gate_large, PMT_GATE_LOAD(pmt_gate_large) + 1);
+}
+
 /* n bytes allocated (n > 0) or freed (n < 0) through the C allocator. */
 static inline void
 pmt_gate_add_bytes(int64_t n)
@@ -68,6 +90,12 @@ pmt_gate_add_bytes(int64_t n)
     PMT_GATE_STORE(pmt_gate_bytes, v);
     if (v > PMT_GATE_LOAD(pmt_gate_bytes_max)) {
         PMT_GATE_STORE(pmt_gate_bytes_max, v);
+        if (v >= PMT_GATE_LOAD(pmt_gate_trip_bytes)) {
+            pmt_gate_add_large();
+        }
+    }
+    else if (v <= PMT_GATE_LOAD(pmt_gate_trip_drop)) {
+        pmt_gate_add_large();
     }
 }
 
@@ -78,14 +106,10 @@ pmt_gate_add_blocks(int64_t d)
     PMT_GATE_STORE(pmt_gate_blocks, v);
     if (v > PMT_GATE_LOAD(pmt_gate_blocks_max)) {
         PMT_GATE_STORE(pmt_gate_blocks_max, v);
+        if (v >= PMT_GATE_LOAD(pmt_gate_trip_blocks)) {
+            pmt_gate_add_large();
+        }
     }
-}
-
-/* A large block or an arena came or went, or a free's size is unknown. */
-static inline void
-pmt_gate_add_large(void)
-{
-    PMT_GATE_STORE(pmt_gate_large, PMT_GATE_LOAD(pmt_gate_large) + 1);
 }
 
 typedef struct pmt_gate {
@@ -101,12 +125,24 @@ typedef struct pmt_gate {
     int64_t limit_blocks;
     uint32_t limit_events;  /* 0: no event bound */
     uint64_t limit_t;       /* 0: no time bound */
+    uint64_t left;          /* events before the event bound (attached form) */
+    uint64_t deadline;      /* t + limit_t, or UINT64_MAX (attached form) */
+    int attached;
+    struct pmt_gate *next;  /* the attached gates */
 } pmt_gate;
 
 /* Set the limits (0 for limit_events / limit_t switches that bound off) and
  * mark a read at time now. */
 void pmt_gate_init(pmt_gate *g, uint64_t limit_bytes, int64_t limit_blocks,
                    uint32_t limit_events, uint64_t limit_t, uint64_t now);
+
+/* Fold g's limits into the trip levels, and take them out again.  A gate
+ * is detached before its memory goes and before pmt_gate_init() is used
+ * on it again (init forgets that it was attached). */
+void pmt_gate_attach(pmt_gate *g);
+void pmt_gate_detach(pmt_gate *g);
+/* Recompute the trip levels from the attached gates (after a mark). */
+void pmt_gate_retrip(void);
 
 /* Record that RSS was read at time now. */
 static inline void
@@ -124,6 +160,11 @@ pmt_gate_mark(pmt_gate *g, uint64_t now)
     }
     g->t = now;
     g->events = 0;
+    g->left = g->limit_events ? g->limit_events : UINT64_MAX;
+    g->deadline = g->limit_t && now + g->limit_t > now ? now + g->limit_t : UINT64_MAX;
+    if (g->attached) {
+        pmt_gate_retrip();
+    }
 }
 
 /* Record that RSS was read at time now and was rss: if it fell, memory went
@@ -161,6 +202,15 @@ pmt_gate_due(pmt_gate *g, uint64_t now)
         return 1;
     }
     return g->limit_t && now - g->t >= g->limit_t;
+}
+
+/* The same decision for an attached gate, at the cost of three compares:
+ * the counting functions did the byte and block comparisons already. */
+static inline int
+pmt_gate_due_attached(pmt_gate *g, uint64_t now)
+{
+    return (PMT_GATE_LOAD(pmt_gate_large) != g->large) | (--g->left == 0)
+           | (now >= g->deadline);
 }
 
 /* CLOCK_MONOTONIC in nanoseconds (a vDSO call on Linux, no syscall). */

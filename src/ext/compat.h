@@ -72,6 +72,25 @@ pmt_cpmt_set_hook(int prof, Py_tracefunc func, PyObject *obj)
 #endif
 }
 
+/* sys.monitoring (PEP 669) is in 3.12+.  Measured against the profile /
+ * trace function (bench/callgrind_cpymemtrace.py, modes noop_monitor and
+ * Monitor; README "cPyMemTrace"): the tracer stays on the profile / trace
+ * function on every version (see the README for why). */
+#define PMT_CPMT_HAVE_MONITORING (PY_VERSION_HEX >= 0x030C0000)
+
+/* 3.12+: PyFrame_GetLineNumber decodes the code's line table at every call
+ * during profile events (~340 instructions per event, measured with
+ * callgrind): an event that may never be written keeps the frame's
+ * instruction offset, and its line is computed (PyCode_Addr2Line) only if a
+ * row needs it.  Before 3.12 the line is at hand and taken at once. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PMT_CPMT_DEFER_LINE 1
+#define pmt_cpmt_frame_lasti(f) PyFrame_GetLasti(f)
+#else
+#define PMT_CPMT_DEFER_LINE 0
+#define pmt_cpmt_frame_lasti(f) ((void)(f), -1)
+#endif
+
 /* The name of the interpreter's allocators as PYTHONMALLOC spells it
  * ("pymalloc", "malloc", "pymalloc_debug", ...), or NULL if hooks that are
  * not the interpreter's own are installed (tracemalloc, a profiler) or the

@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <frameobject.h>
 
+#include <limits.h>
 #include <stdint.h>
 
 #include "compat.h"
@@ -61,6 +62,8 @@ typedef struct CpmtTracer {
     int depth;
     int exact;
     int failed;                 /* the writer failed: stop logging */
+    int quiet_ok;               /* active, not failed, not exact, trigger > 0, past
+                                   event 0: an event that reads no RSS gets no row */
     int64_t trigger;
     PyObject *message;          /* str or NULL */
     PyObject *filepath;         /* str or bytes (os.fspath) or NULL */
@@ -78,6 +81,8 @@ typedef struct CpmtTracer {
     pmt_gate gate;
     /* the previous event's names, for a PREV row */
     PyCodeObject *prev_code;    /* strong */
+    int prev_lasti;             /* its instruction offset, when its line is
+                                   CPMT_LINE_LATER (compat.h PMT_CPMT_DEFER_LINE) */
     PyObject *prev_cfunc;       /* strong: the C function of a C_* event */
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
     PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
@@ -107,6 +112,8 @@ void cpmt_clear_refs(CpmtTracer *self);
 int cpmt_set_hook(CpmtTracer *self, Py_tracefunc func, PyObject *obj);
 
 /* ---- the per-event function (callback.c) ---- */
+/* The remembered line of an event whose line is computed only for a row. */
+#define CPMT_LINE_LATER INT_MIN
 int cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
 /* ---- tracer(frame, event, arg) (callable.c): the types' tp_call ---- */

@@ -104,9 +104,11 @@ tracer_dealloc(CpmtTracer *self)
     if (self->state == ST_ACTIVE) {
         /* Abandoned while attached (its thread ended): keep what it logged. */
         cpmt_registry_remove(self);
+        pmt_gate_detach(&self->gate);
         if (!self->exact) {
             cpmt_hooks_release();
         }
+        self->quiet_ok = 0;
         self->state = ST_DONE;
     }
     if (self->w != NULL) {
@@ -169,10 +171,14 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     pmt_tickclock_anchor(&cpmt_tclock);
     pmt_gate_init(&self->gate, cpmt_gate_limit_bytes, cpmt_gate_limit_blocks, cpmt_gate_limit_events,
                   pmt_tickclock_ticks_in(&cpmt_tclock, cpmt_gate_limit_ns), pmt_ticks(&cpmt_tclock));
+    if (!self->exact) {
+        pmt_gate_attach(&self->gate);   /* the allocators' counters check its limits */
+    }
     pmt_cpmt_seq_start(&self->seq, self->trigger);
     self->rss_reads = 0;
     memset(&self->fmt, 0, sizeof self->fmt);
     self->failed = 0;
+    self->quiet_ok = 0;
     Py_XINCREF(po);     /* the set call below drops the thread's reference */
     if (outer != NULL) {
         pmt_cpmt_write_detach(outer->w, outer->seq.event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
@@ -180,6 +186,7 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     self->state = ST_ACTIVE;
     if (cpmt_set_hook(self, cpmt_callback, (PyObject *)self) < 0) {
         self->state = ST_NEW;
+        pmt_gate_detach(&self->gate);
         if (outer != NULL) {
             pmt_cpmt_write_resume(outer->w, outer->seq.event, cpmt_clock_now());
         }

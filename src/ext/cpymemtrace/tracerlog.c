@@ -115,7 +115,9 @@ cpmt_finish(CpmtTracer *self, const char *why)
         pf = ((CpmtTracer *)po)->prev_func;
         po = ((CpmtTracer *)po)->prev_obj;
     }
+    self->quiet_ok = 0;
     self->state = ST_DONE;
+    pmt_gate_detach(&self->gate);
     if (ts == self->tstate) {
         PyObject *cur = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
         if (cur == (PyObject *)self) {
