@@ -209,8 +209,10 @@ pmt_gate_due(pmt_gate *g, uint64_t now)
 static inline int
 pmt_gate_due_attached(pmt_gate *g, uint64_t now)
 {
-    return (PMT_GATE_LOAD(pmt_gate_large) != g->large) | (--g->left == 0)
-           | (now >= g->deadline);
+    int moved = PMT_GATE_LOAD(pmt_gate_large) != g->large;
+    int spent = --g->left == 0;     /* counted at every event: no short cut */
+    int late = now >= g->deadline;
+    return moved | spent | late;
 }
 
 /* CLOCK_MONOTONIC in nanoseconds (a vDSO call on Linux, no syscall). */
