@@ -3,6 +3,7 @@ _process.Tree: each process of a tree sampled on its own, shown as a tree."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,11 +102,13 @@ def test_log_process_tree_table_and_json(family, tmp_path):
     assert len(lines) == 1 + 3 * 2
     child_line = [ln for ln in lines if f" {grandchild} " in ln][0]
     assert f" {grandchild}   python" in child_line     # indented under its parent
-    assert "sleeping" in child_line and "\x1b[" not in out.getvalue()
+    # the grandchild sleeps 30 s once it said ready; a loaded machine may sample it just
+    # before it got there, so 'running' is a true answer too
+    assert re.search(r"\b(sleeping|running)\b", child_line) and "\x1b[" not in out.getvalue()
     data = json.loads(js.read_text())
     assert len(data) == 3 and data[0]["pid"] == child.pid
     assert data[0]["children"][0]["pid"] == grandchild and data[0]["children"][0]["RSS"] > 1
-    assert data[2]["children"][0]["Status"] == "sleeping"
+    assert data[2]["children"][0]["Status"] in ("sleeping", "running")
 
 
 def test_log_process_tree_sep_and_omit_first(family):
