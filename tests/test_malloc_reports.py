@@ -10,6 +10,7 @@ function for leaks.
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,10 @@ def test_time_summary_range_and_thread(capture):
     assert bad.returncode == 2 and "START:END" in bad.stderr
     bad = cli("report", str(cap), "--thread", "4242", check=False)
     assert bad.returncode == 2 and "no such thread" in bad.stderr
+    # the capture records its threads: no stack is said to come from a capture that does not
+    text = cli("report", str(cap), "--top", "200").stdout
+    assert "does not tell threads apart" not in text
+    assert re.search(r"thread \d+ ", text)
 
 
 def test_parse_range():
