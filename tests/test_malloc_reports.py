@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -314,6 +315,26 @@ def test_bad_captures_give_one_clear_line(tmp_path):
     assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.pb.gz").exists()
     p = cli("flamegraph", str(tmp_path / "nope.cap"), check=False)
     assert p.returncode == 2 and "no such capture" in p.stderr
+
+
+def test_outputs_that_are_not_regular_files(capture, tmp_path):
+    """-o /dev/full is a full disk, said in one line (it once replaced the device node with a
+    regular file and said it had written); -o /dev/stdout writes into the pipe."""
+    cap, _ = capture
+    full = tmp_path / "full"            # a node of its own, so a regression cannot touch /dev/full
+    try:
+        os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except OSError as err:
+        pytest.skip(f"cannot make a /dev/full device node here ({err.strerror}; needs root)")
+    for args in (["export", str(cap), "-o", str(full)],
+                 ["flamegraph", str(cap), "-o", str(full)]):
+        p = cli(*args, check=False)
+        assert p.returncode == 2 and f"cannot write {full}: No space left" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+        assert stat.S_ISCHR(os.stat(full).st_mode)
+    p = cli("export", str(cap), "--format", "collapsed", "-o", "/dev/stdout")
+    first = p.stdout.splitlines()[0]
+    assert p.returncode == 0 and ";" in first and first.split()[-1].isdigit()
 
 
 @needs_preload

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from typing import Optional, Sequence
 
@@ -151,11 +152,29 @@ def _output(a: argparse.Namespace, suffix: str) -> str:
 
 
 def _write(out: str, data) -> None:
-    """Write `data` (str or bytes) to `out` whole, or not at all."""
+    """Write `data` (str or bytes) to `out` whole, or not at all.
+
+    A regular file (or a new one) is written beside it and renamed into place;
+    anything else that exists (a pipe, /dev/stdout, a device) is written into
+    as it is, never replaced by a regular file."""
+    data = data.encode() if isinstance(data, str) else data
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            with open(out, "wb") as f:
+                f.write(data)
+        except OSError as err:
+            raise UserError(f"cannot write {out}: {err.strerror}") from None
+        return
     tmp = f"{out}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(data)
         os.replace(tmp, out)
     except OSError as err:
         if os.path.exists(tmp):
