@@ -179,6 +179,27 @@ def test_truncated_after_a_whole_line_keeps_it(tmp_path):
     assert r.returncode == 0 and "INCOMPLETE" in r.stdout and "warning" in r.stderr
 
 
+def test_over_long_line_is_too_long_not_incomplete(tmp_path):
+    """A line over textfile.MAX_LINE in the middle of an output is ignored
+    as too long; the rest is read and nothing is called cut short."""
+    from pymemtrace.readers.textfile import MAX_LINE
+    text = (FIX / "py_malloc_workload.txt").read_text()
+    whole = br.parse(text)
+    at = text.index("\n@") + 1                        # before the first map line
+    p = tmp_path / "long.txt"
+    p.write_text(text[:at] + "@junk[" + "x" * (2 * MAX_LINE) + "\n" + text[at:])
+    rep = br.parse_file(str(p))
+    assert rep.complete is whole.complete
+    assert any("1 line(s) longer than" in w for w in rep.warnings), rep.warnings
+    assert not any("incomplete" in w for w in rep.warnings), rep.warnings
+    assert rep.by_function() == whole.by_function()
+    # an over-long last line without its newline is still too long, not misread
+    p.write_text(text + "@junk[" + "y" * (MAX_LINE + 5))
+    rep = br.parse_file(str(p))
+    assert any("longer than" in w for w in rep.warnings), rep.warnings
+    assert rep.by_function() == whole.by_function()
+
+
 def test_flow_without_end_markers_counts_calls(tmp_path):
     text = (FIX / "py_flowinfo_workload.txt").read_text()
     head = text[:text.index("=== pymemtrace")]

@@ -31,7 +31,7 @@ import io
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from pymemtrace.readers.textfile import NotALogFile, bounded_lines, open_regular
+from pymemtrace.readers.textfile import MAX_LINE, NotALogFile, bounded_lines, open_regular
 
 __all__ = ["ReportError", "Site", "Report", "parse", "parse_lines", "parse_file", "NO_FRAME"]
 
@@ -237,11 +237,16 @@ def parse(text: str) -> Report:
 def _whole_lines(lines: Iterable[str], rep: Report) -> Iterable[str]:
     """The lines that end with a newline, without it.  A last line without
     one may be cut anywhere, even inside a number, so it is not trusted."""
+    too_long = 0
     for line in lines:
-        if line.endswith("\n"):
+        if len(line) > MAX_LINE + line.endswith("\n"):
+            too_long += 1               # bounded_lines cut it: malformed, whether or not it ended
+        elif line.endswith("\n"):
             yield line[:-1]
         elif line:
             rep.warnings.append("the last line is incomplete (output cut short); it was ignored")
+    if too_long:
+        rep.warnings.append(f"{too_long} line(s) longer than {MAX_LINE} bytes were ignored")
 
 
 def parse_lines(lines: Iterable[str]) -> Report:

@@ -41,14 +41,24 @@ def open_regular(path: typing.Union[str, os.PathLike]) -> typing.BinaryIO:
 
 def bounded_lines(f: typing.BinaryIO) -> typing.Iterator[str]:
     """The lines of binary file *f* as text (undecodable bytes replaced), each
-    with its newline if it had one, cut to MAX_LINE + 1 bytes at most."""
+    with its newline if it had one.  A line longer than MAX_LINE bytes is
+    yielded cut to MAX_LINE + 1 characters (then its newline, if it had one):
+    longer than MAX_LINE, so a reader can tell "too long" from "cut short at
+    the end of the file" (no newline)."""
     while True:
         line = f.readline(MAX_LINE + 1)
         if not line:
             return
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            ended = False
             while True:                     # drop the rest of the line
                 rest = f.readline(MAX_LINE)
-                if not rest or rest.endswith(b"\n"):
+                if not rest:
                     break
+                if rest.endswith(b"\n"):
+                    ended = True
+                    break
+            # one character per byte, so the text stays longer than MAX_LINE
+            yield line.decode("latin-1") + ("\n" if ended else "")
+            continue
         yield line.decode("utf-8", errors="replace")
