@@ -1,5 +1,6 @@
 /* capfile.c: the capture file of the malloc tracer.
  *
+ * In-process (inproc.c): exactly the path given, created O_EXCL, or an error.
  * Processes: the first process creates the capture path itself; any other
  * process that inherits the environment (a forked child, or a program it
  * starts) writes PATH.<pid> instead, never into another's file.  A forked
@@ -122,6 +123,9 @@ name_candidate(unsigned k)
     memcpy(g_path_used, g_path, plen + 1);
     if (k == 0) {
         return !g_open_pending;
+    }
+    if (g_inproc_mode) {
+        return 0;       /* in-process: exactly the path asked for, or an error */
     }
     size_t n = plen;
     g_path_used[n++] = '.';
@@ -442,6 +446,20 @@ forget_capture(void)
     g_stop_err = 0;
     g_open_pending = 1;
     g_owns_main = 0;
+}
+
+/* In-process stop: the ended capture is no longer ours to write. */
+void
+close_capture(void)
+{
+    pthread_mutex_lock(&g_write_lock);
+    if (g_hdr) {
+        real.munmap(g_hdr, g_hdr_map);
+    }
+    g_hdr = NULL;
+    g_file_end = 0;
+    g_closed = 0;
+    pthread_mutex_unlock(&g_write_lock);
 }
 
 int

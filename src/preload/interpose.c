@@ -283,3 +283,19 @@ munmap(void *addr, size_t len)
     LEAVE();
     return r;
 }
+
+/* Hidden aliases: where the in-process mode (inproc.c) sends the slots. */
+HIDDEN_ALIASES_BEGIN
+HIDDEN_ALIAS(pmt_h_malloc, malloc);
+HIDDEN_ALIAS(pmt_h_calloc, calloc);
+HIDDEN_ALIAS(pmt_h_realloc, realloc);
+HIDDEN_ALIAS(pmt_h_reallocarray, reallocarray);
+HIDDEN_ALIAS(pmt_h_free, free);
+HIDDEN_ALIAS(pmt_h_posix_memalign, posix_memalign);
+HIDDEN_ALIAS(pmt_h_aligned_alloc, aligned_alloc);
+HIDDEN_ALIAS(pmt_h_memalign, memalign);
+HIDDEN_ALIAS(pmt_h_valloc, valloc);
+HIDDEN_ALIAS(pmt_h_pvalloc, pvalloc);
+extern __typeof(pmt_mmap) pmt_h_mmap __attribute__((alias("mmap"), visibility("hidden")));
+extern __typeof(pmt_mmap64) pmt_h_mmap64 __attribute__((alias("mmap64"), visibility("hidden")));
+HIDDEN_ALIAS(pmt_h_munmap, munmap);

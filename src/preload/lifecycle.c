@@ -23,6 +23,8 @@ int g_stacks;
 uint32_t g_rs = PMT_MC_RECORD_BASE;
 pid_t g_pid;
 TLS int t_guard;
+int g_preload_mode;
+unsigned g_epoch;
 
 /* ---- modules (for --native), fork, exit ---------------------------------- */
 
@@ -66,7 +68,7 @@ module_cb(struct dl_phdr_info *info, size_t size, void *arg)
 
 /* The end of this image: the modules (for --native) and the header's end
  * fields.  No thread records meanwhile: every buffer is locked. */
-static void
+void
 write_end(uint32_t state)
 {
     tbuf *tb = get_tbuf();
@@ -87,7 +89,7 @@ write_end(uint32_t state)
 /* fork: no thread may be inside a record or a new chunk while the process
  * is copied.  The child unmaps every chunk and the header (they are the
  * parent's file) and creates its own capture when it first records. */
-static void
+void
 before_fork(void)
 {
     if (!atomic_load(&g_ready)) {
@@ -102,7 +104,7 @@ before_fork(void)
     pthread_mutex_lock(&g_write_lock);
 }
 
-static void
+void
 after_fork_parent(void)
 {
     if (!atomic_load(&g_ready)) {
@@ -117,7 +119,7 @@ after_fork_parent(void)
     t_guard--;
 }
 
-static void
+void
 after_fork_child(void)
 {
     if (!atomic_load(&g_ready)) {
@@ -127,7 +129,12 @@ after_fork_child(void)
     pthread_mutex_init(&g_write_lock, NULL);
     pthread_mutex_init(&g_reg_lock, NULL);
     g_pid = getpid();
+    g_epoch++;
     forget_capture();       /* PATH is the parent's: an exec here must not move it */
+    if (g_inproc_mode) {
+        g_open_pending = 0; /* in-process: the child traces nothing */
+        inproc_fork_child();
+    }
     atomic_store(&g_dropped, 0);
     py_forget_codes();      /* code ids and stacks are defined again in the child's capture */
     py_forget_stacks();
@@ -150,6 +157,11 @@ pmt_preload_init(void)
     resolve_real();
     t_guard++;
     const char *out = getenv("PYMEMTRACE_MALLOC_OUT");
+    const char *pre = getenv("LD_PRELOAD");
+    /* dlopen'd (the in-process mode) with the variable inherited: not ours */
+    if (pre == NULL || strstr(pre, "libpymemtrace_malloc") == NULL) {
+        out = NULL;
+    }
     if (out == NULL || out[0] == '\0') {
         t_guard--;
         return;
@@ -161,6 +173,7 @@ pmt_preload_init(void)
         return;
     }
     memcpy(g_path, out, n + 1);
+    g_preload_mode = 1;
     const char *nat = getenv("PYMEMTRACE_MALLOC_NATIVE");
     g_native = nat != NULL && strcmp(nat, "1") == 0;
     const char *stk = getenv("PYMEMTRACE_MALLOC_STACKS");
@@ -236,7 +249,7 @@ finish_image(uint32_t reason)
      * none): the program it execs writes its own capture. */
     write_end(reason);
     int moved = 0;
-    if (reason == PMT_MC_STATE_EXEC && g_owns_main) {
+    if (reason == PMT_MC_STATE_EXEC && g_owns_main && !g_inproc_mode) {
         size_t plen = strlen(g_path);
         for (unsigned k = 1; k < 100 && !moved; k++) {
             memcpy(g_path_aside, g_path, plen);
@@ -367,6 +380,19 @@ _Exit(int status)
     real.Exit_(status);
     __builtin_unreachable();
 }
+
+/* Hidden aliases: where the in-process mode (inproc.c) sends the slots. */
+HIDDEN_ALIASES_BEGIN
+HIDDEN_ALIAS(pmt_h_execve, execve);
+HIDDEN_ALIAS(pmt_h_execv, execv);
+HIDDEN_ALIAS(pmt_h_execvp, execvp);
+HIDDEN_ALIAS(pmt_h_execvpe, execvpe);
+HIDDEN_ALIAS(pmt_h_fexecve, fexecve);
+HIDDEN_ALIAS(pmt_h_execl, execl);
+HIDDEN_ALIAS(pmt_h_execlp, execlp);
+HIDDEN_ALIAS(pmt_h_execle, execle);
+HIDDEN_ALIAS(pmt_h_exit, _exit);
+HIDDEN_ALIAS(pmt_h_Exit, _Exit);
 
 /* ---- control from the traced program ----------------------------------------
  *

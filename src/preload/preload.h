@@ -12,6 +12,7 @@
  *   nativestack.c  native stacks (libunwind), Python frames interleaved
  *   threadnode.c the THREAD node at the root of each thread's stacks
  *   lifecycle.c  load, exit, fork, exec, _exit, and control from the program
+ *   inproc.c     the in-process mode: dlopen'd, slots rewritten (Tracker)
  * Everything here is hidden (-fvisibility=hidden); only the interposed
  * functions and pymemtrace_malloc_control are exported (EXPORT).
  *
@@ -48,6 +49,16 @@
 #include "capture_format.h"
 
 #define EXPORT __attribute__((visibility("default")))
+/* A hidden name for an exported entry point: its address is ours, never the
+ * definition the exported name binds to (libc's, when dlopen'd). */
+#define HIDDEN_ALIAS(alias_, target) \
+    extern __typeof(target) alias_ __attribute__((alias(#target), visibility("hidden")))
+/* (glibc's prototypes carry attributes the aliases need not repeat) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define HIDDEN_ALIASES_BEGIN _Pragma("GCC diagnostic ignored \"-Wmissing-attributes\"")
+#else
+#define HIDDEN_ALIASES_BEGIN
+#endif
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -111,6 +122,43 @@ extern int g_native;                    /* records carry the return address */
 extern int g_stacks;                    /* events carry whole Python stacks */
 extern pid_t g_pid;                     /* the process the state belongs to */
 extern TLS int t_guard;                 /* > 0: inside the tracer, do not trace */
+extern int g_preload_mode;              /* configured from the environment at load */
+extern unsigned g_epoch;                /* a new capture (fork child, in-process start) */
+
+void write_end(uint32_t state);         /* modules (--native), header end fields */
+void before_fork(void);
+void after_fork_parent(void);
+void after_fork_child(void);
+
+/* ---- inproc.c: the in-process mode ------------------------------------------ */
+
+extern _Atomic int g_inproc;            /* tracking in-process now */
+extern int g_inproc_mode;               /* this image has used the in-process mode */
+void inproc_fork_child(void);
+/* the entry points under hidden names (interpose.c, lifecycle.c) */
+void *pmt_h_malloc(size_t);
+void *pmt_h_calloc(size_t, size_t);
+void *pmt_h_realloc(void *, size_t);
+void *pmt_h_reallocarray(void *, size_t, size_t);
+void pmt_h_free(void *);
+int pmt_h_posix_memalign(void **, size_t, size_t);
+void *pmt_h_aligned_alloc(size_t, size_t);
+void *pmt_h_memalign(size_t, size_t);
+void *pmt_h_valloc(size_t);
+void *pmt_h_pvalloc(size_t);
+void *pmt_h_mmap(void *, size_t, int, int, int, off_t);
+void *pmt_h_mmap64(void *, size_t, int, int, int, off_t);
+int pmt_h_munmap(void *, size_t);
+int pmt_h_execve(const char *, char *const[], char *const[]);
+int pmt_h_execv(const char *, char *const[]);
+int pmt_h_execvp(const char *, char *const[]);
+int pmt_h_execvpe(const char *, char *const[], char *const[]);
+int pmt_h_fexecve(int, char *const[], char *const[]);
+int pmt_h_execl(const char *, const char *, ...);
+int pmt_h_execlp(const char *, const char *, ...);
+int pmt_h_execle(const char *, const char *, ...);
+void pmt_h_exit(int) __attribute__((noreturn));
+void pmt_h_Exit(int) __attribute__((noreturn));
 
 /* ---- capfile.c: the capture file -------------------------------------------- */
 
@@ -130,6 +178,7 @@ void drop_chunk(struct tbuf *tb);       /* unmap it (fork child: the parent's fi
 void end_capture(uint32_t state);       /* header end fields, trim the chunks' tails */
 void resume_capture(void);              /* exec failed: record on */
 void forget_capture(void);              /* forked child: the parent's file is not ours */
+void close_capture(void);               /* in-process stop: unmap the ended capture */
 int capture_open(void);                 /* this process has its capture file */
 uint64_t events_so_far(void);
 

@@ -6,7 +6,8 @@
  * not seen).  So every allocation carries its thread at no cost per event:
  * the reader finds it at the root of the event's stack.  The node is kept in
  * thread-local storage with the pid it was defined for: a forked child's
- * thread defines its own in the child's capture.
+ * thread defines its own in the child's capture, and each in-process capture
+ * (g_epoch) its own.
  */
 #define _GNU_SOURCE 1     /* gettid */
 #include <errno.h>
@@ -18,6 +19,7 @@
 
 static TLS uint32_t t_node;
 static TLS pid_t t_node_pid;
+static TLS unsigned t_node_epoch;
 
 /* The kernel's name of thread tid (at most 15 bytes), or "" if unreadable. */
 static size_t
@@ -46,7 +48,7 @@ thread_name(pid_t tid, char *out, size_t cap)
 uint32_t
 thread_node(tbuf *tb)
 {
-    if (LIKELY(t_node != 0 && t_node_pid == g_pid)) {
+    if (LIKELY(t_node != 0 && t_node_pid == g_pid && t_node_epoch == g_epoch)) {
         return t_node;
     }
     pid_t tid = gettid();
@@ -60,5 +62,6 @@ thread_node(tbuf *tb)
     put_def(tb, PMT_MC_THREAD, uv, 2, name, n);
     t_node = id;
     t_node_pid = g_pid;
+    t_node_epoch = g_epoch;
     return id;
 }
