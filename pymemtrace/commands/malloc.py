@@ -27,11 +27,14 @@ ENV_OUT = "PYMEMTRACE_MALLOC_OUT"
 ENV_NATIVE = "PYMEMTRACE_MALLOC_NATIVE"
 ENV_START = "PYMEMTRACE_MALLOC_START"
 ENV_STACKS = "PYMEMTRACE_MALLOC_STACKS"
+ENV_AGGREGATE = "PYMEMTRACE_MALLOC_AGGREGATE"
+ENV_CHECKPOINT = "PYMEMTRACE_MALLOC_CHECKPOINT"
 
 _RUN_EXAMPLE = """\
 examples:
   pymemtrace malloc -o app.cap -- python app.py --size 10
   pymemtrace malloc --stacks -o app.cap -- python app.py   # whole Python stacks
+  pymemtrace malloc --aggregate -o svc.cap -- python service.py  # bounded, checkpointed
   pymemtrace malloc report app.cap            # live at the peak, by stack
   pymemtrace malloc report app.cap --view leaks --json
   pymemtrace malloc flamegraph app.cap -o app.html
@@ -54,7 +57,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
             "(views: peak, leaks, all, time, summary), 'flamegraph' (one HTML file), "
             "'export' (pprof, collapsed stacks)."
         ),
-        usage="pymemtrace malloc [-o FILE] [--native] [--stacks] [--python-malloc] [--paused] "
+        usage="pymemtrace malloc [-o FILE] [--native] [--stacks] [--aggregate [--checkpoint S]] "
+              "[--python-malloc] [--paused] "
               "-- CMD [ARGS...]\n"
               "       pymemtrace malloc report FILE [--view peak|leaks|all|time|summary] "
               "[--range A:B] [--thread ID] [--json]\n"
@@ -74,6 +78,14 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="record each allocation's whole Python stack (interned in the "
                         "capture): reports and flame graphs show whole stacks and charge every "
                         "function on them; without it each stack is its innermost line")
+    p.add_argument("--aggregate", action="store_true",
+                   help="bounded capture for long runs: no events, totals per whole stack "
+                        "(allocated, live at the peak, live now) written as a complete "
+                        "checkpoint every --checkpoint seconds, so a capture killed by "
+                        "SIGKILL reads as of its last checkpoint; its size grows with "
+                        "distinct stacks, not with events")
+    p.add_argument("--checkpoint", type=float, metavar="SECONDS", default=None,
+                   help="--aggregate: seconds between checkpoints (default 1; 0.05 to 86400)")
     p.add_argument("--paused", action="store_true",
                    help="start with tracing paused: the program traces chosen blocks with "
                         "pymemtrace.malloc.Tracing()")
@@ -90,7 +102,14 @@ def main(args: argparse.Namespace) -> int:
     if command and command[0] in ("report", "flamegraph", "export") and not explicit_dashes:
         from pymemtrace.commands import malloc_report
         return malloc_report.main(command[0], command[1:])
-    return run(command, args.output, args.native, args.python_malloc, args.paused, args.stacks)
+    if args.checkpoint is not None:
+        if not args.aggregate:
+            raise UserError("--checkpoint SECONDS goes with --aggregate")
+        if not 0.05 <= args.checkpoint <= 86400:
+            raise UserError(f"--checkpoint must be seconds from 0.05 to 86400, "
+                            f"not {args.checkpoint:g}")
+    return run(command, args.output, args.native, args.python_malloc, args.paused, args.stacks,
+               aggregate=args.aggregate, checkpoint=args.checkpoint)
 
 
 # ---- run --------------------------------------------------------------------
@@ -126,7 +145,8 @@ def _siblings(path: str) -> set:
 
 
 def run(command: Sequence[str], output: Optional[str], native: bool,
-        python_malloc: bool, paused: bool = False, stacks: bool = False) -> int:
+        python_malloc: bool, paused: bool = False, stacks: bool = False,
+        aggregate: bool = False, checkpoint: Optional[float] = None) -> int:
     if not command:
         raise UserError("no command given: pymemtrace malloc [-o FILE] -- CMD [ARGS...]")
     exe = _resolve_command(command[0])
@@ -157,6 +177,12 @@ def run(command: Sequence[str], output: Optional[str], native: bool,
         env[ENV_STACKS] = "1"
     else:
         env.pop(ENV_STACKS, None)
+    env.pop(ENV_AGGREGATE, None)
+    env.pop(ENV_CHECKPOINT, None)
+    if aggregate:
+        env[ENV_AGGREGATE] = "1"
+        if checkpoint is not None:
+            env[ENV_CHECKPOINT] = repr(float(checkpoint))
     if python_malloc:
         env["PYTHONMALLOC"] = "malloc"
     if paused:

@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from pymemtrace.commands import UserError
-from pymemtrace.readers.malloc_capture import load
+from pymemtrace.readers.malloc_capture import capture_header, load
 from pymemtrace.readers.malloc_stacks import load_stacks
 from pymemtrace.reporters import malloc_views as mv
 from pymemtrace.reporters.malloc_text import format_header, format_tables
@@ -83,6 +83,7 @@ def _read(path: str, range_spec: Optional[str], thread: Optional[int], points: i
           slices: int = 0):
     if not os.path.exists(path):
         raise UserError(f"no such capture: {path}")
+    _no_events(path, "--range" if range_spec else None)
     try:
         cap = load(path)
         stacks = load_stacks(path, range_spec=range_spec, thread=thread, points=points,
@@ -98,6 +99,17 @@ def _read(path: str, range_spec: Optional[str], thread: Optional[int], points: i
         cap["warnings"].append(f"{stacks['impossible_events']} events with impossible sizes "
                                   "(corrupt records) were skipped")
     return cap, stacks
+
+
+def _no_events(path: str, what: Optional[str]) -> None:
+    """Refuse, in one line, what an aggregated capture cannot answer (it has no events)."""
+    if what is None:
+        return
+    h = capture_header(path)
+    if h and h["aggregate"]:
+        tail = "; the time view shows its heap at each checkpoint" if what == "--range" else ""
+        raise UserError(f"{what}: {path} is an aggregated capture (--aggregate): it keeps "
+                        f"totals per stack, not events, so it cannot answer this{tail}")
 
 
 def main(command: str, argv: Sequence[str]) -> int:
@@ -199,6 +211,7 @@ def flamegraph_main(argv: Sequence[str]) -> int:
     a = p.parse_args(list(argv))
     if not os.path.exists(a.file):
         raise UserError(f"no such capture: {a.file}")
+    _no_events(a.file, "--range" if a.range_spec else None)
     out = _output(a, ".html")
     try:
         html, r = flamegraph.render_capture(a.file, range_spec=a.range_spec, thread=a.thread)
@@ -237,6 +250,7 @@ def export_main(argv: Sequence[str]) -> int:
     a = p.parse_args(list(argv))
     if not os.path.exists(a.file):
         raise UserError(f"no such capture: {a.file}")
+    _no_events(a.file, "--range" if a.range_spec else None)
     try:
         if a.format == "pprof":
             start = load(a.file)["start_ns"]
@@ -265,6 +279,7 @@ def _report_stacks(path: str, top: int, as_json: bool) -> int:
 
     if not os.path.exists(path):
         raise UserError(f"no such capture: {path}")
+    _no_events(path, "report --native")
     try:
         r = load_native_stacks(path, top)
     except ValueError as err:

@@ -7,7 +7,7 @@ import struct
 from typing import Any, Dict, List, Optional
 
 __all__ = ["load", "FRAMES_READ", "native_name", "python_version", "capture_header",
-           "stop_reason"]
+           "stop_reason", "checkpoint_note", "FLAG_AGGREGATE"]
 
 # The fixed header of a capture (src/core/capture_format.h, format version 3):
 # how the capture ended, read without the events (capture_header).
@@ -25,8 +25,11 @@ def capture_header(path: str) -> Optional[Dict[str, int]]:
     if len(data) < _HEADER.size or data[:8] != b"PMTMALC\0":
         return None
     v = _HEADER.unpack_from(data)
-    return {"version": v[1], "state": v[14], "events": v[15], "dropped": v[16],
-            "stop_events": v[17], "stop_errno": v[18]}
+    return {"version": v[1], "flags": v[4], "state": v[14], "events": v[15], "dropped": v[16],
+            "stop_events": v[17], "stop_errno": v[18], "aggregate": bool(v[4] & FLAG_AGGREGATE)}
+
+
+FLAG_AGGREGATE = 8      # PMT_MC_FLAG_AGGREGATE: totals per stack in checkpoints, no events
 
 
 def stop_reason(err: int) -> str:
@@ -113,7 +116,15 @@ def _warnings(r: Dict[str, Any]) -> List[str]:
         out.append(f"the capture stopped at event {r['stop_events']:,} because "
                    f"{stop_reason(r['stop_errno'])}; {r['dropped']:,} later events were not "
                    "recorded, so 'live at exit' counts blocks whose release is missing")
-    if not r["complete"]:
+    if r["aggregate"]:
+        if r["checkpoint_older"]:
+            out.append(f"the last checkpoint is damaged: this is the one before it "
+                       f"(checkpoint {r['checkpoint']:,})")
+        if not r["checkpoint_final"]:
+            out.append(f"the program was killed or crashed: this is its last checkpoint "
+                       f"({checkpoint_note(r)}); what it did after that is missing, and "
+                       "'live at exit' is what was live at that checkpoint")
+    elif not r["complete"]:
         out.append("the capture has no end: the program crashed or was killed; what it "
                    "recorded until then is here, and 'live at exit' is what was live when "
                    "it died")
@@ -132,6 +143,13 @@ def _warnings(r: Dict[str, Any]) -> List[str]:
     elif r["python_status"] == "none":
         out.append("no Python interpreter in the traced process: no Python attribution")
     return out
+
+
+def checkpoint_note(r: Dict[str, Any]) -> str:
+    """Which checkpoint an aggregated capture's numbers come from, in words."""
+    after = max(0, r["checkpoint_ns"] - r["start_ns"]) / 1e9
+    which = "the final checkpoint" if r["checkpoint_final"] else "checkpoint"
+    return f"{which} (#{r['checkpoint']:,}), {after:.1f} s after the start"
 
 
 # The CPython versions whose frames the preload library reads (src/preload/pylayout.h).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from pymemtrace.readers.malloc_capture import native_name, python_version
+from pymemtrace.readers.malloc_capture import checkpoint_note, native_name, python_version
 
 __all__ = ["format_report", "format_header", "format_tables", "fmt_bytes"]
 
@@ -40,8 +40,12 @@ def format_header(r: Dict[str, Any], path: str) -> str:
     lines.append(f"  malloc family:  {r['malloc_bytes']:>15,} bytes in {r['malloc_count']:,}")
     lines.append(f"  anonymous mmap: {r['mmap_bytes']:>15,} bytes in {r['mmap_count']:,} "
                  "(pymalloc arenas of small Python objects come this way)")
-    lines.append(f"Peak live heap:   {r['peak_bytes']:>15,} bytes ({fmt_bytes(r['peak_bytes'])}; "
-                 f"malloc peak {r['peak_malloc_bytes']:,}, mmap peak {r['peak_mmap_bytes']:,})")
+    if r.get("aggregate"):
+        lines.insert(2, f"  aggregated capture (totals per stack, no events): {checkpoint_note(r)}")
+        lines.append(f"Peak live heap:   {r['peak_bytes']:>15,} bytes ({fmt_bytes(r['peak_bytes'])})")
+    else:
+        lines.append(f"Peak live heap:   {r['peak_bytes']:>15,} bytes ({fmt_bytes(r['peak_bytes'])}; "
+                     f"malloc peak {r['peak_malloc_bytes']:,}, mmap peak {r['peak_mmap_bytes']:,})")
     lines.append(f"Live at exit:     {r['live_bytes']:>15,} bytes in {r['live_count']:,} blocks")
     return "\n".join(lines) + "\n"
 
@@ -78,6 +82,9 @@ def format_tables(r: Dict[str, Any], top: int = 20) -> str:
         for n in r["native_leaks"][:top]:
             lines.append(f"  {n['bytes']:>14,} {n['count']:>9,}  {native_name(n)}")
     lines.append("")
+    if r.get("aggregate"):
+        lines.append("Largest single allocations: not kept in an aggregated capture")
+        return "\n".join(lines) + "\n"
     lines.append("Largest single allocations:")
     lines.append(f"  {'bytes':>14} {'kind':>8} {'state':>6}  site")
     for b in r["largest"]:

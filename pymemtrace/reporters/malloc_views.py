@@ -212,7 +212,7 @@ def format_time(r: Dict[str, Any], width: int = 64, height: int = 12) -> str:
                  f"{r['heap_at_end']:,} bytes live at event {r['range'][1]:,}.")
     lines.append("")
     lines.append(f"  {'event':>12} {'highest heap since the row before':>34}")
-    rows_ = 16
+    rows_ = min(16, len(pts))
     for k in range(min(rows_, len(pts))):
         group = pts[k * len(pts) // rows_:(k + 1) * len(pts) // rows_] or pts[k:k + 1]
         lines.append(f"  {group[-1][0]:>12,} {max(h for _, h in group):>34,}")

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture_checkpoint.h"
 #include "capture_read.h"
 #include "elfsym.h"
 #include "grow.h"
@@ -335,6 +336,61 @@ replay(aggregator *ag)
     return 0;
 }
 
+/* An aggregated capture: the sites from its checkpoint's stacks (each
+ * charged to its innermost Python line); no largest allocations. */
+static int
+from_checkpoint(aggregator *ag)
+{
+    pmt_mc_report *r = ag->r;
+    pmt_ckpt k;
+    if (pmt_ckpt_find(&ag->cap, &k, r->error, sizeof(r->error)) < 0) {
+        return -1;
+    }
+    r->aggregate = 1;
+    r->ckpt_final = k.head.final != 0;
+    r->ckpt_older = k.older;
+    r->ckpt_seq = k.head.seq;
+    r->ckpt_time_ns = k.head.time_ns;
+    r->dropped += k.head.dropped;
+    r->events = k.head.events;
+    r->unknown_frees = k.head.unknown;
+    r->peak_bytes = k.head.peak;
+    r->mmap_bytes = k.kinds[PMT_MC_MMAP].bytes;
+    r->mmap_count = k.kinds[PMT_MC_MMAP].count;
+    for (unsigned i = PMT_MC_MALLOC; i < PMT_MC_MMAP; i++) {
+        r->malloc_bytes += k.kinds[i].bytes;
+        r->malloc_count += k.kinds[i].count;
+    }
+    r->total_bytes = r->malloc_bytes + r->mmap_bytes;
+    r->total_count = r->malloc_count + r->mmap_count;
+    for (uint64_t i = 0; i < k.head.n_stacks; i++) {
+        const pmt_mc_ckpt_stack *c = &k.stacks[i];
+        pmt_mc_record h = {.code = c->node, .line = pmt_ckpt_node_line(&ag->cap, c->node)};
+        if (h.line < 0) {   /* a native innermost frame: its Python caller's line */
+            const pmt_cap_node *n = pmt_capture_node(&ag->cap, c->node);
+            while (n && n->kind == PMT_CAP_NODE_NATIVE && n->parent) {
+                n = pmt_capture_node(&ag->cap, n->parent);
+            }
+            h.line = n && n->kind == PMT_CAP_NODE_PYTHON ? n->line : -1;
+        }
+        uint32_t site = py_site_of(ag, &h);
+        if (site == NO_SITE) {
+            return fail(r, "out of memory");
+        }
+        site_acc *a = &ag->py.v[site];
+        a->bytes += c->alloc_bytes;
+        a->count += c->alloc_count;
+        a->malloc_bytes += c->alloc_bytes;  /* per stack, malloc and mmap are not told apart */
+        a->malloc_count += c->alloc_count;
+        a->live_bytes += c->live_bytes;
+        a->live_count += c->live_count;
+        r->live_bytes += c->live_bytes;
+        r->live_count += c->live_count;
+    }
+    r->live_malloc_bytes = r->live_bytes;
+    return 0;
+}
+
 /* ---- the report: sorted sites, the largest allocations --------------------- */
 
 static int
@@ -551,7 +607,8 @@ pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
     r->stop_errno = ag->cap.stop_errno;
     r->trailing_bytes = ag->cap.trailing_bytes;
     r->seq_gaps = ag->cap.seq_gaps;
-    if (intern_fixed(ag) < 0 || replay(ag) < 0 || finish(ag) < 0) {
+    if (intern_fixed(ag) < 0 ||
+        (ag->cap.aggregate ? from_checkpoint(ag) : replay(ag)) < 0 || finish(ag) < 0) {
         goto done;
     }
     rc = 0;

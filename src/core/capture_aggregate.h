@@ -66,6 +66,11 @@ typedef struct pmt_mc_report {
     uint64_t stop_events;       /* writing stopped after this many events ... */
     uint32_t stop_errno;        /* ... for this reason (errno; 0: never stopped) */
     uint64_t unknown_frees;     /* releases of memory not allocated in the capture */
+    /* aggregated captures (--aggregate): the checkpoint the numbers come from */
+    int aggregate;
+    int ckpt_final;             /* the one written at exit or exec */
+    int ckpt_older;             /* the last one was damaged: the one before it */
+    uint64_t ckpt_seq, ckpt_time_ns;
     /* totals */
     uint64_t events;
     uint64_t total_bytes, total_count;

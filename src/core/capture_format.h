@@ -51,6 +51,22 @@
  * the run) holds the header followed by a zlib stream of the bytes from
  * data_offset on (packed_len of them once inflated).  Integers are in the
  * byte order of the writing machine (the header's `endian` word says which).
+ *
+ * Aggregated captures (PMT_MC_FLAG_AGGREGATE, `pymemtrace malloc --aggregate`,
+ * always with PMT_MC_FLAG_STACKS) hold no events: the chunks hold only the
+ * definitions (CODE, STACK, THREAD, NATIVE_FRAME, MODULE), and the totals
+ * per stack are written as checkpoints into two slots, each an extent of
+ * whole chunks whose first bytes are a pmt_mc_ckpt_head (its kind byte
+ * PMT_MC_CHECKPOINT and its length in chunks are written when the extent is
+ * made, so a reader walking the chunks skips it).  A checkpoint is written
+ * into the slot the header does not name, then the header's ckpt_slot[] (the
+ * slot's offset from data_offset) and last ckpt_commit (its number: slot
+ * number & 1) are set: a process killed at any moment leaves the last
+ * committed checkpoint whole.  A checkpoint's payload, after its head:
+ *   pmt_mc_tally sizes[PMT_MC_SIZE_CLASSES], kinds[PMT_MC_KINDS]
+ *   pmt_mc_ckpt_point points[n_points]   (the heap at past checkpoints)
+ *   pmt_mc_ckpt_stack stacks[n_stacks]   (every stack that allocated)
+ * and the head's sum is pmt_mc_ckpt_sum() of the payload.
  */
 #ifndef PMT_CAPTURE_FORMAT_H
 #define PMT_CAPTURE_FORMAT_H
@@ -69,6 +85,7 @@ extern "C" {
 #define PMT_MC_FLAG_NATIVE 1u   /* events carry the native return address */
 #define PMT_MC_FLAG_STACKS 2u   /* events name a STACK node (code = node id): whole stacks */
 #define PMT_MC_FLAG_PACKED 4u   /* the chunks are one zlib stream after the header */
+#define PMT_MC_FLAG_AGGREGATE 8u /* no events: totals per stack in checkpoints */
 #define PMT_MC_EVENT_MAX 64     /* the longest event record */
 #define PMT_MC_KIND_MASK 0x3fu  /* an event's kind byte: the kind ... */
 #define PMT_MC_SEQ_NEXT 0x80u   /* ... and its flags */
@@ -94,9 +111,9 @@ typedef struct {
     uint64_t dropped;       /* events that could not be recorded */
     uint64_t stop_events;   /* writing stopped after this many events ... */
     uint32_t stop_errno;    /* ... for this reason (0: it never stopped) */
-    uint32_t reserved0;
+    uint32_t ckpt_commit;   /* aggregated: the last whole checkpoint's number (0: none) */
     uint64_t packed_len;    /* PMT_MC_FLAG_PACKED: the inflated length */
-    uint8_t reserved[16];
+    uint64_t ckpt_slot[2];  /* aggregated: each slot's offset from data_offset (0: none) */
 } pmt_mc_header;
 
 _Static_assert(sizeof(pmt_mc_header) == PMT_MC_HEADER_SIZE, "capture header size");
@@ -126,7 +143,69 @@ enum {
     PMT_MC_STACK = 36,
     PMT_MC_NATIVE_FRAME = 37,
     PMT_MC_THREAD = 38,
+    PMT_MC_CHECKPOINT = 39,     /* the first byte of a checkpoint slot's extent */
 };
+
+/* ---- checkpoints of aggregated captures ------------------------------------- */
+
+#define PMT_MC_SIZE_CLASSES 65  /* sizes[k]: 2^(k-1) < size <= 2^k (sizes[0]: 0 and 1) */
+#define PMT_MC_KINDS 6          /* kinds[k]: PMT_MC_MALLOC .. PMT_MC_MMAP (0: unused) */
+
+typedef struct {
+    uint8_t kind;           /* PMT_MC_CHECKPOINT */
+    uint8_t pad[3];
+    uint32_t chunks;        /* the extent's length in chunks */
+    uint64_t seq;           /* this checkpoint's number (0: none written yet) */
+    uint64_t len;           /* payload bytes after this head */
+    uint64_t sum;           /* pmt_mc_ckpt_sum of the payload */
+    uint64_t time_ns;       /* CLOCK_REALTIME when taken */
+    uint32_t final;         /* 1: taken as the process exited or exec'd */
+    uint32_t n_points;
+    uint64_t n_stacks;
+    uint64_t events;        /* allocations and releases counted in */
+    uint64_t heap;          /* live bytes now */
+    uint64_t peak;          /* the high-water mark of live bytes */
+    uint64_t peak_events;   /* ... reached after this many events */
+    uint64_t unknown;       /* releases of memory not seen allocated */
+    uint64_t dropped;       /* events that could not be counted (no memory) */
+    uint64_t reserved[4];
+} pmt_mc_ckpt_head;
+
+typedef struct {
+    uint64_t count, bytes;
+} pmt_mc_tally;
+
+typedef struct {
+    uint64_t time_ns, events;   /* when it was taken */
+    uint64_t heap;              /* the highest live bytes since the checkpoint before */
+    uint64_t peak;              /* the high-water mark so far */
+} pmt_mc_ckpt_point;
+
+typedef struct {
+    uint32_t node;          /* the innermost stack node (0: no Python frame) */
+    uint32_t pad;
+    uint64_t alloc_bytes, alloc_count;  /* ever allocated */
+    uint64_t live_bytes, live_count;    /* live now */
+    uint64_t peak_bytes, peak_count;    /* live at the high-water mark */
+} pmt_mc_ckpt_stack;
+
+_Static_assert(sizeof(pmt_mc_ckpt_head) == 136, "checkpoint head size");
+_Static_assert(sizeof(pmt_mc_ckpt_stack) == 56, "checkpoint stack size");
+
+/* The checksum of a checkpoint's payload (n a multiple of 8). */
+static inline uint64_t
+pmt_mc_ckpt_sum(const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, b + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return h;
+}
 
 /* Python attribution status (the header's python_status). */
 enum {

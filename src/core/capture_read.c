@@ -64,11 +64,13 @@ check_header(pmt_capture *c)
         (h->record_size != PMT_MC_RECORD_BASE && h->record_size != PMT_MC_RECORD_NATIVE)) {
         return fail(c, "corrupt capture header (flags disagree with record size)");
     }
-    if (h->flags & ~(PMT_MC_FLAG_NATIVE | PMT_MC_FLAG_STACKS | PMT_MC_FLAG_PACKED)) {
+    if (h->flags & ~(PMT_MC_FLAG_NATIVE | PMT_MC_FLAG_STACKS | PMT_MC_FLAG_PACKED |
+                     PMT_MC_FLAG_AGGREGATE)) {
         return fail(c, "corrupt capture header (unknown flags)");
     }
     c->rs = h->record_size;
     c->stacks = !!(h->flags & PMT_MC_FLAG_STACKS);
+    c->aggregate = !!(h->flags & PMT_MC_FLAG_AGGREGATE);
     c->python_hex = h->python_hex;
     c->python_status = h->python_status;
     c->complete = h->state == PMT_MC_STATE_EXIT || h->state == PMT_MC_STATE_EXEC;
@@ -389,6 +391,11 @@ scan(pmt_capture *c, const uint8_t *area, size_t n)
     const size_t cs = c->header.chunk_size;
     for (size_t off = 0; off < n; off += cs) {
         size_t stop = n - off < cs ? n : off + cs;
+        if (area[off] == PMT_MC_CHECKPOINT && stop - off >= 8) {
+            /* an aggregated capture's checkpoint slot: its length in chunks follows */
+            off += (size_t)(u32_at(area + off + 4) ? u32_at(area + off + 4) - 1 : 0) * cs;
+            continue;
+        }
         if (decode_chunk(c, area + off, area + stop) < 0) {
             return -1;
         }
@@ -489,6 +496,8 @@ pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
         area = data + c->header.data_offset;
         n = len - c->header.data_offset;
     }
+    c->area = area;
+    c->area_len = n;
     if (scan(c, area, n) < 0 || order(c) < 0) {
         return -1;
     }

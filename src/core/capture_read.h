@@ -92,6 +92,9 @@ typedef struct {
     uint64_t trailing_bytes;    /* bytes of records that could not be read (cut short, corrupt) */
     uint8_t *inflated;          /* a packed capture's chunks, inflated (owned) */
     char error[256];
+    int aggregate;              /* no events: checkpoints (capture_checkpoint.h) */
+    const uint8_t *area;        /* the bytes from data_offset on (inflated if packed) */
+    size_t area_len;
 } pmt_capture;
 
 /* Read the capture in data[0..len) (which must outlive c).  Returns 0, or -1

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture_checkpoint.h"
 #include "capture_frames.h"
 #include "capture_read.h"
 #include "grow.h"
@@ -370,6 +371,66 @@ charge_stacks(st_ctx *s)
     return snapshot(s, 1);
 }
 
+/* An aggregated capture: every number from its checkpoint (no events: no
+ * range, no slices; the heap points are the checkpoints'). */
+static int
+from_checkpoint(st_ctx *s)
+{
+    pmt_st_report *r = s->r;
+    pmt_ckpt k;
+    if (pmt_ckpt_find(&s->cap, &k, r->error, sizeof(r->error)) < 0) {
+        return -2;
+    }
+    r->events = r->hi = k.head.events;
+    r->lo = 0;
+    r->slices = 0;
+    r->peak_bytes = k.head.peak;
+    r->peak_event = k.head.peak_events;
+    r->end_heap = k.head.heap;
+    memcpy(r->sizes, k.sizes, sizeof(r->sizes));
+    memcpy(r->kinds, k.kinds, sizeof(r->kinds));
+    uint32_t np = k.head.n_points < PMT_ST_MAX_POINTS ? k.head.n_points : PMT_ST_MAX_POINTS;
+    if (np && !(r->points = calloc(np, sizeof(pmt_st_point)))) {
+        return -1;
+    }
+    for (uint32_t i = 0; i < np; i++) {
+        r->points[i] = (pmt_st_point){k.points[i].events, k.points[i].heap};
+    }
+    r->n_points = np;
+    for (uint64_t i = 0; i < k.head.n_stacks; i++) {
+        const pmt_mc_ckpt_stack *c = &k.stacks[i];
+        const pmt_cap_node *n = c->node ? pmt_capture_node(&s->cap, c->node) : NULL;
+        pmt_st_thread *th = thread_at(s, n ? n->thread : 0);
+        if (!th) {
+            return -1;
+        }
+        th->alloc_bytes += c->alloc_bytes;
+        th->alloc_count += c->alloc_count;
+        if (s->o->thread != PMT_ST_ALL_THREADS && th->id != s->o->thread) {
+            continue;
+        }
+        uint32_t x = stack_get(s, c->node, pmt_ckpt_node_line(&s->cap, c->node),
+                               n ? n->thread : 0);
+        if (x == PMT_ST_NONE) {
+            return -1;
+        }
+        stack_acc *a = &s->stacks[x];
+        a->alloc_bytes += c->alloc_bytes;
+        a->alloc_count += c->alloc_count;
+        a->peak_bytes += c->peak_bytes;
+        a->peak_count += c->peak_count;
+        a->end_bytes += c->live_bytes;
+        a->end_count += c->live_count;
+        r->alloc_bytes += c->alloc_bytes;
+        r->alloc_count += c->alloc_count;
+        r->peak_live_bytes += c->peak_bytes;
+        r->peak_live_count += c->peak_count;
+        r->end_bytes += c->live_bytes;
+        r->end_count += c->live_count;
+    }
+    return 0;
+}
+
 /* ---- the report ---------------------------------------------------------- */
 
 static int
@@ -518,6 +579,17 @@ pmt_st_read_buffer(const uint8_t *data, size_t len, const pmt_st_options *o, pmt
     }
     r->events = s->cap.n_ev;
     r->stacks_recorded = s->cap.stacks;
+    if (s->cap.aggregate) {
+        int e = from_checkpoint(s);
+        if (e < 0 || finish(s) < 0) {
+            if (e != -2) {
+                fail(r, "out of memory");
+            }
+            goto done;
+        }
+        rc = 0;
+        goto done;
+    }
     s->hi = o->hi > r->events ? r->events : o->hi;
     s->lo = o->lo > s->hi ? s->hi : o->lo;
     r->lo = s->lo;

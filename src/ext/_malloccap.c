@@ -109,6 +109,7 @@ to_dict(const pmt_mc_report *r)
         {"peak_mmap_bytes", r->peak_mmap_bytes}, {"live_bytes", r->live_bytes},
         {"live_count", r->live_count}, {"live_malloc_bytes", r->live_malloc_bytes},
         {"live_mmap_bytes", r->live_mmap_bytes},
+        {"checkpoint", r->ckpt_seq}, {"checkpoint_ns", r->ckpt_time_ns},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (set_u(d, nums[i].k, nums[i].v) < 0) {
@@ -124,7 +125,10 @@ to_dict(const pmt_mc_report *r)
     Py_DECREF(o);
     if (PyDict_SetItemString(d, "native", (r->flags & PMT_MC_FLAG_NATIVE) ? Py_True : Py_False) < 0 ||
         PyDict_SetItemString(d, "complete", r->complete ? Py_True : Py_False) < 0 ||
-        PyDict_SetItemString(d, "ended_by_exec", r->ended_by_exec ? Py_True : Py_False) < 0) {
+        PyDict_SetItemString(d, "ended_by_exec", r->ended_by_exec ? Py_True : Py_False) < 0 ||
+        PyDict_SetItemString(d, "aggregate", r->aggregate ? Py_True : Py_False) < 0 ||
+        PyDict_SetItemString(d, "checkpoint_final", r->ckpt_final ? Py_True : Py_False) < 0 ||
+        PyDict_SetItemString(d, "checkpoint_older", r->ckpt_older ? Py_True : Py_False) < 0) {
         goto error;
     }
     o = sites_list(r->py_sites, r->n_py_sites, 0);

@@ -108,6 +108,9 @@ pwrite_all(int fd, const void *buf, size_t n, off_t off)
 uint64_t
 events_so_far(void)
 {
+    if (g_aggregate) {
+        return g_agg.events;    /* read unlocked: a lower bound, as below */
+    }
     uint64_t events = 0;
     for (tbuf *b = g_bufs; b; b = b->next) {
         events += b->events;    /* other threads may still add: a lower bound */
@@ -229,6 +232,7 @@ open_capture(void)
     h.python_hex = g_py_hex;
     h.python_status = g_py_status;
     h.state = PMT_MC_STATE_RUNNING;
+    h.flags |= g_aggregate ? PMT_MC_FLAG_AGGREGATE : 0;
 
     int unnamed = 1;
     int fd = open_unnamed();
@@ -309,6 +313,38 @@ stop_writing(int err, const char *why)
     say(at, what, g_stop_err);
 }
 
+/* len more bytes at the end of the file, reserved and mapped (NULL: none;
+ * writing stops unless descriptors ran out).  g_write_lock held. */
+static void *
+map_extent(size_t len, uint64_t *at)
+{
+    int fd = reopen_capture();
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        /* the program holds every descriptor it may: drop events until one
+         * is free again (counted; the report says how many) */
+        return NULL;
+    }
+    if (fd < 0) {
+        stop_writing(errno, "the capture file was removed or replaced: ");
+        return NULL;
+    }
+    uint64_t off = g_file_end;
+    int e = posix_fallocate(fd, (off_t)off, (off_t)len);
+    void *m = MAP_FAILED;
+    if (e == 0) {
+        m = real.mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+        e = m == MAP_FAILED ? errno : 0;
+    }
+    close(fd);
+    if (e != 0) {
+        stop_writing(e, e == ENOSPC ? "the disk is full: " : "cannot extend the capture: ");
+        return NULL;
+    }
+    g_file_end = off + len;
+    *at = off;
+    return m;
+}
+
 /* A new chunk for tb (its old one is unmapped: what it holds is in the
  * file).  tb locked. */
 int
@@ -334,33 +370,12 @@ new_chunk(tbuf *tb)
             return -1;
         }
     }
-    int fd = reopen_capture();
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
-        /* the program holds every descriptor it may: drop events until one
-         * is free again (counted; the report says how many) */
-        pthread_mutex_unlock(&g_write_lock);
-        return -1;
-    }
-    if (fd < 0) {
-        stop_writing(errno, "the capture file was removed or replaced: ");
-        pthread_mutex_unlock(&g_write_lock);
-        return -1;
-    }
-    uint64_t off = g_file_end;
-    int e = posix_fallocate(fd, (off_t)off, CHUNK_BYTES);
-    void *m = MAP_FAILED;
-    if (e == 0) {
-        m = real.mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
-        e = m == MAP_FAILED ? errno : 0;
-    }
-    close(fd);
-    if (e != 0) {
-        stop_writing(e, e == ENOSPC ? "the disk is full: " : "cannot extend the capture: ");
-        pthread_mutex_unlock(&g_write_lock);
-        return -1;
-    }
-    g_file_end = off + CHUNK_BYTES;
+    uint64_t off;
+    void *m = map_extent(CHUNK_BYTES, &off);
     pthread_mutex_unlock(&g_write_lock);
+    if (m == NULL) {
+        return -1;
+    }
     drop_chunk(tb);
     tb->chunk = m;
     tb->chunk_off = off;
@@ -419,6 +434,70 @@ end_capture(uint32_t state)
     g_hdr->dropped = atomic_load(&g_dropped);
     g_hdr->state = state;
     pthread_mutex_unlock(&g_write_lock);
+}
+
+/* ---- checkpoint slots (--aggregate) --------------------------------------- */
+
+/* A new extent of whole chunks at the end of the file for a checkpoint slot
+ * (at least bytes long), mapped, its head's kind and length written. */
+int
+ckpt_extent(size_t bytes, uint64_t *area_off, unsigned char **map)
+{
+    size_t chunks = (bytes + CHUNK_BYTES - 1) / CHUNK_BYTES;
+    size_t len = chunks * CHUNK_BYTES;
+    pthread_mutex_lock(&g_write_lock);
+    if (g_hdr == NULL || g_stop_err || g_closed || chunks > UINT32_MAX) {
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
+    }
+    uint64_t off;
+    pmt_mc_ckpt_head *h = map_extent(len, &off);
+    if (h == NULL) {
+        pthread_mutex_unlock(&g_write_lock);
+        return -1;
+    }
+    h->chunks = (uint32_t)chunks;
+    atomic_signal_fence(memory_order_release);
+    h->kind = PMT_MC_CHECKPOINT;
+    pthread_mutex_unlock(&g_write_lock);
+    *area_off = off - g_hdr->data_offset;
+    *map = (unsigned char *)h;
+    return 0;
+}
+
+/* An extent no slot uses any more: unmapped, and (punch) its blocks given back
+ * (zeros read as empty chunks). */
+void
+ckpt_extent_drop(uint64_t area_off, unsigned char *map, size_t bytes, int punch)
+{
+    size_t len = (bytes + CHUNK_BYTES - 1) / CHUNK_BYTES * CHUNK_BYTES;
+    real.munmap(map, len);
+    if (!punch) {
+        return;
+    }
+    pthread_mutex_lock(&g_write_lock);
+    int fd = g_hdr ? reopen_capture() : -1;
+    if (fd >= 0) {
+        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t)(area_off + g_hdr->data_offset), (off_t)len) != 0) {
+            /* not supported here: its head still says to skip it */
+        }
+        close(fd);
+    }
+    pthread_mutex_unlock(&g_write_lock);
+}
+
+/* The checkpoint in slot (its extent at area_off) is whole: name it, then
+ * commit its number last. */
+void
+ckpt_commit(unsigned slot, uint64_t area_off, uint64_t seq)
+{
+    if (g_hdr == NULL) {
+        return;
+    }
+    g_hdr->ckpt_slot[slot & 1] = area_off;
+    atomic_thread_fence(memory_order_release);
+    g_hdr->ckpt_commit = (uint32_t)seq;
 }
 
 /* exec failed: the same image records on, into new chunks. */

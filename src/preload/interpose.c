@@ -40,6 +40,11 @@ trace_alloc(unsigned kind, const void *p, uint64_t size, const void *ret)
             py_site(tb, &code, &line);
         }
     }
+    if (g_aggregate) {
+        tb_unlock(tb);
+        agg_alloc(kind, p, size, code);
+        return;
+    }
     put_event(tb, next_seq(), kind, p, size, code, line, ret);
     tb_unlock(tb);
 }
@@ -48,6 +53,10 @@ trace_alloc(unsigned kind, const void *p, uint64_t size, const void *ret)
 static void
 trace_release_seq(unsigned kind, uint64_t seq, const void *p, uint64_t len, const void *ret)
 {
+    if (g_aggregate) {
+        agg_release(kind, p, len);
+        return;
+    }
     tbuf *tb = get_tbuf();
     if (UNLIKELY(!tb)) {
         atomic_fetch_add(&g_dropped, 1);
@@ -56,6 +65,13 @@ trace_release_seq(unsigned kind, uint64_t seq, const void *p, uint64_t len, cons
     tb_lock(tb);
     put_event(tb, seq, kind, p, len, 0, -1, ret);
     tb_unlock(tb);
+}
+
+/* A release's number (none in aggregate mode: no events). */
+static inline uint64_t
+release_seq(void)
+{
+    return g_aggregate ? 0 : next_seq();
 }
 
 #define ENTER_OR(passthrough) \
@@ -121,14 +137,33 @@ free(void *p)
         resolve_real();
     }
     ENTER_OR(real.free(p); return);
-    trace_release_seq(PMT_MC_FREE, next_seq(), p, 0, __builtin_return_address(0));
+    trace_release_seq(PMT_MC_FREE, release_seq(), p, 0, __builtin_return_address(0));
     real.free(p);
     LEAVE();
+}
+
+/* --aggregate: the old block is counted out before the real call. */
+static void *
+realloc_aggregate(void *old, size_t n, const void *ret)
+{
+    agg_taken t;
+    int had = old ? agg_take(old, &t) : 0;
+    void *p = real.realloc(old, n);
+    if (had && p == NULL && n != 0) {
+        agg_put_back(old, &t);      /* it failed: the old block is still there */
+    }
+    if (p) {
+        trace_alloc(PMT_MC_REALLOC, p, n, ret);
+    }
+    return p;
 }
 
 static void *
 realloc_common(void *old, size_t n, const void *ret)
 {
+    if (g_aggregate) {
+        return realloc_aggregate(old, n, ret);
+    }
     uint64_t seq_free = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
     if (old && (p || n == 0)) {
@@ -278,7 +313,7 @@ munmap(void *addr, size_t len)
         }
     }
     ENTER_OR(return real.munmap(addr, len));
-    trace_release_seq(PMT_MC_MUNMAP, next_seq(), addr, len, __builtin_return_address(0));
+    trace_release_seq(PMT_MC_MUNMAP, release_seq(), addr, len, __builtin_return_address(0));
     int r = real.munmap(addr, len);
     LEAVE();
     return r;

@@ -79,6 +79,11 @@ write_end(uint32_t state)
     if (g_native && tb && capture_open()) {
         dl_iterate_phdr(module_cb, tb);
     }
+    if (g_aggregate) {
+        pthread_mutex_lock(&g_agg_lock);
+        checkpoint_write(1);    /* the final checkpoint: the complete one */
+        pthread_mutex_unlock(&g_agg_lock);
+    }
     end_capture(state);
     for (tbuf *b = g_bufs; b; b = b->next) {
         tb_unlock(b);
@@ -101,6 +106,7 @@ before_fork(void)
         tb_lock(tb);
     }
     pthread_mutex_lock(&g_code_lock);
+    pthread_mutex_lock(&g_agg_lock);
     pthread_mutex_lock(&g_write_lock);
 }
 
@@ -111,6 +117,7 @@ after_fork_parent(void)
         return;
     }
     pthread_mutex_unlock(&g_write_lock);
+    pthread_mutex_unlock(&g_agg_lock);
     pthread_mutex_unlock(&g_code_lock);
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         tb_unlock(tb);
@@ -130,7 +137,9 @@ after_fork_child(void)
     pthread_mutex_init(&g_reg_lock, NULL);
     g_pid = getpid();
     g_epoch++;
+    checkpoint_forget();    /* before forget_capture: the slots are the parent's file */
     forget_capture();       /* PATH is the parent's: an exec here must not move it */
+    agg_forget();           /* the child counts its own allocations */
     if (g_inproc_mode) {
         g_open_pending = 0; /* in-process: the child traces nothing */
         inproc_fork_child();
@@ -177,7 +186,21 @@ pmt_preload_init(void)
     const char *nat = getenv("PYMEMTRACE_MALLOC_NATIVE");
     g_native = nat != NULL && strcmp(nat, "1") == 0;
     const char *stk = getenv("PYMEMTRACE_MALLOC_STACKS");
-    g_stacks = (stk != NULL && strcmp(stk, "1") == 0) || g_native;    /* native: a tree too */
+    const char *agg = getenv("PYMEMTRACE_MALLOC_AGGREGATE");
+    g_aggregate = agg != NULL && strcmp(agg, "1") == 0;
+    const char *every = getenv("PYMEMTRACE_MALLOC_CHECKPOINT");
+    if (every != NULL && every[0] != '\0') {
+        char *end;
+        double sec = strtod(every, &end);
+        if (*end != '\0' || !(sec >= 0.05 && sec <= 86400.0)) {
+            say("PYMEMTRACE_MALLOC_CHECKPOINT must be seconds from 0.05 to 86400, not ", every,
+                0);
+            t_guard--;
+            return;
+        }
+        g_ckpt_interval_ns = (uint64_t)(sec * 1e9);
+    }
+    g_stacks = (stk != NULL && strcmp(stk, "1") == 0) || g_native || g_aggregate;
     g_pid = getpid();
     if (!real.malloc || !real.free || !real.mmap || !real.munmap) {
         say("cannot find the real allocator; not tracing", "", 0);

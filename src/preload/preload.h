@@ -11,6 +11,8 @@
  *   pystack.c    whole stacks, interned as a tree of STACK records
  *   nativestack.c  native stacks (libunwind), Python frames interleaved
  *   threadnode.c the THREAD node at the root of each thread's stacks
+ *   aggregate.c  --aggregate: totals per stack and the live blocks, no events
+ *   checkpoint.c --aggregate: the totals written as checkpoints
  *   lifecycle.c  load, exit, fork, exec, _exit, and control from the program
  *   inproc.c     the in-process mode: dlopen'd, slots rewritten (Tracker)
  * Everything here is hidden (-fvisibility=hidden); only the interposed
@@ -25,6 +27,9 @@
  *                             stack (format version 2, pystack.c)
  *   PYMEMTRACE_MALLOC_START   "paused": start paused; the program switches
  *                             tracing with pymemtrace_malloc_control()
+ *   PYMEMTRACE_MALLOC_AGGREGATE  "1": no events; totals per stack written as
+ *                             checkpoints (aggregate.c); implies STACKS
+ *   PYMEMTRACE_MALLOC_CHECKPOINT  seconds between checkpoints (default 1)
  *
  * Hot path: a thread-local re-entrancy guard (the tracer's own allocations,
  * and anything the real allocator does inside, are not traced), the real
@@ -392,5 +397,52 @@ void native_forget(void);               /* a forked child defines them again */
 /* The calling thread's THREAD node (the root of its stacks; 0: none).  tb locked. */
 uint32_t thread_node(tbuf *tb);
 void tb_forget(tbuf *tb);               /* empty a buffer's caches */
+
+/* ---- aggregate.c, checkpoint.c: the bounded mode (--aggregate) ------------------ */
+
+#define CKPT_EVERY 64           /* events between looks at the clock */
+#define CKPT_POINTS 1024        /* heap samples kept (halved when full) */
+
+typedef struct {
+    uint64_t alloc_bytes, alloc_count;  /* ever allocated */
+    uint64_t live_bytes, live_count;    /* live now */
+    uint64_t peak_bytes, peak_count;    /* live at the peak, if seen == epoch */
+    uint64_t seen;
+} agg_stack;
+
+typedef struct {
+    agg_stack *stacks;      /* by node id (dense; 0: no Python frame) */
+    size_t stacks_cap;
+    uint64_t n_used;        /* stacks that allocated */
+    uint64_t heap, peak, peak_events, epoch, events, unknown, dropped;
+    uint64_t window;        /* the highest heap since the last checkpoint */
+    pmt_mc_tally sizes[PMT_MC_SIZE_CLASSES];
+    pmt_mc_tally kinds[PMT_MC_KINDS];
+} agg_state;
+
+typedef struct {
+    uint64_t size;
+    uint32_t node, kind;
+} agg_taken;
+
+extern int g_aggregate;                 /* --aggregate */
+extern pthread_mutex_t g_agg_lock;      /* the table (taken after a tbuf's lock) */
+extern agg_state g_agg;
+extern uint64_t g_ckpt_interval_ns;
+
+void agg_alloc(unsigned kind, const void *p, uint64_t size, uint32_t node);
+void agg_release(unsigned kind, const void *p, uint64_t len);
+int agg_take(const void *p, agg_taken *t);     /* realloc: 1 if p was live */
+void agg_put_back(const void *p, const agg_taken *t);
+void agg_forget(void);                  /* forked child */
+void checkpoint_due(void);              /* g_agg_lock held: write one if it is time */
+int checkpoint_write(int final);        /* g_agg_lock held: 0, or -1 (not written) */
+void checkpoint_forget(void);           /* forked child: the slots are the parent's */
+
+/* capfile.c: a checkpoint slot's extent of the file (whole chunks, mapped
+ * MAP_SHARED, its head's kind and length written), and the commit. */
+int ckpt_extent(size_t bytes, uint64_t *area_off, unsigned char **map);
+void ckpt_extent_drop(uint64_t area_off, unsigned char *map, size_t bytes, int punch);
+void ckpt_commit(unsigned slot, uint64_t area_off, uint64_t seq);
 
 #endif
