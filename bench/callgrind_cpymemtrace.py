@@ -11,9 +11,16 @@ to the untraced run and to the matching no-op function, and the instructions add
 per event.  Kernel time (the RSS preads, the log's writes) is not counted: the
 bench's CPU-time ratios show it.
 
-On CPython 3.12+ the mode noop_monitor is a C callback that does nothing,
-registered through sys.monitoring (PEP 669) for the events a profile function sees
-(CPMT_CG_MODES=noop_profile,noop_monitor selects modes).
+On CPython 3.12+ Profile and Trace attach through sys.monitoring (PEP 669) by default;
+the modes Profile_legacy, Profile0_legacy and Trace_legacy attach them as the
+thread's profile / trace function instead (cPyMemTrace.set_backend('legacy')).
+noop_monitor is a C callback that does nothing, registered through sys.monitoring for
+the events a profile function sees, noop_monitor_trace the same for the events a
+trace function sees (without JUMP: a floor below the trace function's); each mode is
+compared with the no-op of the hook it uses, and the monitoring modes also with the
+legacy no-op (CPMT_CG_MODES=noop_profile,noop_monitor selects modes).  thread_<mode> runs the
+workload on a second thread while this one is in <mode>: what another thread pays
+(thread_untraced, thread_Profile, thread_Trace, thread_Profile_legacy, ...).
 
 Run: .venv/bin/python bench/callgrind_cpymemtrace.py [workload ...]   (after make install)
 """
@@ -29,6 +36,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("PYMEMTRACE_BUILD_DIR") or os.path.join(os.path.dirname(HERE), "build",
                                                                 "meson")
 MODES = ["untraced", "noop_profile", "Profile", "Profile0", "noop_trace", "Trace"]
+if sys.version_info >= (3, 12):
+    MODES += ["noop_monitor", "noop_monitor_trace", "Profile_legacy", "Profile0_legacy",
+              "Trace_legacy"]
 # CPMT_CG_RETRIES: how often a run that valgrind killed at start-up is tried again.
 RETRIES = int(os.environ.get("CPMT_CG_RETRIES", "6"))
 
@@ -44,21 +54,31 @@ cg = getattr(_cpmt_bench, "cg", lambda flag: None)
 def run():
     cg(True); fn(scale); cg(False)
 events = 0
+if mode.startswith("thread_"):      # the workload on a second thread; the tracer on this one
+    import threading
+    mode = mode[len("thread_"):]
+    def run():
+        t = threading.Thread(target=fn, args=(scale,))
+        cg(True); t.start(); t.join(); cg(False)
 if mode == "untraced":
     run()
 elif mode == "noop_profile":
     _cpmt_bench.floor("noop"); run(); _cpmt_bench.floor(None)
-elif mode == "noop_monitor":       # PEP 669: a C callback for the events a profiler sees
+elif mode.startswith("noop_monitor"):  # PEP 669: a C callback for a profiler's / tracer's events
     M = sys.monitoring; E = M.events; M.use_tool_id(4, "pymemtrace-bench")
-    evs = [E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD, E.PY_UNWIND,
-           E.CALL, E.C_RETURN, E.C_RAISE]
+    evs = [E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD, E.PY_UNWIND]
+    evs += ([E.LINE, E.RAISE, E.STOP_ITERATION] if mode == "noop_monitor_trace"
+            else [E.CALL, E.C_RETURN, E.C_RAISE])
     for e in evs: M.register_callback(4, e, _cpmt_bench.mon_noop)
     mask = 0
-    for e in evs: mask |= e
+    for e in evs: mask |= e if e not in (E.C_RETURN, E.C_RAISE) else 0
     M.set_events(4, mask); run(); M.set_events(4, 0); M.free_tool_id(4)
 elif mode == "noop_trace":
     _cpmt_bench.trace_floor("noop"); run(); _cpmt_bench.trace_floor(None)
 else:
+    if mode.endswith("_legacy"):
+        mode = mode[:-len("_legacy")]
+        cPyMemTrace.set_backend("legacy")
     cls = cPyMemTrace.Trace if mode == "Trace" else cPyMemTrace.Profile
     with cls(0 if mode == "Profile0" else -1, filepath=os.devnull) as t:
         run()
@@ -117,12 +137,23 @@ def run(workloads):
                 for m in modes:
                     if m != "untraced":
                         row[f"{m}_vs_untraced"] = round(ir[m] / ir["untraced"], 2)
-            for m, floor in (("Profile", "noop_profile"), ("Profile0", "noop_profile"),
-                             ("Trace", "noop_trace"), ("noop_monitor", "noop_profile")):
+            mon = sys.version_info >= (3, 12)
+            pairs = [("Profile", "noop_monitor" if mon else "noop_profile"),
+                     ("Profile0", "noop_monitor" if mon else "noop_profile"),
+                     ("Trace", "noop_monitor_trace" if mon else "noop_trace"),
+                     ("noop_monitor", "noop_profile"), ("noop_monitor_trace", "noop_trace"),
+                     ("Profile_legacy", "noop_profile"), ("Profile0_legacy", "noop_profile"),
+                     ("Trace_legacy", "noop_trace"), ("thread_Profile", "thread_untraced"),
+                     ("thread_Trace", "thread_untraced"),
+                     ("thread_Profile_legacy", "thread_untraced")]
+            if mon:
+                pairs += [("Profile", "noop_profile"), ("Profile0", "noop_profile"),
+                          ("Trace", "noop_trace")]
+            for m, floor in pairs:
                 if m in ir and floor in ir:
                     row[f"{m}_vs_{floor}"] = round(ir[m] / ir[floor], 3)
-                    ev = events.get(m) or events.get("Profile") or 0
-                    if ev:
+                    ev = events.get(m) or events.get("Trace" if "trace" in m.lower() else "Profile") or 0
+                    if ev and not m.startswith("thread_"):
                         row[f"{m}_Ir_per_event_over_{floor}"] = round((ir[m] - ir[floor]) / ev, 1)
             result[work] = row
             print(work, json.dumps(row), file=sys.stderr)

@@ -912,3 +912,13 @@ def test_decorators():
         cPyMemTrace.no_such_thing
     assert {"profile", "trace", "Profile", "Trace", "rss"} <= set(dir(cPyMemTrace))
     from pymemtrace.cPyMemTrace import profile, trace    # noqa: F401
+
+
+def test_backend_before_3_12_is_legacy_and_monitoring_is_refused_with_the_version():
+    if sys.version_info >= (3, 12):
+        assert cPyMemTrace.get_backend() == "monitoring"
+        return
+    assert cPyMemTrace.get_backend() == "legacy"
+    with pytest.raises(ValueError, match=r"sys.monitoring needs CPython 3.12 or later, this is 3\."):
+        cPyMemTrace.set_backend("monitoring")
+    assert cPyMemTrace.set_backend("legacy") == "legacy"

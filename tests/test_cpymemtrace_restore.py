@@ -1,7 +1,9 @@
 """cPyMemTrace under code that saves and restores the thread's profile / trace function
 (``sys.settrace(sys.gettrace())``, as test.support, coverage tools and debuggers do):
 tracing goes on, the C function comes back, and the tracer called as a Python-level
-function records the event it is given."""
+function records the event it is given.  This is the legacy backend (the only one
+before 3.12; ``set_backend('legacy')`` after); on sys.monitoring the tracer is not the
+thread's function at all: test_cpymemtrace_monitoring.py."""
 import sys
 import threading
 
@@ -16,7 +18,9 @@ _outer_trace = sys.gettrace()   # pytest-cov or a debugger may have one
 @pytest.fixture(autouse=True)
 def _in_tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    old = cPyMemTrace.set_backend("legacy")
     yield
+    cPyMemTrace.set_backend(old)
     assert sys.getprofile() is None and sys.gettrace() in (None, _outer_trace)
     assert cPyMemTrace.profile_wrapper_depth() == 0
     assert cPyMemTrace.trace_wrapper_depth() == 0

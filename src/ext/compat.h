@@ -72,11 +72,27 @@ pmt_cpmt_set_hook(int prof, Py_tracefunc func, PyObject *obj)
 #endif
 }
 
-/* sys.monitoring (PEP 669) is in 3.12+.  Measured against the profile /
- * trace function (bench/callgrind_cpymemtrace.py, modes noop_monitor and
- * Monitor; README "cPyMemTrace"): the tracer stays on the profile / trace
- * function on every version (see the README for why). */
+/* sys.monitoring (PEP 669) is in 3.12+, and there Profile / Trace attach
+ * through it by default (src/ext/cpymemtrace/monitor.c; cheaper than the
+ * profile / trace function, which CPython builds on it: README
+ * "cPyMemTrace").  The legacy trace function of 3.12.1 and 3.13 reports
+ * RAISE and STOP_ITERATION as exception events.  An offset or line passed to
+ * a callback is an int, compact in practice (PyUnstable_Long_*: 3.12+). */
 #define PMT_CPMT_HAVE_MONITORING (PY_VERSION_HEX >= 0x030C0000)
+#if PMT_CPMT_HAVE_MONITORING
+static inline int
+pmt_cpmt_small_int(PyObject *o)
+{
+    if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        return (int)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    }
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return (int)v;
+}
+#endif
 
 /* 3.12+: PyFrame_GetLineNumber decodes the code's line table at every call
  * during profile events (~340 instructions per event, measured with

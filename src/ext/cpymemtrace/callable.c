@@ -13,7 +13,9 @@
  * if the interpreter had reported it.  A Trace returns itself (the frame's
  * local trace function stays this tracer), a Profile None.  Before __enter__,
  * after __exit__, or on another thread than the one that entered it, a call
- * records nothing and returns None.
+ * records nothing and returns None.  A tracer attached via sys.monitoring
+ * (3.12+, monitor.c) is not the thread's function and sees every event
+ * anyway: called, it records nothing and returns None.
  */
 #include "cpmt.h"
 
@@ -74,7 +76,8 @@ cpmt_tracer_call(PyObject *obj, PyObject *args, PyObject *kwds)
         return NULL;
     }
     PyThreadState *ts = PyThreadState_Get();
-    if (self->state != ST_ACTIVE || ts != self->tstate) {
+    if (self->state != ST_ACTIVE || ts != self->tstate || self->mon) {
+        /* A tracer on sys.monitoring sees every event already: nothing to do. */
         Py_RETURN_NONE;
     }
     int prof = self->kind == 'P';

@@ -7,6 +7,7 @@
  * Nothing here allocates, except what the interpreter caches itself (the
  * UTF-8 form of a non-ASCII name, once). */
 #include "cpmt.h"
+#include "event.h"
 
 #include <string.h>
 
@@ -35,6 +36,11 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
         if (cfunc != NULL && PyCFunction_Check(cfunc)) {
             row->function = ((PyCFunctionObject *)cfunc)->m_ml->ml_name;
         }
+        else if (cfunc != NULL && Py_IS_TYPE(cfunc, &PyMethodDescr_Type)) {
+            /* sys.monitoring's CALL of list.append etc.: the name the legacy
+             * profiler's bound method has */
+            row->function = ((PyMethodDescrObject *)cfunc)->d_method->ml_name;
+        }
         else if (cfunc != NULL) {
             row->function = Py_TYPE(cfunc)->tp_name;
         }
@@ -59,7 +65,7 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
  * its state: a destructor can run Python code (even one that exits this
  * tracer). */
 typedef struct {
-    PyObject *obj[4];
+    PyObject *obj[6];
     int n;
 } Drops;
 
@@ -95,23 +101,6 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
     }
 }
 
-/* The line of an event that may get no row: on 3.12+ its instruction offset
- * is kept and the line computed only for a PREV row (compat.h). */
-static inline int
-line_for_later(CpmtTracer *self, PyFrameObject *frame)
-{
-    if (frame == NULL) {
-        return 0;
-    }
-#if PMT_CPMT_DEFER_LINE
-    self->prev_lasti = pmt_cpmt_frame_lasti(frame);
-    return CPMT_LINE_LATER;
-#else
-    (void)self;
-    return PyFrame_GetLineNumber(frame);
-#endif
-}
-
 static void
 write_prev_row(CpmtTracer *self, Drops *drops)
 {
@@ -128,49 +117,45 @@ write_prev_row(CpmtTracer *self, Drops *drops)
     pmt_cpmt_write_row(self->w, &row, &self->fmt);
 }
 
-/* Hold this event's code (a reference from PyFrame_GetCode) and C function
- * as the previous event's.  Returns the C function given up and sets *gone
- * to the code reference given up: the caller drops both last (they may run
- * destructors). */
-static inline PyObject *
-hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, PyObject **gone)
+/* Hold this event's code and C function (borrowed) as the previous
+ * event's.  Returns the references given up: the caller drops them last
+ * (they may run destructors). */
+static inline void
+hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
 {
-    PyObject *gone_cfunc = NULL;
     if (cfunc != NULL && cfunc != self->prev_cfunc) {
         Py_INCREF(cfunc);
-        gone_cfunc = self->prev_cfunc;
+        drop_later(d, self->prev_cfunc);
         self->prev_cfunc = cfunc;
     }
-    if (code == self->prev_code) {
-        *gone = (PyObject *)code;
-    }
-    else {
-        *gone = (PyObject *)self->prev_code;
+    if (code != self->prev_code) {
+        Py_XINCREF(code);
+        drop_later(d, (PyObject *)self->prev_code);
         self->prev_code = code;
     }
-    return gone_cfunc;
 }
 
-/* An event that gets no row and reads no RSS, the common case: remember it
- * (a PREV row may need it) and hold its code and C function. */
-static inline void
-quiet_event(CpmtTracer *self, PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now)
+void
+cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
 {
-    int line = line_for_later(self, frame);
-    PyCodeObject *code = frame != NULL ? PyFrame_GetCode(frame) : NULL;
-    pmt_cpmt_seq_remember(&self->seq, self->seq.event++, now, what, line, self->rss, 0);
-    PyObject *gone_code, *gone_cfunc = hold_names(self, code, cfunc, &gone_code);
-    /* Last: these may run destructors. */
-    Py_XDECREF(gone_cfunc);
-    Py_XDECREF(gone_code);
+    Drops drops = {{NULL, NULL, NULL, NULL, NULL, NULL}, 0};
+    hold_names(self, code, cfunc, &drops);
+    drop_now(&drops);
 }
 
-/* Any other event: the first one, one at which the gate says read RSS
- * (due), every event of Profile(0) and of exact mode. */
-static __attribute__((noinline)) int
-full_event(CpmtTracer *self, PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now,
-           int due)
+/* Any other event than a quiet one (event.h): the first one, one at which
+ * the gate says read RSS, every event of Profile(0) and of exact mode, and
+ * any event of a tracer no longer active (ignored). */
+void
+cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+                int what, PyObject *cfunc, uint64_t now)
 {
+    if (self->state != ST_ACTIVE || self->failed) {
+        return;
+    }
+    int due = !self->quiet_ok    /* else the gate said so already */
+              ? self->exact || self->seq.event == 0 || pmt_gate_due_attached(&self->gate, now)
+              : 1;
     int64_t rss = self->rss;
     if (due) {
         if (!self->exact) {
@@ -190,14 +175,17 @@ full_event(CpmtTracer *self, PyFrameObject *frame, int what, PyObject *cfunc, ui
     int64_t ev;
     int prev_due;
     int logged = pmt_cpmt_seq_event(&self->seq, rss, &ev, &prev_due);
-    PyCodeObject *code = frame != NULL ? PyFrame_GetCode(frame) : NULL;
-    Drops drops = {{NULL, NULL, NULL, NULL}, 0};
-    int line;
+    Drops drops = {{NULL, NULL, NULL, NULL, NULL, NULL}, 0};
     if (logged) {
         if (prev_due) {
             write_prev_row(self, &drops);   /* before prev_lasti changes */
         }
-        line = frame != NULL ? PyFrame_GetLineNumber(frame) : 0;
+        if (frame != NULL) {
+            line = PyFrame_GetLineNumber(frame);
+        }
+        else if (line == CPMT_LINE_LATER) {
+            line = code != NULL ? PyCode_Addr2Line(code, lasti) : 0;
+        }
         pmt_cpmt_row row;
         pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
         names_of(code, what, cfunc, &row);
@@ -207,20 +195,15 @@ full_event(CpmtTracer *self, PyFrameObject *frame, int what, PyObject *cfunc, ui
             self->failed = 1;   /* reported at __exit__ */
         }
     }
-    else {
-        line = line_for_later(self, frame);
-    }
+    self->prev_lasti = lasti;
     pmt_cpmt_seq_remember(&self->seq, ev, now, what, line, rss, logged);
-    PyObject *gone_code, *gone_cfunc = hold_names(self, code, cfunc, &gone_code);
+    hold_names(self, code, cfunc, &drops);
     /* An event that reads no RSS cannot be logged: RSS is the previous
      * event's, which was compared with the last row already. */
     self->quiet_ok = self->state == ST_ACTIVE && !self->failed && !self->exact
                      && self->seq.trigger > 0;
     /* Last: these may run destructors. */
     drop_now(&drops);
-    Py_XDECREF(gone_cfunc);
-    Py_XDECREF(gone_code);
-    return 0;
 }
 
 int
@@ -240,17 +223,19 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         }
         cfunc = arg;
     }
-    uint64_t now = pmt_ticks(&cpmt_tclock);
-    if (self->quiet_ok) {
-        if (!pmt_gate_due_attached(&self->gate, now)) {
-            quiet_event(self, frame, what, cfunc, now);
-            return 0;
-        }
-        return full_event(self, frame, what, cfunc, now, 1);
-    }
-    if (self->state != ST_ACTIVE || self->failed) {
+    if (frame == NULL) {
+        cpmt_event(self, NULL, -1, 0, NULL, what, cfunc);
         return 0;
     }
-    int due = self->exact || self->seq.event == 0 || pmt_gate_due_attached(&self->gate, now);
-    return full_event(self, frame, what, cfunc, now, due);
+    /* On 3.12+ the line of an event that may get no row is computed from
+     * its instruction offset only if a row needs it (compat.h). */
+#if PMT_CPMT_DEFER_LINE
+    int lasti = pmt_cpmt_frame_lasti(frame), line = CPMT_LINE_LATER;
+#else
+    int lasti = -1, line = PyFrame_GetLineNumber(frame);
+#endif
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    cpmt_event(self, code, lasti, line, frame, what, cfunc);
+    Py_DECREF(code);    /* the frame holds another */
+    return 0;
 }

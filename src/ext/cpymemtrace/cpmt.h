@@ -4,10 +4,12 @@
  *   tracer.c      the Profile / Trace type: arguments, enter, exit, attributes
  *   tracerlog.c   a tracer's log file: open, discard, finish (END line)
  *   callback.c    the per-event function (gate, RSS read, NEXT/PREV rows)
+ *   event.h       its fast path, inline in both hooks
  *   allochooks.c  wrappers around the interpreter's allocators that feed the
  *                 gate counters (src/core/rssgate.h)
  *   registry.c    the active tracers of every thread (flushed at exit/fork)
  *   callable.c    the tracer as a Python-level function (sys.settrace(sys.gettrace()))
+ *   monitor.c     the sys.monitoring backend (3.12+): tool id, callbacks, per-thread top
  *
  * The log's text is src/core/cpmtlog.c, the writer src/core/logwriter.c.
  * Every CPython-version difference is in src/ext/compat.h.
@@ -39,6 +41,7 @@ extern uint64_t cpmt_gate_limit_bytes;
 extern int64_t cpmt_gate_limit_blocks;
 extern uint32_t cpmt_gate_limit_events;
 extern int64_t cpmt_gate_limit_ns;
+extern int cpmt_use_monitoring;         /* new outermost tracers attach via sys.monitoring */
 
 static inline int64_t
 cpmt_clock_now(void)
@@ -62,6 +65,8 @@ typedef struct CpmtTracer {
     int depth;
     int exact;
     int failed;                 /* the writer failed: stop logging */
+    int mon;                    /* attached via sys.monitoring (monitor.c), not as the
+                                   thread's profile / trace function */
     int quiet_ok;               /* active, not failed, not exact, trigger > 0, past
                                    event 0: an event that reads no RSS gets no row */
     int64_t trigger;
@@ -72,7 +77,7 @@ typedef struct CpmtTracer {
     pmt_logwriter *w;
     PyThreadState *tstate;
     Py_tracefunc prev_func;     /* what this one displaced on its thread */
-    PyObject *prev_obj;
+    PyObject *prev_obj;         /*   (monitoring: the outer tracer of its kind, or NULL) */
     /* event state */
     pmt_cpmt_seq seq;           /* numbering and the NEXT/PREV rule (src/core/cpmtseq.h) */
     int64_t rss;                /* last RSS read */
@@ -115,6 +120,17 @@ int cpmt_set_hook(CpmtTracer *self, Py_tracefunc func, PyObject *obj);
 /* The remembered line of an event whose line is computed only for a row. */
 #define CPMT_LINE_LATER INT_MIN
 int cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+/* ---- the sys.monitoring backend (monitor.c, 3.12+) ---- */
+#if PMT_CPMT_HAVE_MONITORING
+/* The innermost active monitoring tracer of this kind on this thread, or NULL. */
+CpmtTracer *cpmt_mon_current(char kind);
+/* Make self the innermost of its kind on this thread (the one there becomes
+ * self->prev_obj); the first one takes a tool id.  -1 with an exception set. */
+int cpmt_mon_attach(CpmtTracer *self);
+/* self has ended: returns the tracer that takes over again on this thread
+ * (borrowed), or NULL. */
+CpmtTracer *cpmt_mon_detach(CpmtTracer *self, PyThreadState *ts);
+#endif
 
 /* ---- tracer(frame, event, arg) (callable.c): the types' tp_call ---- */
 PyObject *cpmt_tracer_call(PyObject *obj, PyObject *args, PyObject *kwds);

@@ -21,6 +21,7 @@ uint64_t cpmt_gate_limit_bytes = PMT_GATE_LIMIT_BYTES;
 int64_t cpmt_gate_limit_blocks = PMT_GATE_LIMIT_BLOCKS;
 uint32_t cpmt_gate_limit_events = PMT_GATE_LIMIT_EVENTS;
 int64_t cpmt_gate_limit_ns = PMT_GATE_LIMIT_NS;
+int cpmt_use_monitoring = PMT_CPMT_HAVE_MONITORING;
 
 
 static PyObject *
@@ -134,6 +135,43 @@ cpmt_set_exact_rss(PyObject *Py_UNUSED(m), PyObject *flag)
 }
 
 static PyObject *
+backend_name(int monitoring)
+{
+    return PyUnicode_FromString(monitoring ? "monitoring" : "legacy");
+}
+
+static PyObject *
+cpmt_get_backend(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a))
+{
+    return backend_name(cpmt_use_monitoring);
+}
+
+static PyObject *
+cpmt_set_backend(PyObject *Py_UNUSED(m), PyObject *name)
+{
+    int monitoring;
+    if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "monitoring") == 0) {
+        monitoring = 1;
+    }
+    else if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "legacy") == 0) {
+        monitoring = 0;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "set_backend(): name must be 'monitoring' or 'legacy', "
+                     "not %.200R", name);
+        return NULL;
+    }
+    if (monitoring && !PMT_CPMT_HAVE_MONITORING) {
+        PyErr_Format(PyExc_ValueError, "set_backend('monitoring'): sys.monitoring needs "
+                     "CPython 3.12 or later, this is %s", cpmt_py_version);
+        return NULL;
+    }
+    PyObject *old = backend_name(cpmt_use_monitoring);
+    cpmt_use_monitoring = monitoring;
+    return old;
+}
+
+static PyObject *
 cpmt_get_gate_limits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a))
 {
     return Py_BuildValue("{s:K,s:L,s:k,s:d}", "bytes", (unsigned long long)cpmt_gate_limit_bytes,
@@ -244,6 +282,14 @@ static PyMethodDef cpmt_methods[] = {
      "set_exact_rss(flag) -> bool\n\nTrue: Profile/Trace entered from now on read RSS at every "
      "event (one pread each).\nFalse (default): read it only when the allocators moved, or\n"
      "after GATE_EVENTS events or GATE_SECONDS seconds.  Returns the previous setting."},
+    {"get_backend", cpmt_get_backend, METH_NOARGS,
+     "get_backend() -> str\n\nHow Profile/Trace entered from now on attach: 'monitoring' "
+     "(sys.monitoring,\nthe default on CPython 3.12+) or 'legacy' (the thread's profile / "
+     "trace function,\nthe only one before 3.12)."},
+    {"set_backend", cpmt_set_backend, METH_O,
+     "set_backend(name) -> str\n\n'monitoring' or 'legacy' for Profile/Trace entered from now "
+     "on (a nested one\nattaches as its outer one did).  Returns the previous setting.\n"
+     "ValueError for 'monitoring' before CPython 3.12."},
     {"get_gate_limits", cpmt_get_gate_limits, METH_NOARGS,
      "get_gate_limits() -> dict\n\nWhen RSS is read again in the default mode: "
      "bytes, blocks, events, seconds."},

@@ -105,6 +105,12 @@ tracer_dealloc(CpmtTracer *self)
         /* Abandoned while attached (its thread ended): keep what it logged. */
         cpmt_registry_remove(self);
         pmt_gate_detach(&self->gate);
+        self->state = ST_DONE;
+#if PMT_CPMT_HAVE_MONITORING
+        if (self->mon) {
+            (void)cpmt_mon_detach(self, NULL);
+        }
+#endif
         if (!self->exact) {
             cpmt_hooks_release();
         }
@@ -136,12 +142,14 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     PyThreadState *ts = PyThreadState_Get();
-    Py_tracefunc pf = PMT_CPMT_TS_FUNC(ts, self->kind == 'P');
-    PyObject *po = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
-    CpmtTracer *outer = NULL;
-    if (pf == cpmt_callback && po != NULL && Py_IS_TYPE(po, Py_TYPE(self))
-            && ((CpmtTracer *)po)->state == ST_ACTIVE) {
-        outer = (CpmtTracer *)po;
+    /* A nested tracer attaches the way the outer one of its kind did. */
+    CpmtTracer *outer = cpmt_current(self->kind);
+    self->mon = outer != NULL ? outer->mon : cpmt_use_monitoring;
+    Py_tracefunc pf = NULL;
+    PyObject *po = NULL;
+    if (!self->mon) {
+        pf = PMT_CPMT_TS_FUNC(ts, self->kind == 'P');
+        po = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
     }
     self->depth = outer ? outer->depth + 1 : 1;
     if (cpmt_open_log(self) != 0) {
@@ -179,27 +187,42 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     memset(&self->fmt, 0, sizeof self->fmt);
     self->failed = 0;
     self->quiet_ok = 0;
-    Py_XINCREF(po);     /* the set call below drops the thread's reference */
     if (outer != NULL) {
         pmt_cpmt_write_detach(outer->w, outer->seq.event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
     }
     self->state = ST_ACTIVE;
-    if (cpmt_set_hook(self, cpmt_callback, (PyObject *)self) < 0) {
+    self->tstate = ts;
+    int rc;
+#if PMT_CPMT_HAVE_MONITORING
+    if (self->mon) {
+        rc = cpmt_mon_attach(self);     /* sets prev_obj */
+    }
+    else
+#endif
+    {
+        Py_XINCREF(po);     /* the set call below drops the thread's reference */
+        rc = cpmt_set_hook(self, cpmt_callback, (PyObject *)self);
+        if (rc == 0) {
+            self->prev_func = pf;
+            self->prev_obj = po;
+        }
+        else {
+            Py_XDECREF(po);
+        }
+    }
+    if (rc < 0) {
         self->state = ST_NEW;
+        self->tstate = NULL;
         pmt_gate_detach(&self->gate);
         if (outer != NULL) {
             pmt_cpmt_write_resume(outer->w, outer->seq.event, cpmt_clock_now());
         }
-        Py_XDECREF(po);
         if (!self->exact) {
             cpmt_hooks_release();
         }
         cpmt_discard_log(self);
         return NULL;
     }
-    self->prev_func = pf;
-    self->prev_obj = po;
-    self->tstate = ts;
     cpmt_registry_add(self);
     Py_INCREF(self);
     return (PyObject *)self;
@@ -223,8 +246,13 @@ tracer_exit(CpmtTracer *self, PyObject *args)
             why = dot + 1;
         }
     }
-    if (cpmt_finish(self, why) != 0) {
+    Py_INCREF(self);    /* finishing may drop the thread's reference */
+    int rc = cpmt_finish(self, why);
+    if (rc != 0) {
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->path);
+    }
+    Py_DECREF(self);
+    if (rc != 0) {
         return NULL;
     }
     Py_RETURN_FALSE;
@@ -401,6 +429,12 @@ TRACER_TYPE(CpmtTraceType, "Trace", trace_doc)
 CpmtTracer *
 cpmt_current(char kind)
 {
+#if PMT_CPMT_HAVE_MONITORING
+    CpmtTracer *m = cpmt_mon_current(kind);
+    if (m != NULL) {
+        return m;
+    }
+#endif
     PyThreadState *ts = PyThreadState_Get();
     Py_tracefunc f = PMT_CPMT_TS_FUNC(ts, kind == 'P');
     PyObject *o = PMT_CPMT_TS_OBJ(ts, kind == 'P');

@@ -107,18 +107,27 @@ int
 cpmt_finish(CpmtTracer *self, const char *why)
 {
     PyThreadState *ts = PyThreadState_Get();
-    Py_tracefunc pf = self->prev_func;
-    PyObject *po = self->prev_obj;
-    /* A displaced tracer that has ended meanwhile (exits out of order) is skipped. */
-    while (pf == cpmt_callback && po != NULL && IS_TRACER(po)
-           && ((CpmtTracer *)po)->state == ST_DONE) {
-        pf = ((CpmtTracer *)po)->prev_func;
-        po = ((CpmtTracer *)po)->prev_obj;
-    }
     self->quiet_ok = 0;
     self->state = ST_DONE;
     pmt_gate_detach(&self->gate);
+#if PMT_CPMT_HAVE_MONITORING
+    if (self->mon) {
+        CpmtTracer *outer = cpmt_mon_detach(self, ts);
+        if (outer != NULL && outer->state == ST_ACTIVE) {
+            pmt_cpmt_write_resume(outer->w, outer->seq.event, cpmt_clock_now());
+        }
+    }
+    else
+#endif
     if (ts == self->tstate) {
+        Py_tracefunc pf = self->prev_func;
+        PyObject *po = self->prev_obj;
+        /* A displaced tracer that has ended meanwhile (exits out of order) is skipped. */
+        while (pf == cpmt_callback && po != NULL && IS_TRACER(po)
+               && ((CpmtTracer *)po)->state == ST_DONE) {
+            pf = ((CpmtTracer *)po)->prev_func;
+            po = ((CpmtTracer *)po)->prev_obj;
+        }
         PyObject *cur = PMT_CPMT_TS_OBJ(ts, self->kind == 'P');
         if (cur == (PyObject *)self) {
             if (cpmt_set_hook(self, pf, po) < 0) {

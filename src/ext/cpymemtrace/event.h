@@ -1,0 +1,40 @@
+/* event.h: the per-event fast path of Profile / Trace, inline in both hooks
+ * (callback.c: the profile / trace function; monitor.c: sys.monitoring).
+ *
+ * An event at which the gate does not ask for an RSS read cannot get a row
+ * (RSS is the previous event's, compared with the last row already): it is
+ * only remembered for a possible PREV row, and its code and C function are
+ * held (a reference changes hands only when they differ from the previous
+ * event's).  Every other event goes to cpmt_full_event (callback.c). */
+#ifndef PMT_CPMT_EVENT_H
+#define PMT_CPMT_EVENT_H
+
+#include "cpmt.h"
+
+/* The slow part of holding names (callback.c). */
+void cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc);
+/* Any other event (callback.c); code is borrowed. */
+void cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
+                     PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now);
+
+/* One event of self.  code is borrowed (or NULL); the line is line, or, if
+ * that is CPMT_LINE_LATER, the line of instruction offset lasti (bytes),
+ * computed only if a row needs it; frame (legacy hook only, else NULL) gives
+ * a row's line; cfunc is the C function or method descriptor of a C_* event. */
+static inline void
+cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+           int what, PyObject *cfunc)
+{
+    uint64_t now = pmt_ticks(&cpmt_tclock);
+    if (self->quiet_ok && !pmt_gate_due_attached(&self->gate, now)) {
+        self->prev_lasti = lasti;
+        pmt_cpmt_seq_remember(&self->seq, self->seq.event++, now, what, line, self->rss, 0);
+        if (code != self->prev_code || (cfunc != NULL && cfunc != self->prev_cfunc)) {
+            cpmt_hold_names(self, code, cfunc);
+        }
+        return;
+    }
+    cpmt_full_event(self, code, lasti, line, frame, what, cfunc, now);
+}
+
+#endif /* PMT_CPMT_EVENT_H */
