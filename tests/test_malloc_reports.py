@@ -135,6 +135,7 @@ def test_time_summary_range_and_thread(capture):
     text = cli("report", str(cap), "--top", "200").stdout
     assert "does not tell threads apart" not in text
     assert re.search(r"thread \d+ ", text)
+    assert "thread thread" not in text
 
 
 def test_parse_range():

@@ -69,7 +69,7 @@ def thread_name(r: Dict[str, Any], index: int) -> str:
     t = r["threads"][index] if index < len(r["threads"]) else {"id": 0, "name": ""}
     if not t["id"]:
         if any(u["id"] for u in r["threads"]):
-            return "thread not recorded for this stack"
+            return "unknown (not recorded for this stack)"
         return "all threads (this capture does not tell threads apart)"
     return f"{t['id']} {t['name']}".rstrip()
 
