@@ -50,7 +50,7 @@ def main(rows):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         subprocess.run([sys.executable, "-m", "pymemtrace", "trace", "report", log], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, cwd=tmp)   # the installed package, not ./
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result["report_wall_s"] = round(time.monotonic() - t0, 2)
         result["report_cpu_s"] = round((after.ru_utime - before.ru_utime)

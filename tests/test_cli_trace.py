@@ -89,7 +89,8 @@ def test_script_exception_keeps_log_and_reports(tmp_path):
     (["missing.py"], "no such script: missing.py"),
     (["-d", "-5", "x.py"], "--d-rss-trigger must be"),
     (["-o", "/nonexistent-dir/x.log", "x.py"], "/nonexistent-dir/x.log"),
-    (["report"], "usage: pymemtrace trace report LOG"),
+    (["report"], "usage: pymemtrace trace report [-n N] LOG"),
+    (["report", "-n", "x", "a.log"], "--top must be a number, not 'x'"),
     (["report", "nope.log"], "no such log: nope.log"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, msg):

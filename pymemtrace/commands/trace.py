@@ -69,20 +69,20 @@ def _fmt_bytes(n: int) -> str:
     return f"{sign}{n} B"
 
 
-def summarise(log: cpmt_log.CpmtLog, top: int, out: typing.TextIO) -> None:
-    """Print a short summary of *log*: the largest changes, then net change by function."""
-    rows = log.next_records
-    print(f"{len(log.records)} rows ({len(rows)} NEXT) in {log.path}", file=out)
-    if rows:
-        first, last = rows[0], log.records[-1]
-        print(f"RSS {first.rss:,d} -> {last.rss:,d} bytes ({_fmt_bytes(last.rss - first.rss)}) "
-              f"over {last.event:,d} events, {last.clock:.3f} s", file=out)
-    if log.truncated:
+def summarise(summary: cpmt_log.Summary, out: typing.TextIO) -> None:
+    """Print *summary* (:func:`cpmt_log.summarise`): the largest changes, then net
+    change by function."""
+    print(f"{summary.records} rows ({summary.next_records} NEXT) in {summary.path}", file=out)
+    if summary.first_rss is not None and summary.last is not None:
+        first_rss, (rss, event, clock) = summary.first_rss, summary.last
+        print(f"RSS {first_rss:,d} -> {rss:,d} bytes ({_fmt_bytes(rss - first_rss)}) "
+              f"over {event:,d} events, {clock:.3f} s", file=out)
+    if summary.truncated:
         print("warning: the last line was cut short (the program died while writing?)", file=out)
-    elif not log.complete:
+    elif not summary.complete:
         print("warning: the log has no clean-end line (the profiler did not detach cleanly)",
               file=out)
-    biggest = log.largest(top)
+    biggest = summary.largest
     if not biggest:
         print("no RSS changes were logged", file=out)
         return
@@ -91,7 +91,7 @@ def summarise(log: cpmt_log.CpmtLog, top: int, out: typing.TextIO) -> None:
     for r in biggest:
         print(f"  {r.d_rss:>+12,d} {r.event:>8d} {r.what:<11} {r.function:<28} {r.file}#{r.line}",
               file=out)
-    funcs = [t for t in log.by_function() if t[2] != 0][:top]
+    funcs = summary.by_function
     if funcs:
         print(f"\nNet RSS change by function (top {len(funcs)}):", file=out)
         for fn, f, d, n in funcs:
@@ -99,11 +99,29 @@ def summarise(log: cpmt_log.CpmtLog, top: int, out: typing.TextIO) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    if len(args.args) != 1:
-        raise UserError("usage: pymemtrace trace report LOG")
-    path = args.args[0]
+    # -n/--top may also come after 'report' (argparse hands everything after it here)
+    rest, top, paths = list(args.args), args.top, []
+    while rest:
+        a = rest.pop(0)
+        value = None
+        if a in ("-n", "--top") and rest:
+            value = rest.pop(0)
+        elif a.startswith("--top="):
+            value = a[len("--top="):]
+        elif a.startswith("-n") and len(a) > 2:
+            value = a[2:]
+        else:
+            paths.append(a)
+            continue
+        try:
+            top = int(value)
+        except ValueError:
+            raise UserError(f"--top must be a number, not {value!r}")
+    if len(paths) != 1:
+        raise UserError("usage: pymemtrace trace report [-n N] LOG")
+    path = paths[0]
     try:
-        log = cpmt_log.read(path)
+        summary = cpmt_log.summarise(path, top)
     except FileNotFoundError:
         raise UserError(f"no such log: {path}")
     except IsADirectoryError:
@@ -112,7 +130,7 @@ def _report(args: argparse.Namespace) -> int:
         raise UserError(f"cannot read {path}: {err.strerror}")
     except ValueError as err:
         raise UserError(str(err))
-    summarise(log, args.top, sys.stdout)
+    summarise(summary, sys.stdout)
     return 0
 
 
@@ -190,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if log_path and os.path.isfile(log_path):   # not a device such as /dev/full
         print(f"\npymemtrace trace: log written to {log_path}", file=out)
         try:
-            summarise(cpmt_log.read(log_path), args.top, out)
+            summarise(cpmt_log.summarise(log_path, args.top), out)
         except (OSError, ValueError) as err:
             print(f"pymemtrace trace: cannot summarise {log_path}: {err}", file=out)
     return rc

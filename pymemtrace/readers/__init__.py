@@ -1,6 +1,6 @@
 """Readers: one module per log or capture format that pymemtrace's tools write.
 
-* :mod:`.cpmt_log`: cPyMemTrace's Profile / Trace logs;
+* :mod:`.cpmt_log`: cPyMemTrace's Profile / Trace logs (records; their summary in one pass in C, ``_cpmtsum``);
 * :mod:`.process_log`: ``pymemtrace process`` / ``log_process`` logs (JSON lines and the seed's form);
 * :mod:`.malloc_native`: a capture's allocations by whole native + Python stack, symbolised (``_mallocstacks``);
 * :mod:`.malloc_capture`: ``pymemtrace malloc`` captures (through the C reader ``_malloccap``);

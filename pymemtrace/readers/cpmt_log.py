@@ -24,16 +24,25 @@ The reader never fails on a damaged log: a last line cut short by a crash is
 reported through :attr:`CpmtLog.truncated` and otherwise ignored, and lines
 that do not parse are kept as notes.  Only a file that is not a cPyMemTrace log
 at all (no header row) raises :class:`ValueError`.
+
+:func:`read` streams the file line by line (the records it returns are the
+memory it keeps).  :func:`summarise` gives what ``pymemtrace trace report``
+prints without keeping any row: one pass in C (``pymemtrace._cpmtsum``,
+src/core/cpmtsum.c) whose memory depends on the distinct names, not on the
+number of rows; it equals ``read(path).summary(top)``.  Both read the fields as
+ASCII: only " \t\n\v\f\r" separate fields and only 0-9 are digits.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import stat
 import typing
 
-__all__ = ["Record", "CpmtLog", "read", "parse_lines", "HEADER_FIELDS"]
+__all__ = ["Record", "CpmtLog", "Change", "Summary", "read", "summarise", "parse_lines",
+           "HEADER_FIELDS"]
 
 #: The column names of the header row, in order.
 HEADER_FIELDS = ("Event", "dEvent", "Clock", "What", "File", "#line", "Function", "RSS", "dRSS")
@@ -45,12 +54,14 @@ HEADER_FIELDS = ("Event", "dEvent", "Clock", "What", "File", "#line", "Function"
 _ROW = re.compile(
     r"^(?P<kind>NEXT|PREV):\s+(?P<event>\d{1,20})\s+(?P<d_event>[+-]?\d{1,20})\s+"
     r"(?P<clock>\d{1,20}(?:\.\d{1,20})?)\s+(?P<what>[A-Z_]+)\s+(?P<file>.*?)\s*#\s*"
-    r"(?P<line>-?\d{1,20})\s+(?P<function>\S+)\s+(?P<rss>-?\d{1,20})\s+(?P<d_rss>[+-]?\d{1,20})\s*$"
+    r"(?P<line>-?\d{1,20})\s+(?P<function>\S+)\s+(?P<rss>-?\d{1,20})\s+(?P<d_rss>[+-]?\d{1,20})\s*$",
+    re.ASCII,
 )
-_HEADER = re.compile(r"^\s*Event\s+dEvent\s+Clock\s+What\s+File\s+#line\s+Function\s+RSS\s+dRSS\s*$")
+_HEADER = re.compile(r"^\s*Event\s+dEvent\s+Clock\s+What\s+File\s+#line\s+Function\s+RSS\s+dRSS\s*$",
+                     re.ASCII)
 # The last line a context writes when it exits (src/core/cpmtlog.c), also when
 # the block raised: "# END events=N clock=S rss=B rss_peak=B exit=ok|Name".
-_CLEAN_END = re.compile(r"^# END events=\d+ ")
+_CLEAN_END = re.compile(r"^# END events=\d+ ", re.ASCII)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +130,49 @@ class CpmtLog:
         out.sort(key=lambda t: -t[2])
         return out
 
+    def summary(self, top: int = 10) -> "Summary":
+        """What ``pymemtrace trace report`` prints about this log (see :class:`Summary`)."""
+        rows = self.next_records
+        last = self.records[-1] if self.records else None
+        return Summary(
+            path=self.path, records=len(self.records), next_records=len(rows),
+            first_rss=rows[0].rss if rows else None,
+            last=(last.rss, last.event, last.clock) if last else None,
+            truncated=self.truncated, complete=self.complete,
+            largest=[Change(r.d_rss, r.event, r.what, r.function, r.file, r.line)
+                     for r in self.largest(top)],
+            by_function=[t for t in self.by_function() if t[2] != 0][:max(0, top)],
+        )
+
+
+class Change(typing.NamedTuple):
+    """One of the largest changes of a log (a ``NEXT:`` row)."""
+
+    d_rss: int
+    event: int
+    what: str
+    function: str
+    file: str
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What ``pymemtrace trace report`` prints about a log."""
+
+    path: typing.Optional[str]
+    records: int                    #: rows (NEXT and PREV)
+    next_records: int               #: NEXT rows
+    first_rss: typing.Optional[int]     #: RSS of the first NEXT row (None: no NEXT row)
+    #: (rss, event, clock) of the last row (None: no row)
+    last: typing.Optional[typing.Tuple[int, int, float]]
+    truncated: bool
+    complete: bool
+    #: :meth:`CpmtLog.largest` (top)
+    largest: typing.List[Change]
+    #: :meth:`CpmtLog.by_function` without the zero sums, at most top of them
+    by_function: typing.List[typing.Tuple[str, str, int, int]]
+
 
 def parse_row(text: str, lineno: int = 0) -> typing.Optional[Record]:
     """Parse one event row, or return None if *text* is not one."""
@@ -132,6 +186,46 @@ def parse_row(text: str, lineno: int = 0) -> typing.Optional[Record]:
     )
 
 
+class _Parser:
+    """Builds a :class:`CpmtLog` one line at a time (the last line is held
+    back until the next one, or the end, says whether it was cut short)."""
+
+    def __init__(self, path: typing.Optional[str]) -> None:
+        self.log = CpmtLog(path=path)
+        self.seen_header = False
+        self.lineno = 0
+        self.last_note = 0      # line number of the last note
+
+    def line(self, text: str, cut: bool = False) -> None:
+        self.lineno += 1
+        log = self.log
+        if not self.seen_header:
+            if _HEADER.match(text):
+                self.seen_header = True
+            else:
+                log.messages.append(text)
+            return
+        if cut:                 # the last line, without its newline
+            log.truncated = True
+            return
+        rec = parse_row(text, self.lineno)
+        if rec is not None:
+            log.records.append(rec)
+        elif text.strip():
+            log.notes.append((self.lineno, text))
+            self.last_note = self.lineno
+
+    def finish(self, empty: bool) -> CpmtLog:
+        log = self.log
+        if not self.seen_header:
+            why = "the file is empty" if empty else \
+                f"no header row '{' '.join(HEADER_FIELDS)}'"
+            raise ValueError(f"{log.path or 'text'}: not a cPyMemTrace log ({why})")
+        if log.notes and self.last_note == self.lineno and _CLEAN_END.match(log.notes[-1][1]):
+            log.complete = True
+        return log
+
+
 def parse_lines(lines: typing.Iterable[str], path: typing.Optional[str] = None,
                 ends_with_newline: bool = True) -> CpmtLog:
     """Parse the lines of a log (without their newlines).
@@ -139,47 +233,76 @@ def parse_lines(lines: typing.Iterable[str], path: typing.Optional[str] = None,
     *ends_with_newline* says whether the text ended with a newline; if it did
     not, the last line may have been cut short by a crash.
     """
-    log = CpmtLog(path=path)
-    seen_header = False
-    lines = list(lines)
-    for i, text in enumerate(lines, 1):
-        last = i == len(lines)
-        if not seen_header:
-            if _HEADER.match(text):
-                seen_header = True
-            else:
-                log.messages.append(text)
-            continue
-        rec = parse_row(text, i)
-        if rec is not None and not (last and not ends_with_newline):
-            log.records.append(rec)
-            continue
-        if last and not ends_with_newline:
-            log.truncated = True
-            continue
-        if text.strip():
-            log.notes.append((i, text))
-    if not seen_header:
-        raise ValueError(f"{path or 'text'}: not a cPyMemTrace log (no header row "
-                         f"'{' '.join(HEADER_FIELDS)}')")
-    if log.notes and log.notes[-1][0] == len(lines) and _CLEAN_END.match(log.notes[-1][1]):
-        log.complete = True
-    return log
+    p = _Parser(path)
+    pending = None
+    for text in lines:
+        if pending is not None:
+            p.line(pending)
+        pending = text
+    if pending is not None:
+        p.line(pending, cut=not ends_with_newline)
+    return p.finish(empty=p.lineno == 0)
+
+
+def _open_log(path: typing.Union[str, os.PathLike]) -> typing.BinaryIO:
+    # O_NONBLOCK: a FIFO is refused below instead of waiting for a writer
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{os.fspath(path)}: not a cPyMemTrace log (not a regular file)")
+        return open(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read(path: typing.Union[str, os.PathLike]) -> CpmtLog:
-    """Read and parse the log at *path*.
+    """Read and parse the log at *path*, line by line.
 
     Raises :class:`OSError` if it cannot be read and :class:`ValueError` if it
     is not a cPyMemTrace log.
     """
-    with open(path, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ValueError(f"{os.fspath(path)}: not a cPyMemTrace log (not a regular file)")
-        data = f.read()
-    text = data.decode("utf-8", errors="replace")
-    ends_with_newline = text.endswith("\n") or not text
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return parse_lines(lines, os.fspath(path), ends_with_newline)
+    p = _Parser(os.fspath(path))
+    with _open_log(path) as f:
+        pending = None
+        for raw in f:
+            if pending is not None:
+                p.line(pending)
+            ends = raw.endswith(b"\n")
+            pending = raw[:-1].decode("utf-8", errors="replace") if ends else \
+                raw.decode("utf-8", errors="replace")
+        if pending is not None:
+            p.line(pending, cut=not ends)
+    return p.finish(empty=p.lineno == 0)
+
+
+def summarise(path: typing.Union[str, os.PathLike], top: int = 10) -> Summary:
+    """What ``pymemtrace trace report`` prints about the log at *path*, read once
+    in C without keeping its rows; the same as ``read(path).summary(top)``.
+
+    Raises :class:`OSError` if it cannot be read and :class:`ValueError` if it
+    is not a cPyMemTrace log.
+    """
+    from pymemtrace import _cpmtsum
+
+    d = _cpmtsum.summarise(path, top)
+    name = os.fspath(path)
+    if not d["regular"]:
+        raise ValueError(f"{name}: not a cPyMemTrace log (not a regular file)")
+    if not d["header"]:
+        why = "the file is empty" if d["bytes"] == 0 else \
+            f"no header row '{' '.join(HEADER_FIELDS)}'"
+        raise ValueError(f"{name}: not a cPyMemTrace log ({why})")
+    if d["overflow"]:           # a number past 64 bits: Python's integers have no limit
+        return read(path).summary(top)
+    last = d["last"]
+    return Summary(
+        path=name, records=d["records"], next_records=d["next_records"],
+        first_rss=d["first_rss"],
+        last=(last[0], last[1], float(last[2])) if last else None,
+        truncated=d["truncated"], complete=d["complete"],
+        largest=[Change(*t) for t in d["largest"]], by_function=d["by_function"],
+    )
