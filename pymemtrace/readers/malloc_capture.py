@@ -36,6 +36,8 @@ def stop_reason(err: int) -> str:
     """Why a capture stopped, in words (errno ``err``)."""
     if err in (errno.ENOSPC, errno.EDQUOT):
         return f"the disk was full ({os.strerror(err)})"
+    if not 0 <= err < 1 << 31:      # a damaged header: os.strerror would raise
+        return f"unknown error {err}"
     return os.strerror(err)
 
 
