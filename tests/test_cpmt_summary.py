@@ -13,7 +13,7 @@ import pytest
 
 from pymemtrace import cPyMemTrace
 from pymemtrace.commands import trace as trace_cmd
-from pymemtrace.readers import cpmt_log
+from pymemtrace.readers import cpmt_log, textfile
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "cpmt"
 TOPS = (0, 1, 3, 10, 1000)
@@ -140,6 +140,22 @@ def test_names_the_python_reader_decodes_alike(tmp_path):
     assert s.by_function[1] == ("\ufffd", "a\x00b.py", 10, 1)
 
 
+def test_lines_past_the_limit_are_notes_for_both(tmp_path):
+    """A line over 1 MiB (textfile.MAX_LINE) is never a row, header or end line,
+    in C and in Python: neither holds more of it than that."""
+    p = tmp_path / "long.log"
+    pad = b" " * (textfile.MAX_LINE + 10)
+    p.write_bytes(b"x" * (textfile.MAX_LINE + 3) + b"\n"
+                  b"Event dEvent Clock What File #line Function RSS dRSS\n"
+                  b"NEXT: 0 +0 0.1 CALL a.py # 1 f 100 100\n"
+                  b"NEXT: 1 +1 0.1 CALL a.py" + pad + b"# 1 f 200 100\n"
+                  b"NEXT: 2 +1 0.1 CALL a.py # 1 f 300 100\n"
+                  b"# END events=3 " + pad + b"\n")
+    s = same_as_python(p)
+    assert s.records == 2 and not s.complete
+    assert len(cpmt_log.read(p).notes[0][1]) == textfile.MAX_LINE + 1
+
+
 def test_numbers_past_64_bits_fall_back_to_the_python_reader(tmp_path):
     p = tmp_path / "big.log"
     p.write_text("Event dEvent Clock What File #line Function RSS dRSS\n"
@@ -221,7 +237,7 @@ def test_memory_does_not_grow_with_rows(tmp_path):
     (the Python reader kept ~900 bytes a row)."""
     script = textwrap.dedent("""\
         import resource, sys
-        from pymemtrace.readers import cpmt_log
+        from pymemtrace.readers import cpmt_log, textfile
         s = cpmt_log.summarise(sys.argv[1], 10)
         assert s.records == int(sys.argv[2]), s.records
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

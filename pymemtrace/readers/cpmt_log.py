@@ -38,8 +38,9 @@ import dataclasses
 import errno
 import os
 import re
-import stat
 import typing
+
+from pymemtrace.readers import textfile
 
 __all__ = ["Record", "CpmtLog", "Change", "Summary", "read", "summarise", "parse_lines",
            "HEADER_FIELDS"]
@@ -188,19 +189,22 @@ def parse_row(text: str, lineno: int = 0) -> typing.Optional[Record]:
 
 class _Parser:
     """Builds a :class:`CpmtLog` one line at a time (the last line is held
-    back until the next one, or the end, says whether it was cut short)."""
+    back until the next one, or the end, says whether it was cut short).
+
+    A line longer than :data:`textfile.MAX_LINE` bytes is never a header,
+    row or end line: it is kept cut, as a message or note (so is it in C)."""
 
     def __init__(self, path: typing.Optional[str]) -> None:
         self.log = CpmtLog(path=path)
         self.seen_header = False
         self.lineno = 0
-        self.last_note = 0      # line number of the last note
+        self.last_end = 0       # line number of the last clean-end note
 
-    def line(self, text: str, cut: bool = False) -> None:
+    def line(self, text: str, cut: bool = False, too_long: bool = False) -> None:
         self.lineno += 1
         log = self.log
         if not self.seen_header:
-            if _HEADER.match(text):
+            if not too_long and _HEADER.match(text):
                 self.seen_header = True
             else:
                 log.messages.append(text)
@@ -208,12 +212,13 @@ class _Parser:
         if cut:                 # the last line, without its newline
             log.truncated = True
             return
-        rec = parse_row(text, self.lineno)
+        rec = None if too_long else parse_row(text, self.lineno)
         if rec is not None:
             log.records.append(rec)
         elif text.strip():
             log.notes.append((self.lineno, text))
-            self.last_note = self.lineno
+            if not too_long and _CLEAN_END.match(text):
+                self.last_end = self.lineno
 
     def finish(self, empty: bool) -> CpmtLog:
         log = self.log
@@ -221,9 +226,13 @@ class _Parser:
             why = "the file is empty" if empty else \
                 f"no header row '{' '.join(HEADER_FIELDS)}'"
             raise ValueError(f"{log.path or 'text'}: not a cPyMemTrace log ({why})")
-        if log.notes and self.last_note == self.lineno and _CLEAN_END.match(log.notes[-1][1]):
-            log.complete = True
+        log.complete = self.last_end == self.lineno
         return log
+
+
+def _too_long(text: str) -> bool:
+    return len(text) > textfile.MAX_LINE // 4 and \
+        len(text.encode("utf-8", "surrogatepass")) > textfile.MAX_LINE
 
 
 def parse_lines(lines: typing.Iterable[str], path: typing.Optional[str] = None,
@@ -237,26 +246,42 @@ def parse_lines(lines: typing.Iterable[str], path: typing.Optional[str] = None,
     pending = None
     for text in lines:
         if pending is not None:
-            p.line(pending)
+            p.line(pending, too_long=_too_long(pending))
         pending = text
     if pending is not None:
-        p.line(pending, cut=not ends_with_newline)
+        p.line(pending, cut=not ends_with_newline, too_long=_too_long(pending))
     return p.finish(empty=p.lineno == 0)
 
 
 def _open_log(path: typing.Union[str, os.PathLike]) -> typing.BinaryIO:
-    # O_NONBLOCK: a FIFO is refused below instead of waiting for a writer
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
+        return textfile.open_regular(path)
+    except textfile.NotALogFile:
+        if os.path.isdir(path):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{os.fspath(path)}: not a cPyMemTrace log (not a regular file)")
-        return open(fd, "rb", closefd=True)
-    except BaseException:
-        os.close(fd)
-        raise
+        raise ValueError(f"{os.fspath(path)}: not a cPyMemTrace log (not a regular file)")
+
+
+def _lines(f: typing.BinaryIO) -> typing.Iterator[typing.Tuple[bytes, bool, bool]]:
+    """(line without its newline, had a newline, longer than MAX_LINE) for each
+    line of *f*; a long line is cut to MAX_LINE + 1 bytes, the rest dropped."""
+    limit = textfile.MAX_LINE
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if raw.endswith(b"\n"):
+            yield raw[:-1], True, False
+        elif len(raw) <= limit:
+            yield raw, False, False          # the end of the file
+        else:
+            ended = False
+            while not ended:                 # drop the rest of the line
+                rest = f.readline(limit)
+                if not rest:
+                    break
+                ended = rest.endswith(b"\n")
+            yield raw, ended, True
 
 
 def read(path: typing.Union[str, os.PathLike]) -> CpmtLog:
@@ -268,14 +293,12 @@ def read(path: typing.Union[str, os.PathLike]) -> CpmtLog:
     p = _Parser(os.fspath(path))
     with _open_log(path) as f:
         pending = None
-        for raw in f:
+        for raw, ended, too_long in _lines(f):
             if pending is not None:
-                p.line(pending)
-            ends = raw.endswith(b"\n")
-            pending = raw[:-1].decode("utf-8", errors="replace") if ends else \
-                raw.decode("utf-8", errors="replace")
+                p.line(pending[0], too_long=pending[1])
+            pending = (raw.decode("utf-8", errors="replace"), too_long)
         if pending is not None:
-            p.line(pending, cut=not ends)
+            p.line(pending[0], cut=not ended, too_long=pending[1])
     return p.finish(empty=p.lineno == 0)
 
 

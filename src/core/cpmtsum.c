@@ -289,6 +289,10 @@ on_row(pmt_cpmtsum *s, const pmt_cpmt_parsed *r)
 static int
 on_line(pmt_cpmtsum *s, const char *p, size_t n)
 {
+    if (n > PMT_CPMTSUM_LINE_MAX) {     /* a message or a note, whatever it starts with */
+        s->last_is_end = 0;
+        return 0;
+    }
     if (!s->seen_header) {
         s->seen_header = pmt_cpmt_is_header(p, n);
         return 0;
@@ -302,9 +306,13 @@ on_line(pmt_cpmtsum *s, const char *p, size_t n)
     return 0;
 }
 
+/* Keep the start of a line cut by a chunk boundary: at most LINE_MAX + 1
+ * bytes, enough to know that it is too long. */
 static int
 carry(pmt_cpmtsum *s, const char *p, size_t n)
 {
+    size_t room = PMT_CPMTSUM_LINE_MAX + 1 - s->carry_len;
+    n = n < room ? n : room;
     if (pmt_grow((void **)&s->carry, &s->carry_cap, s->carry_len + n, 1) < 0) {
         return -1;
     }
@@ -384,7 +392,7 @@ pmt_cpmtsum_finish(pmt_cpmtsum *s)
         return -1;
     }
     if (s->carry_len > 0) {     /* a last line without its newline */
-        if (!s->seen_header) {
+        if (!s->seen_header && s->carry_len <= PMT_CPMTSUM_LINE_MAX) {
             s->seen_header = pmt_cpmt_is_header(s->carry, s->carry_len);
         }
         else {

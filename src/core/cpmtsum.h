@@ -10,8 +10,10 @@
  * in order of first appearance).  Like the Python reader, the first NEXT: row
  * is left out of both when its event is 0 (its dRSS is the RSS at start).
  *
- * Memory grows with the number of distinct names, with `top` and with the
- * longest line, never with the number of rows.  Names are kept as the Python
+ * Memory grows with the number of distinct names and with `top`, never with
+ * the number of rows: a line longer than PMT_CPMTSUM_LINE_MAX bytes (the
+ * Python readers' textfile.MAX_LINE) is never a header, row or end line, and
+ * only its first PMT_CPMTSUM_LINE_MAX + 1 bytes are held.  Names are kept as the Python
  * reader's text would have them: bytes that are not UTF-8 are replaced by
  * U+FFFD as bytes.decode("utf-8", "replace") does, so equal names in Python
  * are equal here.  A number outside int64 (20 digits are allowed) or a sum
@@ -29,6 +31,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define PMT_CPMTSUM_LINE_MAX (1u << 20)
 
 /* One of the largest changes (a NEXT: row). */
 typedef struct pmt_cpmtsum_change {

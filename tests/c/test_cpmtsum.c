@@ -238,6 +238,37 @@ test_many_functions_and_top(void)
 }
 
 static void
+test_lines_past_the_limit(void)
+{
+    /* a row padded past LINE_MAX is a note, and so is a long END line; the
+     * summary holds at most LINE_MAX + 1 bytes of such a line */
+    size_t pad = PMT_CPMTSUM_LINE_MAX + 10, cap = 2 * pad + 4096, len = 0;
+    char *log = malloc(cap);
+    len += (size_t)snprintf(log, cap, "Event dEvent Clock What File #line Function RSS dRSS\n"
+                                      "NEXT: 1 +1 0.1 CALL a.py # 1 f 100 100\nNEXT: 2 +1 0.1 CALL ");
+    memset(log + len, ' ', pad);
+    len += pad;
+    len += (size_t)snprintf(log + len, cap - len, "a.py # 1 f 100 100\n# END events=3 ");
+    memset(log + len, 'x', pad);
+    len += pad;
+    log[len++] = '\n';
+    for (size_t chunk = 4096; chunk <= len; chunk *= 16) {
+        pmt_cpmtsum s;
+        CHECK_EQ_INT(summarise(&s, log, len, 10, chunk), 0);
+        CHECK_EQ_INT(s.records, 1);
+        CHECK(!s.complete && !s.truncated);
+        CHECK(s.carry_cap <= 2 * (PMT_CPMTSUM_LINE_MAX + 1));   /* grown by doubling */
+        pmt_cpmtsum_free(&s);
+    }
+    /* a long last line without its newline is cut short all the same */
+    pmt_cpmtsum s;
+    CHECK_EQ_INT(summarise(&s, log, len - 1, 10, 65536), 0);
+    CHECK(s.truncated);
+    pmt_cpmtsum_free(&s);
+    free(log);
+}
+
+static void
 test_read_path(void)
 {
     pmt_cpmtsum s;
@@ -288,6 +319,7 @@ main(void)
     test_overflow();
     test_utf8_as_python_replaces();
     test_many_functions_and_top();
+    test_lines_past_the_limit();
     test_read_path();
     CTEST_MAIN_END();
 }
