@@ -1,0 +1,325 @@
+"""The pytest plugin (issue 14): limit_memory / limit_leaks, --pymemtrace, its summary.
+
+The limits are checked on real captures: first on ones written by the preload
+tracer (``pymemtrace malloc --paused`` with ``Tracing`` around a "test body"),
+then end to end: pytest runs (subprocesses, in a temporary directory) of small
+test files, tracked by ``pymemtrace.malloc.Tracker``.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import pymemtrace.malloc
+from pymemtrace.readers.malloc_stacks import load_stacks
+from pymemtrace.reporters import memory_limits as ml
+
+SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
+needs_tracer = pytest.mark.skipif(
+    SANITIZE, reason="the malloc tracer is not meant to run under ASan's own malloc interposition")
+needs_tracker = pytest.mark.skipif(
+    not hasattr(pymemtrace.malloc, "Tracker"),
+    reason="pymemtrace.malloc.Tracker (in-process tracking, issue 14) is not in this build")
+
+
+def line_of(source, marker):
+    for n, line in enumerate(textwrap.dedent(source).splitlines(), 1):
+        if marker in line:
+            return n
+    raise AssertionError(marker)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("24 MB", 24 << 20), ("24MB", 24 << 20), ("24 mb", 24 << 20), ("1 KB", 1024),
+    ("1.5 kB", 1536), (".5 GB", 1 << 29), ("+2 TB", 2 << 40), ("1 PB", 1 << 50),
+    ("100 B", 100), ("0B", 0), ("  3 MB ", 3 << 20), (4096, 4096),
+])
+def test_sizes_are_pytest_memrays(text, expected):
+    # a number, optional spaces, a unit in any case; powers of 1024
+    assert ml.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["24", "24 XB", "24 MiB", "MB", "lots", "-1 MB", "1,5 MB",
+                                  "1 MB extra", "", -5, 2.5, None, True])
+def test_a_bad_size_is_one_line_naming_it(text):
+    with pytest.raises(ValueError) as e:
+        ml.parse_size(text)
+    assert repr(text) in str(e.value) and "\n" not in str(e.value)
+
+
+BODY = """\
+    from pymemtrace.malloc import Tracing
+    keep = []
+
+    def make(n):
+        return [bytearray(100_000) for _ in range(n)]  # MAKE
+
+    def test_body():
+        big = make(50)  # CALL
+        keep.append(bytearray(300_000))  # KEEP
+        keep.append([bytearray(1000) for _ in range(20)])  # SMALL
+        del big
+
+    with Tracing():
+        test_body()
+    """
+
+
+@pytest.fixture(scope="module")
+def body_capture(tmp_path_factory):
+    """A capture of BODY's test_body: 5 MB at its peak, 300 KB kept by one line."""
+    d = tmp_path_factory.mktemp("limits")
+    prog, cap = d / "body.py", d / "body.cap"
+    prog.write_text(textwrap.dedent(BODY))
+    subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "--paused", "--stacks",
+                    "-o", str(cap), "--", sys.executable, str(prog)],
+                   check=True, capture_output=True)
+    return str(prog), load_stacks(str(cap), points=0)
+
+
+@needs_tracer
+def test_peak_over_the_limit_names_the_stacks_live_at_the_peak(body_capture):
+    prog, r = body_capture
+    assert ml.check_peak(r, ml.parse_size("24 MB"), "24 MB") is None
+    p = ml.check_peak(r, ml.parse_size("1 MB"), "1 MB", test=(prog, "test_body"))
+    assert p.summary.startswith("peak memory ")
+    assert "is over limit_memory('1 MB') = 1.0 MiB" in p.summary
+    first = p.details.split("  #2")[0]
+    assert re.search(r"#1 4\.[78] MiB \(5,000,\d+ bytes\) in 50 blocks", first), first
+    assert f"make ({prog}:{line_of(BODY, '# MAKE')})" in first
+    # the stack ends at the test function: what called it is the runner's business
+    assert first.rstrip().endswith(f"test_body ({prog}:{line_of(BODY, '# CALL')})")
+    assert "<module>" not in first
+
+
+@needs_tracer
+def test_leaks_are_per_stack(body_capture):
+    prog, r = body_capture
+    p = ml.check_leaks(r, ml.parse_size("200 KB"), "200 KB", test=(prog, "test_body"))
+    assert "1 stack leaked more than limit_leaks('200 KB') = 200.0 KiB per stack" in p.summary
+    assert "#1 293.0 KiB (300,001 bytes) in 1 block\n" in p.details
+    assert f"test_body ({prog}:{line_of(BODY, '# KEEP')})" in p.details
+    assert "#2" not in p.details        # the 20 KB of small buffers are under the limit
+    assert ml.check_leaks(r, ml.parse_size("400 KB"), "400 KB") is None
+
+
+@needs_tracer
+def test_leak_filter_sees_pytest_memrays_stack_and_can_drop_it(body_capture):
+    prog, r = body_capture
+    seen = []
+
+    def keep_none(stack):
+        seen.append(stack)
+        return False
+
+    assert ml.check_leaks(r, 200 << 10, "200 KB", filter_fn=keep_none) is None
+    [stack] = seen
+    assert stack.frames[0] == ml.StackFrame("test_body", prog, line_of(BODY, "# KEEP"))
+    assert stack.frames[-1].function == "<module>"      # the whole stack, innermost first
+
+
+# -- the plugin, in pytest runs of small test files ----------------------------------------
+
+def run_pytest(tmp_path, source, *args, conftest=None):
+    """Run pytest on `source` (test_mem.py) in tmp_path; TMPDIR is tmp_path/tmp."""
+    (tmp_path / "test_mem.py").write_text(textwrap.dedent(source))
+    if conftest:
+        (tmp_path / "conftest.py").write_text(textwrap.dedent(conftest))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA",
+                           "test_mem.py", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+STATE = """\
+    import json, sys
+    def pytest_sessionfinish(session):
+        pm = session.config.pluginmanager
+        with open("state.json", "w") as f:
+            json.dump({"plugin": pm.has_plugin("pymemtrace"),
+                       "tracking": pm.has_plugin("pymemtrace-manager"),
+                       "tracker_imported": "pymemtrace.malloc" in sys.modules}, f)
+    """
+
+
+def test_the_plugin_is_installed_and_does_nothing_unless_asked(tmp_path):
+    r = run_pytest(tmp_path, """\
+        def test_a():
+            x = bytearray(5_000_000)
+        def test_b():
+            pass
+        """, conftest=STATE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state == {"plugin": True, "tracking": False, "tracker_imported": False}
+    assert "pymemtrace:" not in r.stdout     # no summary, no kept captures
+    assert list((tmp_path / "tmp").iterdir()) == []       # no capture, no directory
+
+
+@needs_tracker
+def test_a_bad_limit_fails_that_test_naming_it_and_the_text(tmp_path):
+    r = run_pytest(tmp_path, """\
+        import pytest
+        @pytest.mark.limit_memory("24 XB")
+        def test_unit():
+            pass
+        @pytest.mark.limit_leaks("lots")
+        def test_text():
+            pass
+        @pytest.mark.limit_memory("1 MB", warmups=2)
+        def test_keyword():
+            pass
+        def test_fine():
+            pass
+        """)
+    assert r.returncode == 1
+    out = r.stdout
+    assert "test_mem.py::test_unit: limit_memory('24 XB'): '24 XB' is not a size: expected a " \
+           "number and a unit B, KB, MB, GB, TB or PB (powers of 1024)" in out
+    assert "test_mem.py::test_text: limit_leaks('lots'): 'lots' is not a size" in out
+    assert "test_mem.py::test_keyword: limit_memory: unknown keyword argument 'warmups'" in out
+    assert "3 failed, 1 passed" in out
+    assert "Traceback" not in out
+
+
+LIMITS = """\
+    import pytest
+    keep = []
+
+    def grow(n):
+        return [bytearray(1_000_000) for _ in range(n)]  # GROW
+
+    @pytest.mark.limit_memory("4 MB")
+    def test_over():
+        data = grow(8)  # OVER
+        del data
+
+    @pytest.mark.limit_memory("24 MB")
+    def test_under():
+        data = grow(8)
+
+    @pytest.mark.limit_leaks("1 MB")
+    def test_leaks():
+        keep.append(bytearray(3_000_000))  # LEAK
+
+    @pytest.mark.limit_leaks("1 MB")
+    def test_no_leak():
+        for _ in range(10):
+            b = bytearray(3_000_000)
+            del b
+
+    def test_untracked():
+        grow(1)
+    """
+
+
+def _failure(out, name):
+    """The text of test `name`'s entry in the FAILURES section."""
+    m = re.search(rf"_+ {name} _+\n(.*?)(?=\n_+ \w+ _+\n|\n=+ )", out, re.S)
+    assert m, out
+    return m.group(1)
+
+
+@needs_tracer
+@needs_tracker
+def test_markers_fail_over_the_limit_with_the_stack_and_pass_under(tmp_path):
+    r = run_pytest(tmp_path, LIMITS, conftest=STATE)
+    out = r.stdout
+    assert r.returncode == 1, out + r.stderr
+    assert re.search(r"PASSED test_mem.py::test_under\b", out)
+    assert re.search(r"PASSED test_mem.py::test_no_leak\b", out)
+    assert re.search(r"PASSED test_mem.py::test_untracked\b", out)
+    assert "2 failed, 3 passed" in out
+    src = str(tmp_path / "test_mem.py")
+    over = _failure(out, "test_over")
+    assert "is over limit_memory('4 MB') = 4.0 MiB" in over
+    assert re.search(r"#1 7\.\d MiB \(8,000,\d+ bytes\) in 8 blocks", over), over
+    assert f"grow ({src}:{line_of(LIMITS, '# GROW')})" in over
+    assert f"test_over ({src}:{line_of(LIMITS, '# OVER')})" in over
+    leak = _failure(out, "test_leaks")
+    assert "leaked more than limit_leaks('1 MB') = 1.0 MiB per stack" in leak
+    assert f"test_leaks ({src}:{line_of(LIMITS, '# LEAK')})" in leak
+    assert "pymemtrace: peak memory by test" not in out        # no summary unless asked
+    assert list((tmp_path / "tmp").iterdir()) == []            # temporary captures removed
+
+
+SIZES = """\
+    def test_one():
+        a = bytearray(1_000_000)  # ONE
+
+    def test_five():
+        a = bytearray(5_000_000)  # FIVE
+
+    def test_ten():
+        a = bytearray(10_000_000)  # TEN
+
+    def test_fails():
+        a = bytearray(2_000_000)
+        assert not a
+    """
+
+
+@needs_tracer
+@needs_tracker
+def test_summary_lists_the_tests_with_the_highest_peaks(tmp_path):
+    r = run_pytest(tmp_path, SIZES, "--pymemtrace", "--pymemtrace-top", "2")
+    out = r.stdout
+    assert "pymemtrace: peak memory by test" in out, out + r.stderr
+    summary = out.split("pymemtrace: peak memory by test")[1]
+    assert "2 of 4 tracked tests, highest peak first" in summary
+    names = re.findall(r"leaked  test_mem\.py::(\w+)", summary)
+    assert names == ["test_ten", "test_five"]
+    src = str(tmp_path / "test_mem.py")
+    assert f"in test_ten ({src}:{line_of(SIZES, '# TEN')})" in summary
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@needs_tracer
+@needs_tracker
+def test_failed_tests_captures_are_kept_in_the_directory(tmp_path):
+    kept = tmp_path / "kept" / "deeper"
+    r = run_pytest(tmp_path, LIMITS, "--pymemtrace", f"--pymemtrace-dir={kept}")
+    out = r.stdout
+    assert r.returncode == 1
+    names = sorted(p.name for p in kept.iterdir())
+    assert names == ["test_mem.py--test_leaks.cap", "test_mem.py--test_over.cap"]
+    assert f"capture kept: pymemtrace malloc report {kept / names[1]}" in _failure(out, "test_over")
+    assert f"the captures of 2 failed tests are in {kept}" in out
+    rep = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "report",
+                          str(kept / names[1])], capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    assert f"test_mem.py:{line_of(LIMITS, '# GROW')}" in rep.stdout
+
+
+def test_an_unwritable_directory_is_one_line(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    r = run_pytest(tmp_path, "def test_a(): pass\n", "--pymemtrace", f"--pymemtrace-dir={f}")
+    assert r.returncode == 4
+    assert f"--pymemtrace-dir {f}: cannot write captures there" in r.stderr
+
+
+@needs_tracer
+@needs_tracker
+def test_xdist_workers_track_their_tests_and_the_summary_is_complete(tmp_path):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    source = textwrap.dedent(LIMITS) + "\n" + textwrap.dedent(SIZES)
+    r = run_pytest(tmp_path, source, "-n", "2", "-v", "--pymemtrace", "--pymemtrace-top", "0")
+    out = r.stdout
+    assert "pymemtrace: peak memory by test" in out, out + r.stderr
+    summary = out.split("pymemtrace: peak memory by test")[1]
+    names = re.findall(r"leaked  test_mem\.py::(\w+)", summary)
+    assert sorted(names) == sorted(["test_one", "test_five", "test_ten", "test_fails", "test_over",
+                                    "test_under", "test_leaks", "test_no_leak",
+                                    "test_untracked"])
+    assert names.index("test_ten") < names.index("test_five") < names.index("test_one")
+    assert "is over limit_memory('4 MB')" in _failure(out, "test_over")
+    assert len(set(re.findall(r"\[gw(\d)\]", out))) == 2       # both workers ran tests
