@@ -249,11 +249,12 @@ class _Manager:
                 report.outcome = "failed"
                 report.longrepr = f"{item.nodeid}: the memory limits could not be checked: {e}"
             return
+        root = str(self.config.rootpath)
         entry.update(peak=r["peak"]["bytes"], leaked=r["leaked_bytes"],
-                     top=ml.top_stack(r, test))
+                     top=ml.top_stack(r, test, root=root))
         problems = []
         if report.passed:
-            kw = {"test": test, "top": 5, "depth": self.depth}
+            kw = {"test": test, "top": 5, "depth": self.depth, "root": root}
             if plan.peak:
                 problems.append(ml.check_peak(rt, *plan.peak, **kw))
             if plan.leaks:
@@ -291,7 +292,8 @@ class _Manager:
             return
         tr = terminalreporter
         if self.track_all:
-            done = sorted((e for e in self.results if "peak" in e), key=lambda e: -e["peak"])
+            done = sorted((e for e in self.results if "peak" in e),
+                          key=lambda e: (-e["peak"], e["nodeid"]))
             shown = done if self.top <= 0 else done[:self.top]
             tr.write_sep("=", "pymemtrace: peak memory by test")
             tr.write_line(f"{len(shown)} of {len(done)} tracked tests, highest peak first "
@@ -302,9 +304,7 @@ class _Manager:
                               f"leaked  {e['nodeid']}")
                 top = e.get("top")
                 if top:
-                    where = " <- ".join(f"{f} ({file}:{line})" if file else f
-                                        for f, file, line in top["frames"])
-                    tr.write_line(f"  {'':>10} {fmt_size(top['bytes']):>10} in {where}")
+                    tr.write_line(f"  {'':>10} {fmt_size(top['bytes']):>10} in {top['where']}")
             for e in self.results:
                 if "error" in e:
                     tr.write_line(f"  {e['nodeid']}: capture not read: {e['error']}")

@@ -18,6 +18,7 @@ result, per stack, never per event.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -115,21 +116,29 @@ def _trimmed(frames: Sequence[Tuple[str, str, int]],
     return list(frames), False
 
 
+def _label(function: str, file: str, line: int, root: Optional[str]) -> str:
+    """``function (file:line)``, the file relative to `root` when it is under it."""
+    if not file:
+        return function
+    if root and file.startswith(root.rstrip(os.sep) + os.sep):
+        file = file[len(root.rstrip(os.sep)) + 1:]
+    return f"{function} ({file}:{line})"
+
+
 def format_stack(frames: Sequence[Tuple[str, str, int]], test: Optional[Tuple[str, str]],
-                 depth: int, indent: str = "      ") -> List[str]:
+                 depth: int, indent: str = "      ", root: Optional[str] = None) -> List[str]:
     """The lines of one stack, innermost first, cut at the test function and
     at `depth` frames (the rest counted)."""
     shown, _ = _trimmed(frames, test)
-    lines = []
-    for function, file, line in shown[:depth]:
-        lines.append(f"{indent}{function} ({file}:{line})" if file else f"{indent}{function}")
+    lines = [indent + _label(*f, root) for f in shown[:depth]]
     if len(shown) > depth:
         lines.append(f"{indent}... {len(shown) - depth} more frames")
     return lines
 
 
 def _stacks_text(r: Dict[str, Any], rows: List[Tuple[int, int, int]], total: int, what: str,
-                 test: Optional[Tuple[str, str]], top: int, depth: int) -> str:
+                 test: Optional[Tuple[str, str]], top: int, depth: int,
+                 root: Optional[str]) -> str:
     if not rows:
         return f"  (no stack holds memory {what})"
     shown = rows[:top]
@@ -139,13 +148,13 @@ def _stacks_text(r: Dict[str, Any], rows: List[Tuple[int, int, int]], total: int
     out = [head]
     for i, (b, c, frame) in enumerate(shown, 1):
         out.append(f"  #{i} {fmt_size(b)} ({b:,} bytes) in {c:,} block{'s' if c != 1 else ''}")
-        out += format_stack(frames_of(r, frame), test, depth)
+        out += format_stack(frames_of(r, frame), test, depth, root=root)
     return "\n".join(out)
 
 
 def check_peak(r: Dict[str, Any], limit: int, limit_text: str, *,
                test: Optional[Tuple[str, str]] = None, top: int = 5,
-               depth: int = 10) -> Optional[Problem]:
+               depth: int = 10, root: Optional[str] = None) -> Optional[Problem]:
     """A Problem if the capture's peak (live at the high-water mark) is above
     `limit` bytes, else None.  `test` is the (file, function) of the test, to
     cut the stacks there."""
@@ -155,13 +164,14 @@ def check_peak(r: Dict[str, Any], limit: int, limit_text: str, *,
     summary = (f"peak memory {fmt_size(peak)} ({peak:,} bytes) is over "
                f"limit_memory({limit_text!r}) = {fmt_size(limit)}")
     rows = _merged(r, "peak")
-    return Problem(summary, _stacks_text(r, rows, peak, "live at the peak", test, top, depth))
+    return Problem(summary, _stacks_text(r, rows, peak, "live at the peak", test, top, depth,
+                                         root))
 
 
 def check_leaks(r: Dict[str, Any], limit: int, limit_text: str, *,
                 filter_fn: Optional[Callable[[Stack], bool]] = None,
                 test: Optional[Tuple[str, str]] = None, top: int = 5,
-                depth: int = 10) -> Optional[Problem]:
+                depth: int = 10, root: Optional[str] = None) -> Optional[Problem]:
     """A Problem if a stack holds more than `limit` bytes still live at the end
     of the capture (made during the test, not freed), else None."""
     over = []
@@ -181,15 +191,21 @@ def check_leaks(r: Dict[str, Any], limit: int, limit_text: str, *,
                f"limit_leaks({limit_text!r}) = {fmt_size(limit)} per stack (the worst "
                f"{fmt_size(worst)}; {fmt_size(total)} left allocated by the test in all)")
     return Problem(summary, _stacks_text(r, over, total, "over the limit, still live at the "
-                                         "end", test, top, depth))
+                                         "end", test, top, depth, root))
 
 
-def top_stack(r: Dict[str, Any], test: Optional[Tuple[str, str]] = None,
-              depth: int = 3) -> Optional[Dict[str, Any]]:
-    """The stack holding most at the peak: its bytes and frames (cut at the test)."""
+def top_stack(r: Dict[str, Any], test: Optional[Tuple[str, str]] = None, depth: int = 3,
+              root: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The stack holding most at the peak: its bytes and a one-line label
+    (innermost frames first, ending at the test function, frames between left out)."""
     rows = _merged(r, "peak")
     if not rows:
         return None
     b, _c, frame = rows[0]
-    shown, _ = _trimmed(frames_of(r, frame), test)
-    return {"bytes": b, "frames": [list(f) for f in shown[:depth]]}
+    shown, at_test = _trimmed(frames_of(r, frame), test)
+    labels = [_label(*f, root) for f in shown]
+    if len(labels) > depth:
+        tail = labels[-1:] if at_test else []
+        gone = len(labels) - (depth - len(tail)) - len(tail)
+        labels = labels[:depth - len(tail)] + [f"({gone} more)"] + tail
+    return {"bytes": b, "where": " <- ".join(labels)}
