@@ -4,13 +4,13 @@ how long ``pymemtrace trace report`` takes to summarise it.
 Builds bench/cpmt_rowbench.c against src/core (cc, as the C unit tests are built),
 which formats a million rows of a Profile(0)-like stream through the log writer
 (CPU time, against memcpy of the same bytes), then times ``pymemtrace trace report``
-on that log (header, the million rows, END line).  Prints one JSON object.
+on that log (header, the million rows, END line) and on a log of no rows (the
+interpreter's start and imports).  Prints one JSON object.
 
 Run: .venv/bin/python bench/bench_cpmt_rows.py [rows]   (after make install)
 """
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +34,20 @@ def build(tmp):
     return exe
 
 
+def report(path, cwd):
+    """`pymemtrace trace report PATH`: wall s, CPU s and peak RSS (MB) of that process
+    alone (os.wait4: the compiler run before is not counted)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pymemtrace", "trace", "report", path],
+                            stdout=subprocess.DEVNULL, cwd=cwd)   # the installed package, not ./
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"bench_cpmt_rows: trace report failed ({proc.returncode})")
+    return (round(time.monotonic() - t0, 2), round(ru.ru_utime + ru.ru_stime, 2),
+            round(ru.ru_maxrss / 1024))
+
+
 def main(rows):
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(tmp)
@@ -47,15 +61,13 @@ def main(rows):
             shutil.copyfileobj(src, out)
             out.write(f"# END events={rows} clock=1.0 rss=9105408 rss_peak=13111296 exit=ok\n")
         result["log_bytes"] = os.path.getsize(log)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.monotonic()
-        subprocess.run([sys.executable, "-m", "pymemtrace", "trace", "report", log], check=True,
-                       stdout=subprocess.DEVNULL, cwd=tmp)   # the installed package, not ./
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result["report_wall_s"] = round(time.monotonic() - t0, 2)
-        result["report_cpu_s"] = round((after.ru_utime - before.ru_utime)
-                                       + (after.ru_stime - before.ru_stime), 2)
-        result["report_maxrss_MB"] = round(after.ru_maxrss / 1024)
+        empty = os.path.join(tmp, "empty.log")
+        with open(empty, "w") as out:
+            out.write(HEADER)
+        for key, path in (("report", log), ("report_of_no_rows", empty)):
+            wall, cpu, maxrss = report(path, tmp)
+            result[f"{key}_wall_s"], result[f"{key}_cpu_s"] = wall, cpu
+            result[f"{key}_maxrss_MB"] = maxrss
     result["command"] = f"{os.path.basename(sys.executable)} bench/bench_cpmt_rows.py {rows}"
     print(json.dumps(result, indent=2))
 

@@ -166,6 +166,14 @@ def test_numbers_past_64_bits_fall_back_to_the_python_reader(tmp_path):
     assert s.by_function == [("f", "a.py", 2 * 99999999999999999999, 2)]
 
 
+def test_the_python_fallback_is_the_python_readers(real_logs, tmp_path):
+    """The fallback (for numbers past 64 bits) keeps no record either, and gives
+    what read().summary() gives on every log."""
+    for path in real_logs + [str(FIX / "seed-profile.log")]:
+        for top in TOPS:
+            assert cpmt_log._summarise_in_python(path, top) == cpmt_log.read(path).summary(top)
+
+
 def _report(args, cwd, **kw):
     return subprocess.run([sys.executable, "-m", "pymemtrace", "trace", "report", *args],
                           capture_output=True, text=True, cwd=cwd, timeout=120, **kw)

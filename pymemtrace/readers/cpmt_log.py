@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import heapq
 import os
 import re
 import typing
@@ -194,8 +195,10 @@ class _Parser:
     A line longer than :data:`textfile.MAX_LINE` bytes is never a header,
     row or end line: it is kept cut, as a message or note (so is it in C)."""
 
-    def __init__(self, path: typing.Optional[str]) -> None:
+    def __init__(self, path: typing.Optional[str],
+                 on_record: typing.Optional[typing.Callable[[Record], None]] = None) -> None:
         self.log = CpmtLog(path=path)
+        self.add = on_record or self.log.records.append     # keep the records, or not
         self.seen_header = False
         self.lineno = 0
         self.last_end = 0       # line number of the last clean-end note
@@ -214,7 +217,7 @@ class _Parser:
             return
         rec = None if too_long else parse_row(text, self.lineno)
         if rec is not None:
-            log.records.append(rec)
+            self.add(rec)
         elif text.strip():
             log.notes.append((self.lineno, text))
             if not too_long and _CLEAN_END.match(text):
@@ -290,7 +293,10 @@ def read(path: typing.Union[str, os.PathLike]) -> CpmtLog:
     Raises :class:`OSError` if it cannot be read and :class:`ValueError` if it
     is not a cPyMemTrace log.
     """
-    p = _Parser(os.fspath(path))
+    return _parse_file(path, _Parser(os.fspath(path)))
+
+
+def _parse_file(path: typing.Union[str, os.PathLike], p: _Parser) -> CpmtLog:
     with _open_log(path) as f:
         pending = None
         for raw, ended, too_long in _lines(f):
@@ -320,7 +326,7 @@ def summarise(path: typing.Union[str, os.PathLike], top: int = 10) -> Summary:
             f"no header row '{' '.join(HEADER_FIELDS)}'"
         raise ValueError(f"{name}: not a cPyMemTrace log ({why})")
     if d["overflow"]:           # a number past 64 bits: Python's integers have no limit
-        return read(path).summary(top)
+        return _summarise_in_python(path, top)
     last = d["last"]
     return Summary(
         path=name, records=d["records"], next_records=d["next_records"],
@@ -329,3 +335,53 @@ def summarise(path: typing.Union[str, os.PathLike], top: int = 10) -> Summary:
         truncated=d["truncated"], complete=d["complete"],
         largest=[Change(*t) for t in d["largest"]], by_function=d["by_function"],
     )
+
+
+class _Summariser:
+    """:meth:`CpmtLog.summary` computed as the records stream by, keeping none:
+    what :func:`summarise` does in C, for logs whose numbers C cannot hold."""
+
+    def __init__(self, top: int) -> None:
+        self.top = max(0, top)
+        self.records = self.next_records = self.order = 0
+        self.first_rss: typing.Optional[int] = None
+        self.last: typing.Optional[typing.Tuple[int, int, float]] = None
+        # (|dRSS|, -order, change): the root is the change dropped first
+        self.heap: typing.List[typing.Tuple[int, int, Change]] = []
+        self.funcs: typing.Dict[typing.Tuple[str, str], typing.List[int]] = {}
+
+    def __call__(self, r: Record) -> None:
+        self.records += 1
+        self.last = (r.rss, r.event, r.clock)
+        if r.kind != "NEXT":
+            return
+        self.next_records += 1
+        if self.next_records == 1:
+            self.first_rss = r.rss
+            if r.event == 0:        # the RSS at start, as in CpmtLog.largest
+                return
+        slot = self.funcs.setdefault((r.function, r.file), [0, 0])
+        slot[0] += r.d_rss
+        slot[1] += 1
+        item = (abs(r.d_rss), -self.order, Change(r.d_rss, r.event, r.what, r.function,
+                                                  r.file, r.line))
+        self.order += 1
+        if len(self.heap) < self.top:
+            heapq.heappush(self.heap, item)
+        elif self.heap and item[:2] > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, item)
+
+    def summary(self, log: CpmtLog) -> Summary:
+        funcs = [(fn, f, v[0], v[1]) for (fn, f), v in self.funcs.items() if v[0] != 0]
+        funcs.sort(key=lambda t: -t[2])
+        return Summary(
+            path=log.path, records=self.records, next_records=self.next_records,
+            first_rss=self.first_rss, last=self.last, truncated=log.truncated,
+            complete=log.complete, largest=[c for _, _, c in sorted(self.heap, reverse=True)],
+            by_function=funcs[:self.top],
+        )
+
+
+def _summarise_in_python(path: typing.Union[str, os.PathLike], top: int) -> Summary:
+    acc = _Summariser(top)
+    return acc.summary(_parse_file(path, _Parser(os.fspath(path), on_record=acc)))

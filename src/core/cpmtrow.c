@@ -65,7 +65,11 @@ number(const char *p, const char *e, int sign, int64_t *out, int *overflow)
     }
     uint64_t v = 0;
     int big = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i < n && i < 19; i++) {      /* 19 digits always fit in 64 bits */
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    for (; i < n; i++) {
         uint64_t d = (uint64_t)(p[i] - '0');
         if (__builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, d, &v)) {
             big = 1;
