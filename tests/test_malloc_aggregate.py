@@ -303,3 +303,33 @@ def test_flamegraph_and_pprof_of_an_aggregated_capture(tmp_path):
     p = subprocess.run([PY, "-m", "pymemtrace", "malloc", "flamegraph", str(cap), "-o",
                         str(tmp_path / "f.html")], capture_output=True, text=True)
     assert p.returncode == 0 and (tmp_path / "f.html").stat().st_size > 1000
+
+
+FORKS = """\
+    import os, sys
+    def parent_work():
+        return [bytearray(5000) for _ in range(10)]
+    def child_work():
+        return [bytearray(7000) for _ in range(30)]
+    keep = parent_work()
+    pid = os.fork()
+    if pid == 0:
+        held = child_work()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(pid)
+    """
+
+
+def test_a_forked_child_writes_its_own_aggregated_capture(tmp_path):
+    cap, script, p = run(tmp_path, FORKS)
+    child = int(p.stdout.strip().splitlines()[-1])
+    theirs = tmp_path / f"t.cap.{child}"
+    assert theirs.exists(), p.stderr
+    mine, its = load_stacks(str(cap)), load_stacks(str(theirs))
+    assert capture_header(str(theirs))["aggregate"]
+    fm, fc = funcs_of(mine, script), funcs_of(its, script)
+    assert fm["parent_work"]["allocated_bytes"] >= 10 * 5000 and "child_work" not in fm
+    # the child counts only what it did itself; its blocks were live at its _exit
+    assert "parent_work" not in fc and fc["child_work"]["leaked_bytes"] >= 30 * 7000
+    assert load(str(theirs))["checkpoint_final"]

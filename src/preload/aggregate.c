@@ -15,7 +15,7 @@
  * a new peak takes its stack's values after the change.  Reading: peak_* if
  * seen == epoch, else live_*.
  *
- * Threads: one mutex over the table.  The peak is a property of one order
+ * Threads: one spin lock over the table.  The peak is a property of one order
  * of every event of the process (the event mode gets it from a global
  * sequence number and a sort after the run); here the order is decided as
  * the events happen, so they are counted one at a time.  Python allocates
@@ -31,7 +31,7 @@
 #include "preload.h"
 
 int g_aggregate;
-pthread_mutex_t g_agg_lock = PTHREAD_MUTEX_INITIALIZER;
+atomic_flag g_agg_lock = ATOMIC_FLAG_INIT;
 agg_state g_agg;
 
 typedef struct {
@@ -88,20 +88,33 @@ blocks_room(void)
     return 0;
 }
 
+/* The entry of addr, or the empty one where it would go (the table not empty). */
+static inline agg_block *
+block_probe(uint64_t addr)
+{
+    size_t i = block_slot(addr, g_blocks_cap);
+    while (g_blocks[i].addr != addr && g_blocks[i].addr != 0) {
+        i = (i + 1) & (g_blocks_cap - 1);
+    }
+    return &g_blocks[i];
+}
+
 static agg_block *
 block_find(uint64_t addr)
 {
     if (g_blocks_cap == 0) {
         return NULL;
     }
-    for (size_t i = block_slot(addr, g_blocks_cap);; i = (i + 1) & (g_blocks_cap - 1)) {
-        if (g_blocks[i].addr == addr) {
-            return &g_blocks[i];
-        }
-        if (g_blocks[i].addr == 0) {
-            return NULL;
-        }
-    }
+    agg_block *b = block_probe(addr);
+    return b->addr ? b : NULL;
+}
+
+/* Put a block where block_probe says (room made first). */
+static inline void
+block_put(agg_block *at, const agg_block *b)
+{
+    *at = *b;
+    g_blocks_len++;
 }
 
 /* Remove b (linear probing: the entries after it move back, no tombstones). */
@@ -201,16 +214,18 @@ void
 agg_alloc(unsigned kind, const void *p, uint64_t size, uint32_t node)
 {
     uint64_t addr = (uint64_t)(uintptr_t)p;
-    pthread_mutex_lock(&g_agg_lock);
-    agg_block *old = block_find(addr);
-    if (old) {     /* its release was not seen (a munmap of part of it): it goes now */
-        release_block(old, old->size);
-    }
+    agg_lock();
     agg_stack *s = stack_of(node);
     if (UNLIKELY(s == NULL || blocks_room() < 0)) {
         g_agg.dropped++;
-        pthread_mutex_unlock(&g_agg_lock);
+        agg_unlock();
         return;
+    }
+    agg_block *at = block_probe(addr);
+    if (UNLIKELY(at->addr != 0)) {  /* its release was not seen (munmap of part of it) */
+        release_block(at, at->size);
+        at = block_probe(addr);
+        s = &g_agg.stacks[node];
     }
     if (s->alloc_count == 0) {
         g_agg.n_used++;
@@ -220,12 +235,7 @@ agg_alloc(unsigned kind, const void *p, uint64_t size, uint32_t node)
     s->alloc_count++;
     s->live_bytes += size;
     s->live_count++;
-    size_t i = block_slot(addr, g_blocks_cap);
-    while (g_blocks[i].addr) {
-        i = (i + 1) & (g_blocks_cap - 1);
-    }
-    g_blocks[i] = (agg_block){addr, size, node, kind};
-    g_blocks_len++;
+    block_put(at, &(agg_block){addr, size, node, kind});
     unsigned c = size_class(size);
     g_agg.sizes[c].count++;
     g_agg.sizes[c].bytes += size;
@@ -244,14 +254,14 @@ agg_alloc(unsigned kind, const void *p, uint64_t size, uint32_t node)
         s->seen = g_agg.epoch;
     }
     counted();
-    pthread_mutex_unlock(&g_agg_lock);
+    agg_unlock();
 }
 
 void
 agg_release(unsigned kind, const void *p, uint64_t len)
 {
     uint64_t addr = (uint64_t)(uintptr_t)p;
-    pthread_mutex_lock(&g_agg_lock);
+    agg_lock();
     agg_block *b = block_find(addr);
     if (b == NULL) {
         g_agg.unknown++;
@@ -262,19 +272,14 @@ agg_release(unsigned kind, const void *p, uint64_t len)
         block_remove(b);
         moved.addr = addr + len;
         if (blocks_room() == 0) {
-            size_t i = block_slot(moved.addr, g_blocks_cap);
-            while (g_blocks[i].addr) {
-                i = (i + 1) & (g_blocks_cap - 1);
-            }
-            g_blocks[i] = moved;
-            g_blocks_len++;
+            block_put(block_probe(moved.addr), &moved);
         }
     }
     else {
         release_block(b, b->size);
     }
     counted();
-    pthread_mutex_unlock(&g_agg_lock);
+    agg_unlock();
 }
 
 /* realloc: the old block is taken out before the real call (another thread
@@ -283,7 +288,7 @@ int
 agg_take(const void *p, agg_taken *t)
 {
     uint64_t addr = (uint64_t)(uintptr_t)p;
-    pthread_mutex_lock(&g_agg_lock);
+    agg_lock();
     agg_block *b = block_find(addr);
     int found = b != NULL;
     if (found) {
@@ -296,7 +301,7 @@ agg_take(const void *p, agg_taken *t)
         g_agg.unknown++;
     }
     counted();
-    pthread_mutex_unlock(&g_agg_lock);
+    agg_unlock();
     return found;
 }
 
@@ -304,21 +309,16 @@ void
 agg_put_back(const void *p, const agg_taken *t)
 {
     uint64_t addr = (uint64_t)(uintptr_t)p;
-    pthread_mutex_lock(&g_agg_lock);
+    agg_lock();
     agg_stack *s = &g_agg.stacks[t->node];
-    if (block_find(addr) == NULL && blocks_room() == 0) {
+    if (blocks_room() == 0 && block_probe(addr)->addr == 0) {
         before_change(s);
         s->live_bytes += t->size;
         s->live_count++;
         g_agg.heap += t->size;
-        size_t i = block_slot(addr, g_blocks_cap);
-        while (g_blocks[i].addr) {
-            i = (i + 1) & (g_blocks_cap - 1);
-        }
-        g_blocks[i] = (agg_block){addr, t->size, t->node, t->kind};
-        g_blocks_len++;
+        block_put(block_probe(addr), &(agg_block){addr, t->size, t->node, t->kind});
     }
-    pthread_mutex_unlock(&g_agg_lock);
+    agg_unlock();
 }
 
 /* A forked child starts its own capture with nothing counted (its memory
@@ -335,5 +335,5 @@ agg_forget(void)
     g_blocks = NULL;
     g_blocks_cap = g_blocks_len = 0;
     memset(&g_agg, 0, sizeof(g_agg));
-    pthread_mutex_init(&g_agg_lock, NULL);
+    agg_unlock();           /* held across fork by the thread that forked */
 }

@@ -80,9 +80,9 @@ write_end(uint32_t state)
         dl_iterate_phdr(module_cb, tb);
     }
     if (g_aggregate) {
-        pthread_mutex_lock(&g_agg_lock);
+        agg_lock();
         checkpoint_write(1);    /* the final checkpoint: the complete one */
-        pthread_mutex_unlock(&g_agg_lock);
+        agg_unlock();
     }
     end_capture(state);
     for (tbuf *b = g_bufs; b; b = b->next) {
@@ -106,7 +106,7 @@ before_fork(void)
         tb_lock(tb);
     }
     pthread_mutex_lock(&g_code_lock);
-    pthread_mutex_lock(&g_agg_lock);
+    agg_lock();
     pthread_mutex_lock(&g_write_lock);
 }
 
@@ -117,7 +117,7 @@ after_fork_parent(void)
         return;
     }
     pthread_mutex_unlock(&g_write_lock);
-    pthread_mutex_unlock(&g_agg_lock);
+    agg_unlock();
     pthread_mutex_unlock(&g_code_lock);
     for (tbuf *tb = g_bufs; tb; tb = tb->next) {
         tb_unlock(tb);
