@@ -9,7 +9,8 @@
  * extents of the file, mapped MAP_SHARED: what is stored is in the page
  * cache at once), then the header names it (capfile.c ckpt_commit), so a
  * SIGKILL at any moment leaves the last whole checkpoint.  At exit and exec
- * the final checkpoint is written before the header's end fields.
+ * the final checkpoint is written before the header's end fields, and the
+ * other slot's blocks are given back (a finished capture holds one).
  *
  * No thread of our own: a traced program keeps its own threads, fork and
  * signals to itself.  The price: a program that allocates nothing for a
@@ -162,6 +163,12 @@ checkpoint_write(int final)
     h->seq = seq;
     ckpt_commit(s, g_slot[s].area_off, seq);
     g_ckpt_seq = seq;
+    if (final && g_slot[s ^ 1].map) {
+        /* the older checkpoint is not needed any more: its blocks go back */
+        ckpt_extent_drop(g_slot[s ^ 1].area_off, g_slot[s ^ 1].map, g_slot[s ^ 1].bytes, 1);
+        g_slot[s ^ 1].map = NULL;
+        g_slot[s ^ 1].bytes = 0;
+    }
     return 0;
 }
 
