@@ -1,6 +1,6 @@
 #!/bin/sh
 # system-deps.sh: install the Debian packages the tests and benchmarks use
-# (bpftrace, gnuplot, clang with its sanitizer and libFuzzer runtimes, valgrind, chromium,
+# (bpftrace, gnuplot, gdb, clang with its sanitizer and libFuzzer runtimes, valgrind, chromium,
 # golang-go, libunwind for the malloc tracer's native stacks) and mount tracefs,
 # when running as root on Debian.  Best effort: anything it cannot do leaves
 # the tests that need it to skip with a reason; it never fails the build.
@@ -9,6 +9,8 @@ want=""
 command -v bpftrace >/dev/null 2>&1 || want="$want bpftrace"
 command -v gnuplot >/dev/null 2>&1 || want="$want gnuplot-nox"
 command -v valgrind >/dev/null 2>&1 || want="$want valgrind"
+# pymemtrace malloc attach PID loads the tracer into a running process with gdb
+command -v gdb >/dev/null 2>&1 || want="$want gdb"
 # the malloc flame graph page is rendered in headless Chromium; pprof exports are read by go tool pprof
 command -v chromium >/dev/null 2>&1 || want="$want chromium"
 command -v go >/dev/null 2>&1 || want="$want golang-go"

@@ -39,6 +39,7 @@ examples:
   pymemtrace malloc report app.cap --view leaks --json
   pymemtrace malloc flamegraph app.cap -o app.html
   pymemtrace malloc export app.cap --format pprof -o app.pb.gz
+  pymemtrace malloc attach 4242 --duration 30 -o svc.cap   # a running process (gdb)
   (pymemtrace malloc report --help: every view and option)
 
 Captures: the traced process writes FILE; any other process that inherits
@@ -63,7 +64,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
               "       pymemtrace malloc report FILE [--view peak|leaks|all|time|summary] "
               "[--range A:B] [--thread ID] [--json]\n"
               "       pymemtrace malloc flamegraph FILE [-o OUT.html]\n"
-              "       pymemtrace malloc export FILE [--format pprof|collapsed] [-o OUT]",
+              "       pymemtrace malloc export FILE [--format pprof|collapsed] [-o OUT]\n"
+              "       pymemtrace malloc attach PID [--duration S] [--native] [-o FILE]",
         epilog=_RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -90,7 +92,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="start with tracing paused: the program traces chosen blocks with "
                         "pymemtrace.malloc.Tracing()")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
-                   help="the command to run (after --), or: report|flamegraph|export FILE ...")
+                   help="the command to run (after --), or: report|flamegraph|export FILE ..., "
+                        "or attach PID ...")
     p.set_defaults(func=main)
 
 
@@ -102,6 +105,9 @@ def main(args: argparse.Namespace) -> int:
     if command and command[0] in ("report", "flamegraph", "export") and not explicit_dashes:
         from pymemtrace.commands import malloc_report
         return malloc_report.main(command[0], command[1:])
+    if command and command[0] == "attach" and not explicit_dashes:
+        from pymemtrace.commands import malloc_attach
+        return malloc_attach.main(command[1:])
     if args.checkpoint is not None:
         if not args.aggregate:
             raise UserError("--checkpoint SECONDS goes with --aggregate")
