@@ -176,15 +176,25 @@ class Summary:
     by_function: typing.List[typing.Tuple[str, str, int, int]]
 
 
-def parse_row(text: str, lineno: int = 0) -> typing.Optional[Record]:
-    """Parse one event row, or return None if *text* is not one."""
+def parse_row(text: str, lineno: int = 0,
+              names: typing.Optional[typing.Dict[str, str]] = None) -> typing.Optional[Record]:
+    """Parse one event row, or return None if *text* is not one.
+
+    *names*, a dict kept across rows, makes rows share one copy of each
+    kind, event kind, file and function name (a record is then about a fifth
+    of the memory)."""
     m = _ROW.match(text)
     if m is None:
         return None
+    kind, what, file, function = m.group("kind", "what", "file", "function")
+    if names is not None:
+        kind, what, file, function = (names.setdefault(kind, kind), names.setdefault(what, what),
+                                      names.setdefault(file, file),
+                                      names.setdefault(function, function))
     return Record(
-        kind=m["kind"], event=int(m["event"]), d_event=int(m["d_event"]),
-        clock=float(m["clock"]), what=m["what"], file=m["file"], line=int(m["line"]),
-        function=m["function"], rss=int(m["rss"]), d_rss=int(m["d_rss"]), lineno=lineno,
+        kind=kind, event=int(m["event"]), d_event=int(m["d_event"]),
+        clock=float(m["clock"]), what=what, file=file, line=int(m["line"]),
+        function=function, rss=int(m["rss"]), d_rss=int(m["d_rss"]), lineno=lineno,
     )
 
 
@@ -199,6 +209,7 @@ class _Parser:
                  on_record: typing.Optional[typing.Callable[[Record], None]] = None) -> None:
         self.log = CpmtLog(path=path)
         self.add = on_record or self.log.records.append     # keep the records, or not
+        self.names: typing.Dict[str, str] = {}
         self.seen_header = False
         self.lineno = 0
         self.last_end = 0       # line number of the last clean-end note
@@ -215,7 +226,7 @@ class _Parser:
         if cut:                 # the last line, without its newline
             log.truncated = True
             return
-        rec = None if too_long else parse_row(text, self.lineno)
+        rec = None if too_long else parse_row(text, self.lineno, self.names)
         if rec is not None:
             self.add(rec)
         elif text.strip():
