@@ -1,4 +1,4 @@
-"""Test helper: write and walk `pymemtrace malloc` captures (format version 3).
+"""Test helper: write and walk `pymemtrace malloc` captures (format version 4).
 
 The layout is src/core/capture_format.h's.  Tests build captures by hand with
 `header()` and `Chunk` (to check the C reader on what a writer could leave:
@@ -10,7 +10,7 @@ import zlib
 
 HEADER = struct.Struct("<8sIIIIIIQIIIIQIIQQQIIQ16s")
 HEADER_SIZE = 128
-CODE, MODULE, STACK, NATIVE_FRAME, THREAD = 32, 33, 36, 37, 38
+CODE, MODULE, STACK, NATIVE_FRAME, THREAD, TIME = 32, 33, 36, 37, 38, 39
 SEQ_NEXT, SAME_SITE, KIND_MASK = 0x80, 0x40, 0x3F
 FLAG_NATIVE, FLAG_STACKS, FLAG_PACKED = 1, 2, 4
 RUNNING, EXIT, EXEC = 0, 1, 2
@@ -20,7 +20,7 @@ M64 = (1 << 64) - 1
 def header(flags=0, state=EXIT, chunk=4096, python_hex=0x030B07F0, python_status=1,
            dropped=0, stop_events=0, stop_errno=0):
     rs = 40 if flags & FLAG_NATIVE else 32
-    return HEADER.pack(b"PMTMALC\0", 3, HEADER_SIZE, rs, flags, 4242, 1, 0, 0x01020304, 4096,
+    return HEADER.pack(b"PMTMALC\0", 4, HEADER_SIZE, rs, flags, 4242, 1, 0, 0x01020304, 4096,
                        chunk, HEADER_SIZE, python_hex, python_status, state, 0, dropped,
                        stop_events, stop_errno, 0, 0, bytes(16))
 
@@ -110,6 +110,21 @@ def read_header(data):
     return dict(zip(keys, v))
 
 
+def unpack(data, h):
+    """A packed capture's chunks, inflated: a count n, n stream lengths, the
+    streams (src/core/capture_format.h)."""
+    n = struct.unpack_from("=I", data, HEADER_SIZE)[0]
+    lens = struct.unpack_from(f"={n}I", data, HEADER_SIZE + 4)
+    at = HEADER_SIZE + 4 + 4 * n
+    out = []
+    for k in lens:
+        out.append(zlib.decompress(data[at:at + k]))
+        at += k
+    area = b"".join(out)
+    assert len(area) == h["packed_len"], (len(area), h["packed_len"])
+    return area
+
+
 def walk(path):
     """(header, events, codes, nodes) of a whole capture the library wrote:
     events as (seq, kind, a, b, code, line), codes {id: (file, name)}, nodes
@@ -117,9 +132,8 @@ def walk(path):
     with open(path, "rb") as f:
         data = f.read()
     h = read_header(data)
-    assert (h["magic"], h["version"]) == (b"PMTMALC\0", 3), h
-    area = (zlib.decompress(data[HEADER_SIZE:]) if h["flags"] & FLAG_PACKED
-            else data[h["data_offset"]:])
+    assert (h["magic"], h["version"]) == (b"PMTMALC\0", 4), h
+    area = unpack(data, h) if h["flags"] & FLAG_PACKED else data[h["data_offset"]:]
     native = h["flags"] & FLAG_NATIVE
     events, codes, nodes = [], {}, {}
     cs = h["chunk_size"]
@@ -131,11 +145,14 @@ def walk(path):
             byte = chunk[i]
             i += 1
             kind = byte & KIND_MASK
-            if byte in (CODE, STACK, MODULE, NATIVE_FRAME, THREAD):
+            if byte in (CODE, STACK, MODULE, NATIVE_FRAME, THREAD, TIME):
                 vals = []
-                for _ in range({CODE: 3, STACK: 4, MODULE: 4, NATIVE_FRAME: 3, THREAD: 3}[byte]):
+                for _ in range({CODE: 3, STACK: 4, MODULE: 4, NATIVE_FRAME: 3, THREAD: 3,
+                                TIME: 3}[byte]):
                     v, i = _get_uv(chunk, i)
                     vals.append(v)
+                if byte == TIME:
+                    continue
                 if byte == NATIVE_FRAME:    # (parent, 0, -1): a native frame, vals[2] its address
                     nodes[vals[0]] = (vals[1], 0, -1)
                     continue

@@ -283,9 +283,11 @@ def test_reader_truncated_capture_reports_what_it_has(tmp_path):
     (b"hello world, not a capture at all" * 3, "bad magic"),
     (b"PMTMALC\0" + bytes(10), "cut short inside its header"),
     (b"PMTMALC\0" + struct.pack("<IIIIIIQII", 1, 64, 32, 0, 1, 1, 0, 0x01020304, 4096),
-     "capture format version 1 is not supported: this pymemtrace reads version 3"),
+     "capture format version 1 is not supported: this pymemtrace reads version 4"),
     (b"PMTMALC\0" + struct.pack("<IIIIIIQII", 2, 64, 32, 2, 1, 1, 0, 0x01020304, 4096)
-     + bytes(80), "capture format version 2 is not supported: this pymemtrace reads version 3"),
+     + bytes(80), "capture format version 2 is not supported: this pymemtrace reads version 4"),
+    (b"PMTMALC\0" + struct.pack("<IIIIIIQII", 3, 128, 32, 4, 1, 1, 0, 0x01020304, 4096)
+     + bytes(128), "capture format version 3 is not supported: this pymemtrace reads version 4"),
 ])
 def test_reader_rejects_bad_captures(tmp_path, data, message):
     path = write(tmp_path, data)

@@ -1,5 +1,6 @@
-/* capture_aggregate.c: replay a capture's ordered events into a report
- * (see capture_aggregate.h).  The reading is capture_read.c's. */
+/* capture_aggregate.c: replay a capture's events in order into a report
+ * (see capture_aggregate.h).  The reading is capture_read.c's, the order
+ * capture_merge.c's. */
 #define _GNU_SOURCE 1
 #include "capture_aggregate.h"
 
@@ -215,14 +216,15 @@ add_live(aggregator *ag, uint32_t py, uint32_t nat, uint64_t size)
     }
 }
 
-/* Replay the events in order. */
+/* Replay the events in order (it: the iterator, closed by the caller). */
 static int
-replay(aggregator *ag)
+replay_events(aggregator *ag, pmt_capture_iter *it)
 {
     pmt_mc_report *r = ag->r;
     uint64_t cur = 0, cur_malloc = 0, cur_mmap = 0;
-    for (size_t i = 0; i < ag->cap.n_ev; i++) {
-        pmt_mc_record h = pmt_capture_event(&ag->cap, i);
+    pmt_mc_record h;
+    int got;
+    while ((got = pmt_capture_iter_next(it, &h)) == 1) {
         unsigned kind = (unsigned)(h.seq_kind & 0xff);
         uint64_t seq = h.seq_kind >> 8;
         r->events++;
@@ -306,6 +308,9 @@ replay(aggregator *ag)
             r->peak_mmap_bytes = cur_mmap;
         }
     }
+    if (got < 0) {
+        return fail(r, "out of memory");
+    }
     r->total_bytes = r->malloc_bytes + r->mmap_bytes;
     r->total_count = r->malloc_count + r->mmap_count;
     /* what is still live: leak candidates */
@@ -334,6 +339,18 @@ replay(aggregator *ag)
         }
     }
     return 0;
+}
+
+static int
+replay(aggregator *ag)
+{
+    pmt_capture_iter it;
+    if (pmt_capture_iter_open(&it, &ag->cap) < 0) {
+        return fail(ag->r, "out of memory");
+    }
+    int rc = replay_events(ag, &it);
+    pmt_capture_iter_close(&it);
+    return rc;
 }
 
 /* An aggregated capture: the sites from its checkpoint's stacks (each
@@ -574,8 +591,8 @@ intern_fixed(aggregator *ag)
     return 0;
 }
 
-int
-pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
+static int
+read_capture(const uint8_t *data, size_t len, int mapped, pmt_mc_report *r)
 {
     memset(r, 0, sizeof(*r));
     aggregator *ag = calloc(1, sizeof(*ag));
@@ -587,7 +604,7 @@ pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
     pmt_ht_init(&ag->nat.index, sizeof(site_key), site_hash, site_eq, NULL);
     pmt_ht_init(&ag->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     int rc = -1;
-    if (pmt_capture_open(&ag->cap, data, len) < 0) {
+    if (pmt_capture_open_mapped(&ag->cap, data, len, mapped) < 0) {
         snprintf(r->error, sizeof(r->error), "%s", ag->cap.error);
         goto done;
     }
@@ -625,6 +642,12 @@ done:
 }
 
 int
+pmt_mc_read_buffer(const uint8_t *data, size_t len, pmt_mc_report *r)
+{
+    return read_capture(data, len, 0, r);
+}
+
+int
 pmt_mc_read(const char *path, pmt_mc_report *r)
 {
     memset(r, 0, sizeof(*r));
@@ -632,7 +655,7 @@ pmt_mc_read(const char *path, pmt_mc_report *r)
     if (pmt_capture_file_load(path, &f, r->error, sizeof(r->error)) < 0) {
         return -1;
     }
-    int rc = pmt_mc_read_buffer(f.data, f.len, r);
+    int rc = read_capture(f.data, f.len, f.mapped, r);
     pmt_capture_file_unload(&f);
     return rc;
 }

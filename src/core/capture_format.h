@@ -4,7 +4,8 @@
  * library, src/preload/) and the reader (capture_read.c, then
  * capture_aggregate.c), with the varint helpers both use.
  *
- * Format version 3 (older versions are refused by name):
+ * Format version 4 (older versions are refused by name; 4 added the TIME
+ * record and packs each chunk as its own zlib stream):
  *
  *   [header, PMT_MC_HEADER_SIZE bytes][zeros to data_offset][chunk 0][chunk 1]...
  *
@@ -37,6 +38,10 @@
  *   MODULE      kind, uv lo, uv bias, uv hi, uv plen, payload: path NUL, then
  *               optionally (--native) a build-id length byte n, n bytes of GNU
  *               build-id, 8-byte file size, 8-byte mtime (ns)
+ *   TIME        kind, uv ns, uv rss, uv seq: CLOCK_MONOTONIC ns since the capture
+ *               opened and the process's RSS in bytes (0: unread), taken when
+ *               the next sequence number was seq (written at each new chunk
+ *               and every >= 10 ms of allocating, never per event)
  * seq: a global sequence number (one atomic counter) so events of different
  * threads can be put back in order: a free is numbered before the memory goes
  * back and an allocation after it came out.  code: a code object id, or with
@@ -48,9 +53,13 @@
  * state is still RUNNING was cut short by a kill or a crash.
  *
  * A packed capture (PMT_MC_FLAG_PACKED, made by `pymemtrace malloc` after
- * the run) holds the header followed by a zlib stream of the bytes from
- * data_offset on (packed_len of them once inflated).  Integers are in the
- * byte order of the writing machine (the header's `endian` word says which).
+ * the run) holds the header, a 4-byte count n of chunks, n 4-byte lengths,
+ * then n zlib streams of those lengths: stream k inflates to chunk k of the
+ * bytes from data_offset on (packed_len of them in all; every chunk is
+ * chunk_size bytes but the last).  Each chunk inflates alone, so a reader
+ * holds one inflated chunk per thread it is merging, never the whole
+ * capture.  Integers are in the byte order of the writing machine (the
+ * header's `endian` word says which).
  *
  * Aggregated captures (PMT_MC_FLAG_AGGREGATE, `pymemtrace malloc --aggregate`,
  * always with PMT_MC_FLAG_STACKS) hold no events: the chunks hold only the
@@ -79,12 +88,12 @@ extern "C" {
 #endif
 
 #define PMT_MC_MAGIC "PMTMALC\0"
-#define PMT_MC_VERSION 3
+#define PMT_MC_VERSION 4
 #define PMT_MC_HEADER_SIZE 128
 #define PMT_MC_ENDIAN 0x01020304u
 #define PMT_MC_FLAG_NATIVE 1u   /* events carry the native return address */
 #define PMT_MC_FLAG_STACKS 2u   /* events name a STACK node (code = node id): whole stacks */
-#define PMT_MC_FLAG_PACKED 4u   /* the chunks are one zlib stream after the header */
+#define PMT_MC_FLAG_PACKED 4u   /* the chunks are zlib streams after the header and an index */
 #define PMT_MC_FLAG_AGGREGATE 8u /* no events: totals per stack in checkpoints */
 #define PMT_MC_EVENT_MAX 64     /* the longest event record */
 #define PMT_MC_KIND_MASK 0x3fu  /* an event's kind byte: the kind ... */
@@ -144,6 +153,7 @@ enum {
     PMT_MC_NATIVE_FRAME = 37,
     PMT_MC_THREAD = 38,
     PMT_MC_CHECKPOINT = 39,     /* the first byte of a checkpoint slot's extent */
+    PMT_MC_TIME = 40,
 };
 
 /* ---- checkpoints of aggregated captures ------------------------------------- */

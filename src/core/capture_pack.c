@@ -3,10 +3,11 @@
  * A capture is written live as mapped chunks with zero tails
  * (capture_format.h); after the run, `pymemtrace malloc` packs it: the
  * header stays, flagged PMT_MC_FLAG_PACKED with the inflated length, and
- * the bytes from data_offset on become one zlib stream.  Packing writes a
- * new file beside the capture and renames it over, so a capture is always
- * whole: packed, or as it was written.  The reader inflates a packed
- * capture into memory; a stream cut short gives what it holds.
+ * each chunk of the bytes from data_offset on becomes its own zlib stream,
+ * after an index of their lengths.  Packing writes a new file beside the
+ * capture and renames it over, so a capture is always whole: packed, or as
+ * it was written.  The reader inflates one chunk at a time (the merge one
+ * per thread running); a stream cut short gives what it holds.
  */
 #define _GNU_SOURCE 1
 #include "capture_read.h"
@@ -21,7 +22,7 @@
 #include <zlib.h>
 
 /* zlib never inflates more than about 1032 bytes out of one: a larger
- * packed_len is corrupt (and is not allocated). */
+ * packed_len is corrupt. */
 #define MAX_RATIO 1100u
 
 static size_t
@@ -30,46 +31,73 @@ clamp_uint(size_t n)
     return n > (1u << 30) ? (1u << 30) : n;     /* zlib counts in uInt */
 }
 
+static uint32_t
+u32_at(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
 int
-pmt_capture_inflate(pmt_capture *c, const uint8_t **area, size_t *n)
+pmt_capture_packed_chunks(pmt_capture *c,
+                          int (*each)(pmt_capture *, uint64_t, uint32_t, uint32_t, void *),
+                          void *ctx)
 {
     const pmt_mc_header *h = &c->header;
     size_t in_len = c->len - PMT_MC_HEADER_SIZE;
-    if (h->packed_len > (uint64_t)in_len * MAX_RATIO + 4096 || h->packed_len > SIZE_MAX / 2) {
+    uint64_t cs = h->chunk_size;
+    uint64_t want = (h->packed_len + cs - 1) / cs;
+    if (h->packed_len > (uint64_t)in_len * MAX_RATIO + 4096 || in_len < 4 ||
+        u32_at(c->data + PMT_MC_HEADER_SIZE) != want) {
         snprintf(c->error, sizeof(c->error),
-                 "corrupt packed capture (inflated length %llu from %zu bytes)",
+                 "corrupt packed capture (index of %llu chunks for %llu bytes in %zu)",
+                 (unsigned long long)(in_len < 4 ? 0 : u32_at(c->data + PMT_MC_HEADER_SIZE)),
                  (unsigned long long)h->packed_len, in_len);
         return -1;
     }
-    size_t out_len = (size_t)h->packed_len;
-    c->inflated = malloc(out_len ? out_len : 1);
+    const uint8_t *index = c->data + PMT_MC_HEADER_SIZE + 4;
+    uint64_t off = PMT_MC_HEADER_SIZE + 4 + 4 * want;
+    for (uint64_t k = 0; k < want; k++) {
+        uint32_t len = (uint32_t)(k + 1 < want ? cs : h->packed_len - k * cs);
+        uint64_t at = PMT_MC_HEADER_SIZE + 4 + 4 * k;
+        uint32_t src = at + 4 <= c->len ? u32_at(index + 4 * k) : 0;
+        if (off >= c->len || at + 4 > c->len) {
+            c->trailing_bytes += len;   /* cut short before this chunk */
+            continue;
+        }
+        uint32_t have = src > c->len - off ? (uint32_t)(c->len - off) : src;
+        if (each(c, off, have, len, ctx) < 0) {
+            return -1;
+        }
+        off += src;
+    }
+    return 0;
+}
+
+size_t
+pmt_capture_chunk_bytes(const pmt_capture *c, uint64_t off, uint32_t src_len, uint32_t len,
+                        uint8_t *buf, const uint8_t **out)
+{
+    if (!(c->header.flags & PMT_MC_FLAG_PACKED)) {
+        *out = c->data + off;
+        return src_len;
+    }
+    *out = buf;
     z_stream z;
     memset(&z, 0, sizeof(z));
-    if (!c->inflated || inflateInit(&z) != Z_OK) {
-        snprintf(c->error, sizeof(c->error), "out of memory inflating the capture");
-        return -1;
+    if (inflateInit(&z) != Z_OK) {
+        return 0;
     }
-    const uint8_t *in = c->data + PMT_MC_HEADER_SIZE;
-    size_t used = 0, done = 0;
-    for (;;) {
-        z.next_in = (Bytef *)(uintptr_t)(in + used);
-        z.avail_in = (uInt)clamp_uint(in_len - used);
-        z.next_out = c->inflated + done;
-        z.avail_out = (uInt)clamp_uint(out_len - done);
-        uInt ai = z.avail_in, ao = z.avail_out;
-        int rc = inflate(&z, Z_NO_FLUSH);
-        used += ai - z.avail_in;
-        done += ao - z.avail_out;
-        if (rc == Z_STREAM_END || (rc != Z_OK && rc != Z_BUF_ERROR) ||
-            (ai == z.avail_in && ao == z.avail_out)) {
-            break;  /* the end, corrupt from here, or cut short: keep what came out */
-        }
-    }
+    z.next_in = (Bytef *)(uintptr_t)(c->data + off);
+    z.avail_in = src_len;
+    z.next_out = buf;
+    z.avail_out = len;
+    (void)inflate(&z, Z_FINISH);    /* the end, corrupt or cut short: keep what came out */
+    size_t done = len - z.avail_out;
     inflateEnd(&z);
-    c->trailing_bytes += out_len - done;
-    *area = c->inflated;
-    *n = done;
-    return 0;
+    pmt_capture_drop_pages(c, c->data + off, src_len);
+    return done;
 }
 
 static int
@@ -90,9 +118,9 @@ write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-/* Deflate data[0..n) into fd. */
+/* Deflate data[0..n) into fd as one zlib stream; *out_len its length. */
 static int
-deflate_to(int fd, const uint8_t *data, size_t n, int level)
+deflate_to(int fd, const uint8_t *data, size_t n, int level, uint32_t *out_len)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));
@@ -101,29 +129,56 @@ deflate_to(int fd, const uint8_t *data, size_t n, int level)
         return -1;
     }
     unsigned char out[1 << 16];
-    size_t used = 0;
+    uint64_t total = 0;
     int rc;
+    z.next_in = (Bytef *)(uintptr_t)data;
+    z.avail_in = (uInt)clamp_uint(n);    /* a chunk: at most 64 MiB */
     do {
-        z.next_in = (Bytef *)(uintptr_t)(data + used);
-        z.avail_in = (uInt)clamp_uint(n - used);
-        uInt ai = z.avail_in;
-        int flush = n - used <= (1u << 30) ? Z_FINISH : Z_NO_FLUSH;
-        do {
-            z.next_out = out;
-            z.avail_out = sizeof(out);
-            rc = deflate(&z, flush);
-            if (rc == Z_STREAM_ERROR || write_all(fd, out, sizeof(out) - z.avail_out) < 0) {
-                deflateEnd(&z);
-                if (rc == Z_STREAM_ERROR) {
-                    errno = EIO;
-                }
-                return -1;
+        z.next_out = out;
+        z.avail_out = sizeof(out);
+        rc = deflate(&z, Z_FINISH);
+        size_t got = sizeof(out) - z.avail_out;
+        total += got;
+        if (rc == Z_STREAM_ERROR || total > UINT32_MAX || write_all(fd, out, got) < 0) {
+            deflateEnd(&z);
+            if (rc == Z_STREAM_ERROR || total > UINT32_MAX) {
+                errno = EIO;
             }
-        } while (z.avail_out == 0);
-        used += ai - z.avail_in;
+            return -1;
+        }
     } while (rc != Z_STREAM_END);
     deflateEnd(&z);
+    *out_len = (uint32_t)total;
     return 0;
+}
+
+/* The index (a count, then each chunk's stream length), then each chunk of
+ * body[0..n) deflated alone. */
+static int
+deflate_chunks(int fd, const uint8_t *body, size_t n, size_t cs, int level)
+{
+    uint64_t k = (n + cs - 1) / cs;
+    if (k > UINT32_MAX - 1) {
+        errno = EFBIG;
+        return -1;
+    }
+    uint32_t *index = calloc(k + 1, sizeof(uint32_t));
+    if (!index) {
+        errno = ENOMEM;
+        return -1;
+    }
+    index[0] = (uint32_t)k;
+    int rc = write_all(fd, index, (k + 1) * sizeof(uint32_t));
+    for (uint64_t i = 0; i < k && rc == 0; i++) {
+        size_t at = (size_t)(i * cs);
+        rc = deflate_to(fd, body + at, n - at < cs ? n - at : cs, level, &index[i + 1]);
+    }
+    if (rc == 0 && pwrite(fd, index, (k + 1) * sizeof(uint32_t), PMT_MC_HEADER_SIZE) !=
+                       (ssize_t)((k + 1) * sizeof(uint32_t))) {
+        rc = -1;
+    }
+    free(index);
+    return rc;
 }
 
 int
@@ -165,7 +220,7 @@ pmt_capture_pack(const char *path, int level, char *err, size_t errlen)
         snprintf(err, errlen, "cannot pack %s: %s", path, strerror(errno));
     }
     else if (fchmod(fd, 0644) != 0 || write_all(fd, &h, sizeof(h)) < 0 ||
-             deflate_to(fd, f.data + h.data_offset, body, level) < 0) {
+             deflate_chunks(fd, f.data + h.data_offset, body, h.chunk_size, level) < 0) {
         snprintf(err, errlen, "cannot pack %s: %s (left as it was)", path, strerror(errno));
     }
     else if (rename(tmp, path) != 0) {

@@ -1,7 +1,9 @@
-/* capture_read.c: decode a `pymemtrace malloc` capture's records (see
- * capture_read.h); load a capture file. */
+/* capture_read.c: read a `pymemtrace malloc` capture's header and
+ * definitions, and note its chunks for the merge (see capture_read.h); load
+ * a capture file. */
 #define _GNU_SOURCE 1
 #include "capture_read.h"
+#include "capture_cursor.h"
 #include "grow.h"
 
 #include <errno.h>
@@ -236,18 +238,6 @@ add_module(pmt_capture *c, const uint64_t *v, const uint8_t *payload, size_t ple
     return 0;
 }
 
-/* n varints from [*p, end) into v; 0 if one runs past end. */
-static int
-get_uvs(const uint8_t **p, const uint8_t *end, uint64_t *v, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if ((*p = pmt_get_uv(*p, end, &v[i])) == NULL) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static int32_t
 as_line(uint64_t zz)
 {
@@ -255,226 +245,222 @@ as_line(uint64_t zz)
     return l < INT32_MIN || l > INT32_MAX ? -1 : (int32_t)l;
 }
 
-typedef struct {
-    uint64_t seq, addr, size, native, code, line;
-} delta_state;
-
-/* One event record after its kind byte; 0 if malformed. */
+/* TIME: kept in sequence order (a thread's records are in order; those of
+ * threads interleave, put in order after the scan). */
 static int
-decode_event(pmt_capture *c, unsigned byte, const uint8_t **p, const uint8_t *end,
-             delta_state *d, pmt_mc_record *r)
+add_time(pmt_capture *c, const uint64_t *v)
 {
-    unsigned kind = byte & PMT_MC_KIND_MASK;
-    uint64_t v;
-    if (byte & PMT_MC_SEQ_NEXT) {
-        d->seq++;
+    if (pmt_grow((void **)&c->times, &c->times_cap, c->n_times + 1, sizeof(pmt_cap_time)) < 0) {
+        return -1;
     }
-    else if (get_uvs(p, end, &v, 1)) {
-        d->seq += pmt_unzz(v);
-    }
-    else {
-        return 0;
-    }
-    if (!get_uvs(p, end, &v, 1)) {
-        return 0;
-    }
-    d->addr += pmt_unzz(v);
-    if (d->seq == 0 || d->seq >> 56) {
-        return 0;   /* not a number the writer makes */
-    }
-    *r = (pmt_mc_record){.seq_kind = d->seq << 8 | kind, .a = d->addr, .line = -1};
-    if (pmt_mc_is_alloc(kind)) {
-        uint64_t w[2];
-        if (!get_uvs(p, end, w, 1)) {
-            return 0;
-        }
-        d->size += pmt_unzz(w[0]);
-        r->b = d->size;
-        if (!(byte & PMT_MC_SAME_SITE)) {
-            if (!get_uvs(p, end, w, 2)) {
-                return 0;
-            }
-            d->code += pmt_unzz(w[0]);
-            d->line += pmt_unzz(w[1]);
-        }
-        r->code = d->code > UINT32_MAX ? UINT32_MAX : (uint32_t)d->code;
-        r->line = (int64_t)d->line < INT32_MIN || (int64_t)d->line > INT32_MAX
-                      ? -1 : (int32_t)(int64_t)d->line;
-    }
-    else if (byte & PMT_MC_SAME_SITE) {
-        return 0;   /* only allocations have a site */
-    }
-    else if (kind == PMT_MC_MUNMAP && !get_uvs(p, end, &r->b, 1)) {
-        return 0;
-    }
-    if (c->header.flags & PMT_MC_FLAG_NATIVE) {
-        uint64_t n;
-        if (!get_uvs(p, end, &n, 1)) {
-            return 0;
-        }
-        d->native += pmt_unzz(n);
-        r->native = d->native;
-    }
-    return 1;
+    c->times[c->n_times++] = (pmt_cap_time){.ns = v[0], .rss = v[1], .seq = v[2]};
+    return 0;
 }
 
-/* A definition record after its kind byte: 1, 0 if malformed, -1 out of memory. */
+/* A definition: kept.  -1 out of memory. */
 static int
-decode_def(pmt_capture *c, unsigned kind, const uint8_t **p, const uint8_t *end)
+keep_def(pmt_capture *c, const pmt_cap_def *d)
 {
-    uint64_t v[4];
-    /* CODE: id, line, plen; THREAD: id, tid, plen; NATIVE_FRAME: id, parent, addr;
-     * STACK: id, parent, code, line; MODULE: lo, bias, hi, plen */
-    const int nv = kind == PMT_MC_CODE || kind == PMT_MC_THREAD || kind == PMT_MC_NATIVE_FRAME
-                       ? 3 : 4;
-    if (!get_uvs(p, end, v, nv)) {
-        return 0;
+    switch (d->kind) {
+    case PMT_MC_STACK:
+        return add_node(c, d->v[0], d->v[1], d->v[2], as_line(d->v[3]));
+    case PMT_MC_NATIVE_FRAME:
+        return add_native(c, d->v[0], d->v[1], d->v[2]);
+    case PMT_MC_CODE:
+        return add_code(c, d->v[0], d->payload, d->plen);
+    case PMT_MC_THREAD:
+        return add_thread(c, d->v[0], d->v[1], d->payload, d->plen);
+    case PMT_MC_TIME:
+        return add_time(c, d->v);
+    default:
+        return add_module(c, d->v, d->payload, d->plen);
     }
-    if (kind == PMT_MC_STACK) {
-        return add_node(c, v[0], v[1], v[2], as_line(v[3])) < 0 ? -1 : 1;
-    }
-    if (kind == PMT_MC_NATIVE_FRAME) {
-        return add_native(c, v[0], v[1], v[2]) < 0 ? -1 : 1;
-    }
-    uint64_t plen = v[nv - 1];
-    if (plen > (uint64_t)(end - *p)) {
-        return 0;
-    }
-    const uint8_t *payload = *p;
-    *p += plen;
-    int rc = kind == PMT_MC_CODE     ? add_code(c, v[0], payload, (size_t)plen)
-             : kind == PMT_MC_THREAD ? add_thread(c, v[0], v[1], payload, (size_t)plen)
-                                     : add_module(c, v, payload, (size_t)plen);
-    return rc < 0 ? -1 : 1;
 }
 
-/* Decode one chunk's records (up to a zero byte or its end). */
+/* Read one chunk's records: definitions kept, events counted.  A chunk with
+ * events joins the table the merge works from. */
 static int
-decode_chunk(pmt_capture *c, const uint8_t *p, const uint8_t *end)
+scan_chunk(pmt_capture *c, uint64_t off, uint32_t src_len, uint32_t len, uint8_t *buf,
+           uint32_t *skip)
 {
-    delta_state d = {0, 0, 0, 0, 0, 0};
-    while (p < end && *p != 0) {
-        const uint8_t *rec = p;
-        unsigned byte = *p++, kind = byte & PMT_MC_KIND_MASK;
-        int ok;
-        if (pmt_mc_is_alloc(kind) || pmt_mc_is_release(kind)) {
-            pmt_mc_record r;
-            ok = decode_event(c, byte, &p, end, &d, &r);
-            if (ok) {
-                if (pmt_grow((void **)&c->ev, &c->ev_cap, c->n_ev + 1, sizeof(r)) < 0) {
-                    return fail(c, "out of memory");
-                }
-                c->ev[c->n_ev++] = r;
-            }
+    const uint8_t *p;
+    size_t n = pmt_capture_chunk_bytes(c, off, src_len, len, buf, &p);
+    c->trailing_bytes += len - n;   /* a packed chunk that did not inflate whole */
+    if (n >= 8 && p[0] == PMT_MC_CHECKPOINT) {
+        /* an aggregated capture's checkpoint slot: its length in chunks follows */
+        uint32_t k = u32_at(p + 4);
+        *skip = k ? k - 1 : 0;
+        return 0;
+    }
+    pmt_cap_cursor k;
+    pmt_cursor_init(&k, p, p + n, c->header.flags);
+    uint64_t events = 0, first = 0, prev = 0;
+    uint32_t unsorted = 0;
+    for (;;) {
+        pmt_mc_record r;
+        pmt_cap_def d;
+        const uint8_t *at = k.p;
+        int what = pmt_cursor_next(&k, &r, &d);
+        if (what == PMT_CUR_EVENT) {
+            uint64_t seq = r.seq_kind >> 8;
+            unsorted |= events && seq <= prev;
+            first = events++ == 0 || seq < first ? seq : first;
+            prev = seq;
         }
-        else if (byte == PMT_MC_CODE || byte == PMT_MC_STACK || byte == PMT_MC_MODULE ||
-                 byte == PMT_MC_NATIVE_FRAME || byte == PMT_MC_THREAD) {
-            ok = decode_def(c, byte, &p, end);
-            if (ok < 0) {
+        else if (what == PMT_CUR_DEF) {
+            if (keep_def(c, &d) < 0) {
                 return fail(c, "out of memory");
             }
         }
         else {
-            ok = 0;     /* unknown kind: corrupt from here */
-        }
-        if (!ok) {
-            c->trailing_bytes += (uint64_t)(end - rec);
+            if (what == PMT_CUR_BAD) {
+                c->trailing_bytes += (uint64_t)(p + n - at);
+            }
             break;
         }
     }
+    if (!(c->header.flags & PMT_MC_FLAG_PACKED)) {
+        pmt_capture_drop_pages(c, p, n);
+    }
+    if (events == 0) {
+        return 0;
+    }
+    if (c->n_chunks >= UINT32_MAX ||
+        pmt_grow((void **)&c->chunks, &c->chunks_cap, c->n_chunks + 1, sizeof(pmt_cap_chunk)) < 0) {
+        return fail(c, "out of memory");
+    }
+    c->chunks[c->n_chunks] = (pmt_cap_chunk){.off = off, .src_len = src_len, .len = len,
+                                             .first_seq = first,
+                                             .index = (uint32_t)c->n_chunks,
+                                             .unsorted = unsorted, .events = events};
+    c->n_chunks++;
     return 0;
 }
 
-static int
-scan(pmt_capture *c, const uint8_t *area, size_t n)
-{
-    const size_t cs = c->header.chunk_size;
-    for (size_t off = 0; off < n; off += cs) {
-        size_t stop = n - off < cs ? n : off + cs;
-        if (area[off] == PMT_MC_CHECKPOINT && stop - off >= 8) {
-            /* an aggregated capture's checkpoint slot: its length in chunks follows */
-            off += (size_t)(u32_at(area + off + 4) ? u32_at(area + off + 4) - 1 : 0) * cs;
-            continue;
-        }
-        if (decode_chunk(c, area + off, area + stop) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
+typedef struct {
+    uint8_t *buf;           /* a chunk's bytes, inflated */
+    uint32_t skip;          /* chunks of a checkpoint's extent still to pass */
+    uint64_t at;            /* where the next chunk starts in the area */
+} scan_ctx;
 
 static int
-cmp_seq(const void *a, const void *b)
+scan_one(pmt_capture *c, uint64_t off, uint32_t src_len, uint32_t len, void *ctx)
 {
-    uint64_t x = ((const pmt_mc_record *)a)->seq_kind >> 8;
-    uint64_t y = ((const pmt_mc_record *)b)->seq_kind >> 8;
-    return x < y ? -1 : x > y;
+    scan_ctx *x = ctx;
+    /* an aggregated packed capture is inflated whole (its checkpoints span chunks) */
+    uint8_t *dst = c->inflated ? c->inflated + x->at : x->buf;
+    x->at += len;
+    if (x->skip) {
+        x->skip--;      /* inside a checkpoint's extent */
+        const uint8_t *p;
+        if (c->inflated) {
+            (void)pmt_capture_chunk_bytes(c, off, src_len, len, dst, &p);
+        }
+        return 0;
+    }
+    return scan_chunk(c, off, src_len, len, dst, &x->skip);
 }
 
-/* Put the events in sequence order (the same number twice: keep one). */
+/* Read every chunk once. */
 static int
-order(pmt_capture *c)
+scan(pmt_capture *c)
 {
-    size_t n = c->n_ev;
-    if (n == 0) {
-        return 0;
-    }
-    uint64_t lo = UINT64_MAX, hi = 0;
-    int sorted = 1;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t s = c->ev[i].seq_kind >> 8;
-        sorted &= i == 0 || s > (c->ev[i - 1].seq_kind >> 8);
-        lo = s < lo ? s : lo;
-        hi = s > hi ? s : hi;
-    }
-    uint64_t range = hi - lo + 1;
-    if (sorted) {
-        c->seq_gaps = range - n;
-        return 0;
-    }
-    if (range > 4 * (uint64_t)n + 4096) {
-        qsort(c->ev, n, sizeof(pmt_mc_record), cmp_seq);
-    }
-    else {
-        /* counting placement: slot[k] = 1 + the index of the event numbered lo + k */
-        size_t *slot = calloc(range, sizeof(size_t));
-        pmt_mc_record *out = malloc(n * sizeof(pmt_mc_record));
-        if (!slot || !out) {
-            free(slot);
-            free(out);
+    const pmt_mc_header *h = &c->header;
+    scan_ctx x = {NULL, 0, 0};
+    int rc = 0;
+    if (h->flags & PMT_MC_FLAG_PACKED) {
+        if (c->aggregate && h->packed_len <= (uint64_t)(c->len - PMT_MC_HEADER_SIZE) * 1100 + 4096 &&
+            h->packed_len < SIZE_MAX / 2) {
+            if (!(c->inflated = calloc(h->packed_len ? (size_t)h->packed_len : 1, 1))) {
+                return fail(c, "out of memory");
+            }
+            c->area = c->inflated;
+            c->area_len = (size_t)h->packed_len;
+        }
+        if (!(x.buf = malloc(h->chunk_size))) {
             return fail(c, "out of memory");
         }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t k = (c->ev[i].seq_kind >> 8) - lo;
-            if (!slot[k]) {
-                slot[k] = i + 1;
-            }
-        }
-        size_t m = 0;
-        for (uint64_t k = 0; k < range; k++) {
-            if (slot[k]) {
-                out[m++] = c->ev[slot[k] - 1];
-            }
-        }
-        free(slot);
-        free(c->ev);
-        c->ev = out;
-        c->ev_cap = n;
-        n = m;
+        rc = pmt_capture_packed_chunks(c, scan_one, &x);
+        free(x.buf);
+        return rc;
     }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m == 0 || (c->ev[i].seq_kind >> 8) != (c->ev[m - 1].seq_kind >> 8)) {
-            c->ev[m++] = c->ev[i];
-        }
+    if (c->len > h->data_offset) {
+        c->area = c->data + h->data_offset;
+        c->area_len = c->len - h->data_offset;
     }
-    c->n_ev = m;
-    c->seq_gaps = range - m;
+    const size_t cs = h->chunk_size;
+    for (uint64_t off = h->data_offset; off < c->len && rc == 0; off += cs) {
+        uint32_t n = (uint32_t)(c->len - off < cs ? c->len - off : cs);
+        if (x.skip) {
+            x.skip--;
+            continue;
+        }
+        rc = scan_chunk(c, off, n, n, NULL, &x.skip);
+    }
+    return rc;
+}
+
+static int
+cmp_chunk(const void *a, const void *b)
+{
+    const pmt_cap_chunk *x = a, *y = b;
+    if (x->first_seq != y->first_seq) {
+        return x->first_seq < y->first_seq ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int
+cmp_time(const void *a, const void *b)
+{
+    const pmt_cap_time *x = a, *y = b;
+    if (x->seq != y->seq) {
+        return x->seq < y->seq ? -1 : 1;
+    }
+    return x->ns < y->ns ? -1 : x->ns > y->ns;
+}
+
+/* One pass of the merge: how many events, the numbers never seen, and where
+ * each TIME record falls among the events. */
+static int
+count(pmt_capture *c)
+{
+    if (c->n_chunks) {
+        qsort(c->chunks, c->n_chunks, sizeof(pmt_cap_chunk), cmp_chunk);
+    }
+    if (c->n_times) {
+        qsort(c->times, c->n_times, sizeof(pmt_cap_time), cmp_time);
+    }
+    pmt_capture_iter it;
+    if (pmt_capture_iter_open(&it, c) < 0) {
+        return fail(c, "out of memory");
+    }
+    uint64_t first = 0, last = 0;
+    size_t n = 0, t = 0;
+    pmt_mc_record r;
+    int got;
+    while ((got = pmt_capture_iter_next(&it, &r)) == 1) {
+        uint64_t seq = r.seq_kind >> 8;
+        for (; t < c->n_times && c->times[t].seq <= seq; t++) {
+            c->times[t].pos = n;
+        }
+        first = n++ ? first : seq;
+        last = seq;
+    }
+    pmt_capture_iter_close(&it);
+    if (got < 0) {
+        return fail(c, "out of memory");
+    }
+    for (; t < c->n_times; t++) {
+        c->times[t].pos = n;
+    }
+    c->n_ev = n;
+    c->seq_gaps = n ? last - first + 1 - n : 0;
     return 0;
 }
 
 int
-pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
+pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int mapped)
 {
     memset(c, 0, sizeof(*c));
     pmt_strpool_init(&c->strs);
@@ -482,26 +468,17 @@ pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
     pmt_ht_init(&c->nodes, sizeof(pmt_cap_node), id_hash, node_eq, NULL);
     c->data = data;
     c->len = len;
-    if (check_header(c) < 0) {
-        return -1;
-    }
-    const uint8_t *area = data + PMT_MC_HEADER_SIZE;
-    size_t n = 0;
-    if (c->header.flags & PMT_MC_FLAG_PACKED) {
-        if (pmt_capture_inflate(c, &area, &n) < 0) {
-            return -1;
-        }
-    }
-    else if (len > c->header.data_offset) {
-        area = data + c->header.data_offset;
-        n = len - c->header.data_offset;
-    }
-    c->area = area;
-    c->area_len = n;
-    if (scan(c, area, n) < 0 || order(c) < 0) {
+    c->file_mapped = mapped;
+    if (check_header(c) < 0 || scan(c) < 0 || count(c) < 0) {
         return -1;
     }
     return 0;
+}
+
+int
+pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len)
+{
+    return pmt_capture_open_mapped(c, data, len, 0);
 }
 
 void
@@ -512,14 +489,34 @@ pmt_capture_close(pmt_capture *c)
     free(c->mods);
     pmt_ht_free(&c->nodes);
     free(c->threads);
-    c->threads = NULL;
-    c->n_threads = 0;
-    free(c->ev);
+    free(c->chunks);
+    free(c->times);
     free(c->inflated);
     c->inflated = NULL;
+    c->area = NULL;
+    c->threads = NULL;
+    c->n_threads = 0;
+    c->chunks = NULL;
+    c->times = NULL;
+    c->n_chunks = c->n_times = 0;
     c->mods = NULL;
-    c->ev = NULL;
     c->n_ev = c->n_mods = 0;
+}
+
+void
+pmt_capture_drop_pages(const pmt_capture *c, const uint8_t *p, size_t n)
+{
+    if (!c->file_mapped || n == 0) {
+        return;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo) {
+        /* a private read-only file mapping: the pages come back from the file
+         * if touched again; failure only leaves them mapped */
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
 }
 
 const pmt_cap_module *

@@ -190,9 +190,9 @@ charge(st_ctx *s, const pmt_mc_record *h, unsigned kind, uint64_t i, uint32_t *s
 /* One event at position i: the heap follows it; with stacks, allocations are
  * charged.  -1 when out of memory. */
 static int
-step(st_ctx *s, uint64_t i, int stacks)
+step(st_ctx *s, const pmt_mc_record *e, uint64_t i, int stacks)
 {
-    pmt_mc_record h = pmt_capture_event(&s->cap, (size_t)i);
+    pmt_mc_record h = *e;
     unsigned kind = (unsigned)(h.seq_kind & 0xff);
     if ((pmt_mc_is_alloc(kind) || kind == PMT_MC_MUNMAP) && h.b > PMT_ST_MAX_SIZE) {
         s->r->impossible += !stacks;    /* counted once, in the first replay */
@@ -320,11 +320,17 @@ follow_heap(st_ctx *s)
     size_t p = 0;
     uint64_t p_end = np ? n / np : 0;
     r->peak_event = s->lo;
+    pmt_capture_iter it;
+    pmt_mc_record e;
+    if (pmt_capture_iter_open(&it, &s->cap) < 0) {
+        return -1;
+    }
     for (uint64_t i = 0; i < n; i++) {
         if (i == s->lo) {
             r->peak_bytes = s->cur;
         }
-        if (step(s, i, 0) < 0) {
+        if (pmt_capture_iter_next(&it, &e) != 1 || step(s, &e, i, 0) < 0) {
+            pmt_capture_iter_close(&it);
             return -1;
         }
         if (i >= s->lo && i < s->hi && s->cur > r->peak_bytes) {
@@ -345,6 +351,7 @@ follow_heap(st_ctx *s)
             }
         }
     }
+    pmt_capture_iter_close(&it);
     if (s->lo == n) {
         r->peak_bytes = r->end_heap = s->cur;
     }
@@ -360,15 +367,20 @@ charge_stacks(st_ctx *s)
     if (r->peak_event == 0 && snapshot(s, 0) < 0) {
         return -1;
     }
-    for (uint64_t i = 0; i < s->hi; i++) {
-        if (step(s, i, 1) < 0) {
-            return -1;
-        }
-        if (i + 1 == r->peak_event && snapshot(s, 0) < 0) {
-            return -1;
+    pmt_capture_iter it;
+    pmt_mc_record e;
+    if (pmt_capture_iter_open(&it, &s->cap) < 0) {
+        return -1;
+    }
+    int rc = 0;
+    for (uint64_t i = 0; i < s->hi && rc == 0; i++) {
+        if (pmt_capture_iter_next(&it, &e) != 1 || step(s, &e, i, 1) < 0 ||
+            (i + 1 == r->peak_event && snapshot(s, 0) < 0)) {
+            rc = -1;
         }
     }
-    return snapshot(s, 1);
+    pmt_capture_iter_close(&it);
+    return rc < 0 ? -1 : snapshot(s, 1);
 }
 
 /* An aggregated capture: every number from its checkpoint (no events: no
@@ -559,8 +571,9 @@ done:
     return rc;
 }
 
-int
-pmt_st_read_buffer(const uint8_t *data, size_t len, const pmt_st_options *o, pmt_st_report *r)
+static int
+read_capture(const uint8_t *data, size_t len, int mapped, const pmt_st_options *o,
+             pmt_st_report *r)
 {
     memset(r, 0, sizeof(*r));
     st_ctx *s = calloc(1, sizeof(*s));
@@ -573,7 +586,7 @@ pmt_st_read_buffer(const uint8_t *data, size_t len, const pmt_st_options *o, pmt
     pmt_ht_init(&s->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     pmt_ht_init(&s->cells, sizeof(pmt_st_cell), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     int rc = -1;
-    if (pmt_capture_open(&s->cap, data, len) < 0) {
+    if (pmt_capture_open_mapped(&s->cap, data, len, mapped) < 0) {
         snprintf(r->error, sizeof(r->error), "%s", s->cap.error);
         goto done;
     }
@@ -614,6 +627,12 @@ done:
 }
 
 int
+pmt_st_read_buffer(const uint8_t *data, size_t len, const pmt_st_options *o, pmt_st_report *r)
+{
+    return read_capture(data, len, 0, o, r);
+}
+
+int
 pmt_st_read(const char *path, const pmt_st_options *o, pmt_st_report *r)
 {
     memset(r, 0, sizeof(*r));
@@ -621,7 +640,7 @@ pmt_st_read(const char *path, const pmt_st_options *o, pmt_st_report *r)
     if (pmt_capture_file_load(path, &f, r->error, sizeof(r->error)) < 0) {
         return -1;
     }
-    int rc = pmt_st_read_buffer(f.data, f.len, o, r);
+    int rc = read_capture(f.data, f.len, f.mapped, o, r);
     pmt_capture_file_unload(&f);
     return rc;
 }

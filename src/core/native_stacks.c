@@ -73,17 +73,22 @@ replay(const pmt_capture *c, pmt_hashtab *stacks, pmt_ns_report *r)
 {
     pmt_hashtab live;
     pmt_ht_init(&live, sizeof(live_block), hash_u64, eq_u64, NULL);
-    int created;
-    for (size_t i = 0; i < c->n_ev; i++) {
-        pmt_mc_record e = pmt_capture_event(c, i);
+    int created, got;
+    pmt_capture_iter it;
+    pmt_mc_record e;
+    if (pmt_capture_iter_open(&it, c) < 0) {
+        pmt_ht_free(&live);
+        return fail(r, "out of memory");
+    }
+    while ((got = pmt_capture_iter_next(&it, &e)) == 1) {
         unsigned kind = (unsigned)(e.seq_kind & 0xff);
         if (pmt_mc_is_alloc(kind)) {
             uint32_t node = c->stacks ? e.code : 0;
             stack_acc *s = pmt_ht_insert(stacks, &node, &created);
             live_block *b = s ? pmt_ht_insert(&live, &e.a, &created) : NULL;
             if (!b) {
-                pmt_ht_free(&live);
-                return fail(r, "out of memory");
+                got = -1;
+                break;
             }
             if (!created) {     /* an address allocated twice: its free was not seen */
                 stack_acc *o = pmt_ht_find(stacks, &b->node);
@@ -111,8 +116,9 @@ replay(const pmt_capture *c, pmt_hashtab *stacks, pmt_ns_report *r)
             }
         }
     }
+    pmt_capture_iter_close(&it);
     pmt_ht_free(&live);
-    return 0;
+    return got < 0 ? fail(r, "out of memory") : 0;
 }
 
 static int

@@ -1,4 +1,4 @@
-/* capture_build.h: build `pymemtrace malloc` captures (format version 3) in
+/* capture_build.h: build `pymemtrace malloc` captures (format version 4) in
  * memory for the C tests of capture_read, capture_aggregate and the fuzz
  * seeds.  The capture's chunks are CB_CHUNK bytes and start right after the
  * header; a record that would not fit in the current chunk starts the next
@@ -6,7 +6,9 @@
 #ifndef PMT_CAPTURE_BUILD_H
 #define PMT_CAPTURE_BUILD_H
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capture_format.h"
 
@@ -169,6 +171,31 @@ module(uint64_t lo, uint64_t bias, uint64_t hi, const char *path)
     uv(hi);
     uv(n);
     put(path, n);
+}
+
+/* A TIME record: ns since the capture opened, RSS bytes, the next number. */
+static inline void
+time_rec(uint64_t ns, uint64_t rss, uint64_t seq)
+{
+    cb_room(32);
+    buf[len++] = PMT_MC_TIME;
+    uv(ns);
+    uv(rss);
+    uv(seq);
+}
+
+/* Write the capture built so far to a new file named from the template
+ * path (XXXXXX): 0, or -1 if it could not be made. */
+static inline int
+cb_write_temp(char *path)
+{
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t w = write(fd, buf, len);
+    close(fd);
+    return w == (ssize_t)len ? 0 : -1;
 }
 
 /* The process ended (the header's end fields). */
