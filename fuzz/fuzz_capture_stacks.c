@@ -45,11 +45,17 @@ check(const pmt_st_report *r)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 64, 8};
+    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 64, 8, 0, 0, 0};
     if (size > 0 && (data[size - 1] & 1)) {
         o.lo = data[size - 1] >> 4;
         o.hi = o.lo + (data[size - 1] & 0x0f);
         o.points = data[size - 1];
+    }
+    if (size > 1 && (data[size - 2] & 3) == 3) {
+        /* a range by the capture's clock (TIME records) */
+        o.by_time = 1;
+        o.lo_ns = (uint64_t)data[size - 2] << 20;
+        o.hi_ns = data[size - 2] & 4 ? UINT64_MAX : o.lo_ns + ((uint64_t)data[size - 1] << 24);
     }
     pmt_st_report r;
     if (pmt_st_read_buffer(data, size, &o, &r) == 0) {

@@ -3,14 +3,18 @@
 The layout is src/core/capture_format.h's.  Tests build captures by hand with
 `header()` and `Chunk` (to check the C reader on what a writer could leave:
 threads out of order, a cut, a kill) and walk what the preload library wrote
-with `walk()` (to check what it recorded, beyond what the reports show).
+with `walk()` (to check what it recorded, beyond what the reports show);
+`cli()` runs `pymemtrace malloc`, `trace()` a program under it.
 """
 import struct
+import subprocess
+import sys
+import textwrap
 import zlib
 
 HEADER = struct.Struct("<8sIIIIIIQIIIIQIIQQQIIQ16s")
 HEADER_SIZE = 128
-CODE, MODULE, STACK, NATIVE_FRAME, THREAD, TIME = 32, 33, 36, 37, 38, 39
+CODE, MODULE, STACK, NATIVE_FRAME, THREAD, TIME = 32, 33, 36, 37, 38, 40
 SEQ_NEXT, SAME_SITE, KIND_MASK = 0x80, 0x40, 0x3F
 FLAG_NATIVE, FLAG_STACKS, FLAG_PACKED = 1, 2, 4
 RUNNING, EXIT, EXEC = 0, 1, 2
@@ -194,3 +198,22 @@ def walk(path):
             events.append((seq, kind, addr, b, ev_code, ev_line))
     events.sort()
     return h, events, codes, nodes
+
+
+def cli(*args, check=True):
+    """Run `pymemtrace malloc ARGS` with this interpreter; its CompletedProcess."""
+    p = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", *args],
+                       capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"rc={p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def trace(directory, name, program, *flags):
+    """Write `program` (dedented) as DIRECTORY/NAME.py and run it under
+    `pymemtrace malloc FLAGS`: (capture path, script path, its stdout)."""
+    script = directory / f"{name}.py"
+    script.write_text(textwrap.dedent(program))
+    cap = directory / f"{name}.cap"
+    p = cli(*flags, "-o", str(cap), "--", sys.executable, str(script))
+    return cap, script, p.stdout

@@ -19,6 +19,7 @@ import textwrap
 
 import pytest
 
+from malloc_capture import cli
 from pymemtrace.readers.malloc_stacks import frames_of, load_stacks, parse_range
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
@@ -46,13 +47,6 @@ PROGRAM = """\
     os._exit(0)   # no interpreter shutdown: what the program holds is live at exit
     """
 
-
-def cli(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", *args],
-                       capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"rc={p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def line_of(path, marker):

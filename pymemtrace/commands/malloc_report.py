@@ -27,7 +27,7 @@ views:
            shrink to lower the peak
   leaks    memory still live at the end of the capture (or of --range), by stack
   all      everything allocated, by stack, then by line, function and native caller
-  time     the heap over the events with the peak marked
+  time     the heap and the process's RSS over time (seconds) with the peak marked
   summary  allocation sizes and allocators (malloc, calloc, realloc, memalign, mmap)
 
 Each stack view lists the biggest stacks (innermost frame first), then every
@@ -35,13 +35,15 @@ function inclusively (what it and everything it called holds) and by
 allocating line.  Without --stacks at capture time a stack is one frame.
 
 --range START:END limits the peak, leaks and all views to the events
-[START, END): event numbers or percentages (the time view shows the numbers);
+[START, END): event numbers, percentages, or seconds since the capture
+opened (2.5s:10s; the time view shows both);
 'leaks' then means made in the range and still live at its end.
 
 examples:
   pymemtrace malloc report app.cap                     # live at the peak
   pymemtrace malloc report app.cap --view leaks --top 5
   pymemtrace malloc report app.cap --view all --range 50%:
+  pymemtrace malloc report app.cap --view leaks --range 2.5s:10s
   pymemtrace malloc report app.cap --view time
   pymemtrace malloc report app.cap --json > report.json
 """
@@ -50,8 +52,8 @@ examples:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="a capture written by 'pymemtrace malloc'")
     p.add_argument("--range", metavar="START:END", dest="range_spec",
-                   help="only the events [START, END): event numbers or percentages "
-                        "(10%%:60%%, 5000:, :50%%)")
+                   help="only the events [START, END): event numbers, percentages or "
+                        "seconds since the capture opened (10%%:60%%, 5000:, :50%%, 2.5s:10s)")
     p.add_argument("--thread", metavar="ID", type=int,
                    help="only allocations made by this thread (the summary view lists them)")
 

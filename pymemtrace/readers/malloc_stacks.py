@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["load_stacks", "parse_range", "resolve_range", "frames_of", "KINDS"]
+__all__ = ["load_stacks", "parse_range", "parse_seconds", "resolve_range", "frames_of", "KINDS"]
 
 KINDS = ("", "malloc", "calloc", "realloc", "memalign", "mmap")
 
@@ -32,7 +32,8 @@ def parse_range(spec: Optional[str], events: int) -> Tuple[int, int]:
     if not spec:
         return 0, events
     if spec.count(":") != 1:
-        raise ValueError(f"--range must be START:END (event numbers or percentages), not {spec!r}")
+        raise ValueError(f"--range must be START:END (event numbers, percentages or seconds), "
+                         f"not {spec!r}")
     ends = []
     for side, default in zip(spec.split(":"), (0, events)):
         side = side.strip()
@@ -51,11 +52,44 @@ def parse_range(spec: Optional[str], events: int) -> Tuple[int, int]:
                     raise ValueError
                 ends.append(min(n, events))
         except ValueError:
-            raise ValueError(f"--range: {side!r} is neither an event number nor a "
-                             "percentage from 0% to 100%") from None
+            raise ValueError(f"--range: {side!r} is neither an event number, a "
+                             "percentage from 0% to 100% nor seconds (2.5s)") from None
     if ends[0] > ends[1]:
         raise ValueError(f"--range {spec}: its start comes after its end")
     return ends[0], ends[1]
+
+
+def parse_seconds(spec: Optional[str]) -> Optional[Tuple[Optional[int], Optional[int]]]:
+    """``2.5s:10s`` -> (2500000000, 10000000000): a range in seconds since the
+    capture opened, in ns (a side left out: None); None when `spec` is not in
+    seconds.
+
+    >>> parse_seconds("2.5s:10s"), parse_seconds(":1s"), parse_seconds("10:20")
+    ((2500000000, 10000000000), (None, 1000000000), None)
+    """
+    if not spec or spec.count(":") != 1:
+        return None
+    sides = [side.strip() for side in spec.split(":")]
+    if not any(side.endswith("s") for side in sides):
+        return None
+    ns: List[Optional[int]] = []
+    for side in sides:
+        if not side:
+            ns.append(None)
+            continue
+        try:
+            if not side.endswith("s"):
+                raise ValueError
+            sec = float(side[:-1])
+            if not 0 <= sec < 1e9:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--range {spec}: {side!r} is not a time in seconds (2.5s); "
+                             "give both sides in seconds, or neither") from None
+        ns.append(round(sec * 1e9))
+    if ns[0] is not None and ns[1] is not None and ns[0] > ns[1]:
+        raise ValueError(f"--range {spec}: its start comes after its end")
+    return ns[0], ns[1]
 
 
 def resolve_range(path: str, range_spec: Optional[str]) -> Tuple[int, int]:
@@ -65,6 +99,14 @@ def resolve_range(path: str, range_spec: Optional[str]) -> Tuple[int, int]:
 
     if not range_spec:
         return 0, 2 ** 64 - 1
+    secs = parse_seconds(range_spec)
+    if secs is not None:
+        # the capture's TIME records place each time among the events (in C)
+        r = _malloccap.stacks(path, lo_ns=secs[0], hi_ns=secs[1])
+        if not r["has_clock"]:
+            raise ValueError(f"--range {range_spec}: this capture has no clock (it was made "
+                             "before capture format 4); give event numbers or percentages")
+        return r["lo"], r["hi"]
     # the range may be in percent: learn how many events there are first
     total = _malloccap.stacks(path, lo=0, hi=0)["events"]
     return parse_range(range_spec, total)
@@ -78,7 +120,10 @@ def load_stacks(path: str, *, range_spec: Optional[str] = None, thread: Optional
     (``bytes`` and the ``event`` it was reached after), ``functions``
     (inclusive and self totals), ``frames`` ([parent, function, line]),
     ``stacks`` (innermost ``frame``, ``thread`` index and the totals),
-    ``threads``, ``points`` (the heap over the events), ``cells`` (per-stack
+    ``threads``, ``points`` (the heap over the events: [event, heap bytes,
+    seconds, RSS bytes], seconds and RSS from the capture's TIME records, 0
+    without), ``clock`` (None without TIME records, else the seconds of the
+    end, the peak and the range, and the highest RSS), ``cells`` (per-stack
     slices of the range), ``sizes`` and ``kinds``.  Raises ValueError naming
     what is wrong with a capture that cannot be read or a bad range.
     """
@@ -105,7 +150,11 @@ def load_stacks(path: str, *, range_spec: Optional[str] = None, thread: Optional
         "stacks": stacks,
         "threads": threads,
         "thread_selected": thread,
-        "points": [list(p) for p in raw["points"]],
+        "points": [[e, h, ns / 1e9, rss] for e, h, ns, rss in raw["points"]],
+        "clock": ({"end_s": raw["end_ns"] / 1e9, "peak_s": raw["peak_ns"] / 1e9,
+                   "range_s": [raw["lo_ns"] / 1e9, raw["hi_ns"] / 1e9],
+                   "rss_peak": raw["rss_peak"], "rss_peak_s": raw["rss_peak_ns"] / 1e9}
+                  if raw["has_clock"] else None),
         "slices": raw["slices"],
         "cells": [list(c) for c in raw["cells"]],
         "sizes": [list(s) for s in raw["sizes"]],

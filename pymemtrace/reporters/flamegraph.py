@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pymemtrace.readers.malloc_stacks import load_stacks
 from pymemtrace.reporters.malloc_views import fmt_bytes
@@ -22,6 +22,16 @@ __all__ = ["render", "render_capture", "page_data"]
 
 TEMPLATE = pathlib.Path(__file__).resolve().parent / "templates" / "flamegraph.html"
 SLICES = 64
+
+
+def seconds_at(r: Dict[str, Any], events: List[int]) -> List[float]:
+    """The capture's clock at each of `events` (ascending), from the heap samples."""
+    pts, out, k = r["points"], [], 0
+    for e in events:
+        while k < len(pts) and pts[k][0] <= e:
+            k += 1
+        out.append(round(pts[k - 1][2] if k else 0.0, 3))
+    return out
 
 
 def page_data(r: Dict[str, Any], title: str, facts: str) -> Dict[str, Any]:
@@ -45,6 +55,10 @@ def page_data(r: Dict[str, Any], title: str, facts: str) -> Dict[str, Any]:
                    for st in r["stacks"]],
         "slices": s,
         "slice_start": starts,
+        # the capture's clock (format 4): seconds at each slice's start, for the slider
+        "slice_time": seconds_at(r, starts) if r.get("clock") else None,
+        "end_s": r["clock"]["end_s"] if r.get("clock") else None,
+        "peak_s": r["clock"]["peak_s"] if r.get("clock") else None,
         "cells": r["cells"],
     }
 

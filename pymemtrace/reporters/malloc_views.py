@@ -127,10 +127,18 @@ def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]
     out["stacks"] = stacks_json(r, sort)
     out["by_function_inclusive"] = rows(r, sort, "functions")
     out["peak_by_python_site"] = by_line(r, "peak")
+    clock = r.get("clock")
     out["time"] = {"events": r["events"], "peak_event": r["peak"]["event"],
                    "peak_bytes": r["peak"]["bytes"],
-                   "heap": [{"event": e, "bytes": b} for e, b in r["points"]],
-                   "rss": None}
+                   "heap": [{"event": e, "bytes": b, **({"seconds": round(t, 6)} if clock else {})}
+                            for e, b, t, _ in r["points"]],
+                   "rss": ([{"event": e, "seconds": round(t, 6), "bytes": rss}
+                            for e, _, t, rss in r["points"] if rss] if clock else None)}
+    if clock:
+        out["time"].update({"peak_seconds": round(clock["peak_s"], 6),
+                            "end_seconds": round(clock["end_s"], 6),
+                            "rss_peak_bytes": clock["rss_peak"],
+                            "rss_peak_seconds": round(clock["rss_peak_s"], 6)})
     out["summary"] = {"sizes": size_classes(r), "allocators": r["kinds"],
                       "threads": r["threads"]}
     return out
@@ -185,26 +193,36 @@ def format_view(r: Dict[str, Any], view: str, top: int, depth: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_time(r: Dict[str, Any], width: int = 64, height: int = 12) -> str:
-    pts = r["points"]
-    lines = ["", "Heap (live malloc-family and mmap bytes) over the events; x: event number "
-                 "(this capture carries no clock and no RSS samples)."]
-    if not pts:
-        return "\n".join(lines + ["  (no events)"]) + "\n"
-    # resample to `width` columns: the highest value in each
-    cols: List[int] = [0] * min(width, len(pts))
-    for i, (_, heap) in enumerate(pts):
-        k = i * len(cols) // len(pts)
-        cols[k] = max(cols[k], heap)
+def _chart(cols: List[int], height: int, mark: Optional[int]) -> List[str]:
+    """Rows of a column chart (the highest value in each column), ^ at `mark`."""
     top = max(cols) or 1
-    peak_col = min(len(cols) - 1, (r["peak"]["event"] * len(cols)) // max(1, r["events"]))
+    out = []
     for row in range(height, 0, -1):
         level = top * row / height
         label = fmt_bytes(level) if row in (height, height // 2) else ""
-        bar = "".join(("^" if k == peak_col and row == height else "#") if v >= level - top / (2 * height)
-                      else " " for k, v in enumerate(cols))
-        lines.append(f"{label:>10} |{bar}")
-    lines.append(f"{'':>10} +{'-' * len(cols)}")
+        bar = "".join("^" if k == mark and row == height else
+                      "#" if v >= level - top / (2 * height) else " " for k, v in enumerate(cols))
+        out.append(f"{label:>10} |{bar}")
+    out.append(f"{'':>10} +{'-' * len(cols)}")
+    return out
+
+
+def _groups(pts: List[Any], rows: int = 16) -> List[List[Any]]:
+    """The samples in `rows` consecutive groups (one per table row)."""
+    rows = min(rows, len(pts))
+    return [pts[k * len(pts) // rows:(k + 1) * len(pts) // rows] for k in range(rows)]
+
+
+def _format_time_events(r: Dict[str, Any], width: int, height: int) -> List[str]:
+    pts = r["points"]
+    lines = ["", "Heap (live malloc-family and mmap bytes) over the events; x: event number "
+                 "(this capture carries no clock and no RSS samples: made before format 4)."]
+    cols: List[int] = [0] * min(width, len(pts))
+    for i, p in enumerate(pts):
+        k = i * len(cols) // len(pts)
+        cols[k] = max(cols[k], p[1])
+    peak_col = min(len(cols) - 1, (r["peak"]["event"] * len(cols)) // max(1, r["events"]))
+    lines += _chart(cols, height, peak_col)
     lines.append(f"{'':>10}  0{'':>{max(0, len(cols) - 12)}}{r['events']:>11,}")
     lines.append("")
     lines.append(f"Peak (^): {r['peak']['bytes']:,} bytes ({fmt_bytes(r['peak']['bytes'])}) "
@@ -212,12 +230,68 @@ def format_time(r: Dict[str, Any], width: int = 64, height: int = 12) -> str:
                  f"{r['heap_at_end']:,} bytes live at event {r['range'][1]:,}.")
     lines.append("")
     lines.append(f"  {'event':>12} {'highest heap since the row before':>34}")
-    rows_ = min(16, len(pts))
-    for k in range(min(rows_, len(pts))):
-        group = pts[k * len(pts) // rows_:(k + 1) * len(pts) // rows_] or pts[k:k + 1]
-        lines.append(f"  {group[-1][0]:>12,} {max(h for _, h in group):>34,}")
+    for group in _groups(pts):
+        lines.append(f"  {group[-1][0]:>12,} {max(p[1] for p in group):>34,}")
     lines.append("Narrow any view to a stretch with --range START:END (event numbers).")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _format_time_clock(r: Dict[str, Any], width: int, height: int) -> List[str]:
+    pts, clock = r["points"], r["clock"]
+    end = max(clock["end_s"], pts[-1][2], 1e-9)
+    ncol = width
+    heap: List[Optional[int]] = [None] * ncol
+    rss: List[Optional[int]] = [None] * ncol
+    for _, h, t, m in pts:
+        k = min(ncol - 1, int(t / end * ncol))
+        heap[k] = max(heap[k] or 0, h)
+        if m:
+            rss[k] = max(rss[k] or 0, m)
+    # a column without events (the program was not allocating: asleep, or
+    # computing) keeps the value before it
+    for series in (heap, rss):
+        last = 0
+        for k, v in enumerate(series):
+            last = last if v is None else v
+            series[k] = last
+    # the peak's column: where the chart is highest (its samples are by time)
+    peak_col = max(range(ncol), key=lambda k: (heap[k] or 0, -k))
+    axis = f"{'':>10}  0s{'':>{max(0, ncol - 12)}}{end:>9.2f}s"
+    lines = ["", "Heap (live malloc-family and mmap bytes) over time; x: seconds since the "
+                 "capture opened."]
+    lines += _chart([v or 0 for v in heap], height, peak_col)
+    lines.append(axis)
+    if any(rss):
+        lines += ["", "RSS of the process (read at most every 10 ms while it allocates) "
+                      "over the same seconds."]
+        lines += _chart([v or 0 for v in rss], max(4, height // 2), None)
+        lines.append(axis)
+    lines.append("")
+    lines.append(f"Peak (^): {r['peak']['bytes']:,} bytes ({fmt_bytes(r['peak']['bytes'])}) "
+                 f"at {clock['peak_s']:.3f} s (after event {r['peak']['event']:,} of "
+                 f"{r['events']:,}); {r['heap_at_end']:,} bytes live at event "
+                 f"{r['range'][1]:,} ({clock['range_s'][1]:.3f} s).")
+    if clock["rss_peak"]:
+        lines.append(f"Highest RSS read: {clock['rss_peak']:,} bytes "
+                     f"({fmt_bytes(clock['rss_peak'])}) at {clock['rss_peak_s']:.3f} s.")
+    lines.append("")
+    lines.append(f"  {'seconds':>10} {'event':>12} {'highest heap':>16} {'RSS':>16}")
+    for group in _groups(pts):
+        m = max(p[3] for p in group)
+        lines.append(f"  {group[-1][2]:>10.3f} {group[-1][0]:>12,} "
+                     f"{max(p[1] for p in group):>16,} {(f'{m:,}' if m else '-'):>16}")
+    lines.append("Narrow any view to a stretch with --range START:END (event numbers, "
+                 "percentages, or seconds: 2.5s:10s).")
+    return lines
+
+
+def format_time(r: Dict[str, Any], width: int = 64, height: int = 12) -> str:
+    """The heap (and RSS, when the capture has a clock) over time, the peak marked."""
+    if not r["points"]:
+        return "\n".join(["", "Heap over the events: (no events)"]) + "\n"
+    if r.get("clock"):
+        return "\n".join(_format_time_clock(r, width, height)) + "\n"
+    return "\n".join(_format_time_events(r, width, height)) + "\n"
 
 
 def format_summary(r: Dict[str, Any], cap: Dict[str, Any]) -> str:

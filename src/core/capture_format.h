@@ -38,7 +38,7 @@
  *   MODULE      kind, uv lo, uv bias, uv hi, uv plen, payload: path NUL, then
  *               optionally (--native) a build-id length byte n, n bytes of GNU
  *               build-id, 8-byte file size, 8-byte mtime (ns)
- *   TIME        kind, uv ns, uv rss, uv seq: CLOCK_MONOTONIC ns since the capture
+ *   TIME        kind, uv ns, uv rss, uv seq: monotonic clock ns since the capture
  *               opened and the process's RSS in bytes (0: unread), taken when
  *               the next sequence number was seq (written at each new chunk
  *               and every >= 10 ms of allocating, never per event)

@@ -4,8 +4,9 @@
  * the bytes and count allocated, what was live at the high-water mark (the
  * default view: what to shrink to lower the peak), and what was live at the
  * end (leaks) or at the end of a chosen range of events; the same summed
- * inclusively for every function on the stacks; the heap over the events
- * with the peak marked; sizes and allocators.  Two replays of the capture
+ * inclusively for every function on the stacks; the heap (and, from the
+ * capture's TIME records, RSS and seconds) over the events with the peak
+ * marked; sizes and allocators.  Two replays of the capture
  * (the first finds the high-water mark, the second takes the live blocks at
  * it and at the end).  Memory grows with distinct stacks and live blocks,
  * never with the number of events.  The reading is capture_read.c's; the
@@ -36,6 +37,8 @@ typedef struct {
     uint64_t thread;        /* a thread's id, or PMT_ST_ALL_THREADS */
     uint32_t points;        /* heap samples over all events (<= PMT_ST_MAX_POINTS) */
     uint32_t slices;        /* per-stack slices of the range (0: none; <= PMT_ST_MAX_SLICES) */
+    int by_time;            /* the range is [lo_ns, hi_ns) of the capture's clock instead */
+    uint64_t lo_ns, hi_ns;  /* ns since the capture opened (hi_ns = UINT64_MAX: to the end) */
 } pmt_st_options;
 
 /* A function: file and name (pointers into the report's strings). */
@@ -74,6 +77,8 @@ typedef struct {
 typedef struct {
     uint64_t event;         /* position of the stretch's last event + 1 */
     uint64_t heap;          /* highest live bytes within the stretch */
+    uint64_t ns;            /* the clock at its end (TIME records; 0 without) */
+    uint64_t rss;           /* the highest RSS read within it, else the last read (0: none) */
 } pmt_st_point;
 
 /* One stack's share of one slice of the range (sparse: only nonzero). */
@@ -95,7 +100,13 @@ typedef struct pmt_st_report {
     /* whole process, over all events */
     uint64_t peak_bytes;        /* the high-water mark within [lo, hi) */
     uint64_t peak_event;        /* ... reached after this many events */
+    uint64_t peak_ns;           /* ... at this time (ns since the capture opened) */
     uint64_t end_heap;          /* live bytes at hi */
+    /* the clock (TIME records; has_clock 0: a capture without them) */
+    int has_clock;
+    uint64_t end_ns;            /* the last time recorded */
+    uint64_t lo_ns, hi_ns;      /* the times of the range's ends */
+    uint64_t rss_peak, rss_peak_ns;     /* the highest RSS read, and when */
     /* the selected thread(s), within the range */
     uint64_t alloc_bytes, alloc_count;
     uint64_t peak_live_bytes, peak_live_count;  /* made in the range, live at the peak */

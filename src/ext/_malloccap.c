@@ -260,11 +260,14 @@ static PyMethodDef methods[] = {
      "read(path) -> dict\n\nRead and aggregate a `pymemtrace malloc` capture (in C).\n"
      "Raises ValueError naming what is wrong with a capture that cannot be read."},
     {"stacks", (PyCFunction)(void (*)(void))pmt_malloccap_stacks, METH_VARARGS | METH_KEYWORDS,
-     "stacks(path, *, lo=0, hi=2**64-1, thread=None, points=0, slices=0) -> dict\n\n"
+     "stacks(path, *, lo=0, hi=2**64-1, thread=None, points=0, slices=0, lo_ns=None,\n"
+     "       hi_ns=None) -> dict\n\n"
      "Aggregate a capture by whole stack (in C): each distinct stack's bytes and count\n"
      "allocated in the events [lo, hi), live at the high-water mark and live at hi; each\n"
-     "function's inclusive and self totals; `points` heap samples over all events;\n"
-     "`slices` per-stack slices of the range.  thread: a thread id, or None for all."},
+     "function's inclusive and self totals; `points` heap samples over all events (with\n"
+     "the capture's clock and RSS); `slices` per-stack slices of the range.  thread: a\n"
+     "thread id, or None for all.  lo_ns / hi_ns: the range by the capture's clock (ns\n"
+     "since it opened) instead of lo / hi."},
     {"pprof", (PyCFunction)(void (*)(void))pmt_malloccap_pprof, METH_VARARGS | METH_KEYWORDS,
      "pprof(path, *, lo=0, hi=2**64-1, thread=None, inuse_at_end=False, time_ns=0) -> bytes\n\n"
      "The capture aggregated by stack as an uncompressed pprof profile.proto message\n"

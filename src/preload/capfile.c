@@ -225,6 +225,7 @@ open_capture(void)
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
         h.start_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     }
+    time_start();
     h.endian = PMT_MC_ENDIAN;
     h.page_size = (uint32_t)page;
     h.chunk_size = CHUNK_BYTES;
@@ -383,6 +384,7 @@ new_chunk(tbuf *tb)
     tb->p_seq = tb->p_addr = tb->p_size = tb->p_native = 0;
     tb->p_code = 0;
     tb->p_line = 0;
+    time_note(tb, TIME_NEW_CHUNK, 0);  /* each chunk starts with the time */
     return 0;
 }
 
@@ -403,6 +405,9 @@ drop_chunk(tbuf *tb)
 void
 end_capture(uint32_t state)
 {
+    if (t_buf && t_buf->chunk && g_hdr && !g_closed) {
+        time_note(t_buf, TIME_AT_END, 0);  /* the clock and RSS at the end */
+    }
     pthread_mutex_lock(&g_write_lock);
     if (g_hdr == NULL) {
         pthread_mutex_unlock(&g_write_lock);

@@ -242,6 +242,15 @@ extern TLS tbuf *t_buf;
 
 tbuf *acquire_tbuf(void);
 void thread_exit(void *arg);
+
+/* timerec.c: TIME records (clock and RSS), never per event. */
+#define TIME_CHECK_EVERY 4          /* a thread reads the clock every this many events ... */
+#define TIME_CHECK_BIG (1u << 20)   /* ... and at every event of at least this many bytes */
+void time_start(void);              /* the capture opened: its clock starts */
+enum { TIME_IF_DUE, TIME_NEW_CHUNK, TIME_AT_END };
+/* A TIME record if one is due (or how says), placed before the event
+ * numbered seq (0: after what was numbered so far); tb locked. */
+void time_note(tbuf *tb, int how, uint64_t seq);
 void put_def(tbuf *tb, unsigned kind, const uint64_t *uv, int nuv, const void *payload,
              size_t plen);
 
@@ -292,6 +301,9 @@ put_event(tbuf *tb, uint64_t seq, unsigned base, const void *a, uint64_t b,
           uint32_t code, int32_t line, const void *ret)
 {
     unsigned kind = base;       /* with its flags */
+    if (UNLIKELY(tb->events % TIME_CHECK_EVERY == 0 || b >= TIME_CHECK_BIG)) {
+        time_note(tb, TIME_IF_DUE, seq);    /* before the event: it is placed after */
+    }
     unsigned char *p = room(tb, PMT_MC_EVENT_MAX);
     if (UNLIKELY(p == NULL)) {
         atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);

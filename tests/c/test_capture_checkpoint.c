@@ -12,7 +12,7 @@
 #include "capture_stacks.h"
 #include "ctest.h"
 
-static const pmt_st_options ALL = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 0, 0};
+static const pmt_st_options ALL = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 0, 0, 0, 0, 0};
 
 /* <module>:10 -> f:20 (node 2) and <module>:10 -> g:30 (node 3). */
 static void

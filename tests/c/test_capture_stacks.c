@@ -16,7 +16,7 @@ stacks_header(void)
     h->flags |= PMT_MC_FLAG_STACKS;
 }
 
-static const pmt_st_options ALL = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 0, 0};
+static const pmt_st_options ALL = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 0, 0, 0, 0, 0};
 
 /* module:10 -> f:20 -> g:30 (node 3); module:10 -> g:31 (node 4); module:10 -> f:20 (node 2) */
 static void
@@ -134,7 +134,7 @@ test_range(void)
 {
     three_stacks();
     /* events 3..5: free A, malloc D, free C: the heap starts at its peak */
-    pmt_st_options o = {3, 6, PMT_ST_ALL_THREADS, 0, 0};
+    pmt_st_options o = {3, 6, PMT_ST_ALL_THREADS, 0, 0, 0, 0, 0};
     pmt_st_report r;
     CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
     CHECK_EQ_INT(r.lo, 3);
@@ -148,7 +148,7 @@ test_range(void)
     CHECK_EQ_INT(r.stacks[0].end_bytes, 10);
     pmt_st_report_free(&r);
     /* the first three events: live at their end, not at the capture's */
-    o = (pmt_st_options){0, 2, PMT_ST_ALL_THREADS, 0, 0};
+    o = (pmt_st_options){0, 2, PMT_ST_ALL_THREADS, 0, 0, 0, 0, 0};
     CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
     CHECK_EQ_INT(r.peak_bytes, 300);
     CHECK_EQ_INT(r.peak_event, 2);
@@ -157,7 +157,7 @@ test_range(void)
     CHECK_EQ_INT(r.n_stacks, 2);
     pmt_st_report_free(&r);
     /* past the end and empty ranges are clamped */
-    o = (pmt_st_options){9, 99, PMT_ST_ALL_THREADS, 0, 4};
+    o = (pmt_st_options){9, 99, PMT_ST_ALL_THREADS, 0, 4, 0, 0, 0};
     CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
     CHECK_EQ_INT(r.lo, 6);
     CHECK_EQ_INT(r.hi, 6);
@@ -171,7 +171,7 @@ static void
 test_points_and_slices(void)
 {
     three_stacks();
-    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 3, 2};
+    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 3, 2, 0, 0, 0};
     pmt_st_report r;
     CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
     CHECK_EQ_INT(r.n_points, 3);
@@ -252,7 +252,7 @@ test_without_stacks_and_threads(void)
     CHECK_EQ_INT(func(&r, "f")->alloc_bytes, 192);
     pmt_st_report_free(&r);
     /* a thread that made nothing: nothing charged, the heap still followed */
-    pmt_st_options o = {0, UINT64_MAX, 12345, 0, 0};
+    pmt_st_options o = {0, UINT64_MAX, 12345, 0, 0, 0, 0, 0};
     CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
     CHECK_EQ_INT(r.n_stacks, 0);
     CHECK_EQ_INT(r.alloc_bytes, 0);
@@ -307,9 +307,75 @@ test_bad_input(void)
     pmt_st_report_free(&r);
 }
 
+/* TIME records: seconds and RSS on the heap samples, the peak's time, a
+ * range given in seconds. */
+static void
+test_clock(void)
+{
+    stacks_header();
+    code(1, "m.py", "f");
+    node(1, 0, 1, 10);
+    time_rec(0, 10 << 20, 1);
+    ev(1, PMT_MC_MALLOC, 0xA0, 100, 1, 10);
+    ev(2, PMT_MC_MALLOC, 0xB0, 100, 1, 10);
+    ev(3, PMT_MC_MALLOC, 0xC0, 100, 1, 10);
+    time_rec(2000000000, 20 << 20, 4);          /* 2 s later: a sleep between phases */
+    ev(4, PMT_MC_MALLOC, 0xD0, 1000, 1, 10);
+    ev(5, PMT_MC_MALLOC, 0xE0, 1000, 1, 10);   /* the peak: 2300 after event 5, at 2 s */
+    ev(6, PMT_MC_FREE, 0xD0, 0, 0, -1);
+    time_rec(3000000000u, 15 << 20, 7);
+    ev(7, PMT_MC_FREE, 0xE0, 0, 0, -1);
+    end();
+    pmt_st_report r;
+    pmt_st_options o = {0, UINT64_MAX, PMT_ST_ALL_THREADS, 7, 0, 0, 0, 0};
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK(r.has_clock);
+    CHECK_EQ_INT(r.n_points, 7);
+    CHECK_EQ_INT(r.peak_event, 5);
+    CHECK_EQ_INT(r.peak_ns, 2000000000);
+    CHECK_EQ_INT(r.end_ns, 3000000000u);
+    CHECK_EQ_INT(r.rss_peak, 20 << 20);
+    CHECK_EQ_INT(r.rss_peak_ns, 2000000000);
+    /* 7 stretches of 3/7 s: the first phase in the first, the pause keeps
+     * its heap, the second phase from 2 s (the fifth stretch) */
+    if (r.n_points == 7) {
+        CHECK(r.points[0].ns == 0 && r.points[0].heap == 300 && r.points[0].event == 3);
+        CHECK_EQ_INT(r.points[0].rss, 10 << 20);
+        for (int k = 1; k < 4; k++) {
+            CHECK(r.points[k].heap == 300 && r.points[k].event == 3 &&
+                  r.points[k].rss == 10 << 20);
+            CHECK_EQ_INT(r.points[k].ns, k * 3000000000ull / 7);
+        }
+        CHECK(r.points[4].heap == 2300 && r.points[4].event == 6);
+        CHECK_EQ_INT(r.points[4].rss, 20 << 20);
+        CHECK(r.points[6].heap == 1300 && r.points[6].event == 7);
+        CHECK_EQ_INT(r.points[6].rss, 15 << 20);
+    }
+    pmt_st_report_free(&r);
+    /* [1.5 s, 2.5 s): the events of the second phase before the 3 s record */
+    o = (pmt_st_options){0, 0, PMT_ST_ALL_THREADS, 0, 0, 1, 1500000000, 2500000000u};
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK_EQ_INT(r.lo, 3);
+    CHECK_EQ_INT(r.hi, 6);
+    CHECK_EQ_INT(r.alloc_bytes, 2000);
+    CHECK_EQ_INT(r.lo_ns, 2000000000);
+    pmt_st_report_free(&r);
+    /* from 2.5 s to the end */
+    o = (pmt_st_options){0, 0, PMT_ST_ALL_THREADS, 0, 0, 1, 2500000000u, UINT64_MAX};
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK(r.lo == 6 && r.hi == 7 && r.alloc_bytes == 0);
+    pmt_st_report_free(&r);
+    /* a capture without TIME records has no clock */
+    three_stacks();
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &ALL, &r), 0);
+    CHECK(!r.has_clock && r.end_ns == 0 && r.peak_ns == 0);
+    pmt_st_report_free(&r);
+}
+
 int
 main(void)
 {
+    test_clock();
     test_peak_end_and_inclusive();
     test_range();
     test_points_and_slices();

@@ -62,7 +62,8 @@ thread_row(const pmt_st_report *r, size_t i)
 static PyObject *
 point_row(const pmt_st_report *r, size_t i)
 {
-    return Py_BuildValue("(KK)", U(r->points[i].event), U(r->points[i].heap));
+    const pmt_st_point *p = &r->points[i];
+    return Py_BuildValue("(KKKK)", U(p->event), U(p->heap), U(p->ns), U(p->rss));
 }
 
 static PyObject *
@@ -120,6 +121,9 @@ to_dict(const pmt_st_report *r)
         {"stacks_recorded", (unsigned long long)r->stacks_recorded},
         {"impossible", r->impossible}, {"peak_bytes", r->peak_bytes},
         {"peak_event", r->peak_event}, {"end_heap", r->end_heap},
+        {"has_clock", (unsigned long long)r->has_clock}, {"peak_ns", r->peak_ns},
+        {"end_ns", r->end_ns}, {"lo_ns", r->lo_ns}, {"hi_ns", r->hi_ns},
+        {"rss_peak", r->rss_peak}, {"rss_peak_ns", r->rss_peak_ns},
         {"alloc_bytes", r->alloc_bytes}, {"alloc_count", r->alloc_count},
         {"peak_live_bytes", r->peak_live_bytes}, {"peak_live_count", r->peak_live_count},
         {"end_bytes", r->end_bytes}, {"end_count", r->end_count}, {"slices", r->slices},
@@ -152,7 +156,7 @@ static int
 options(PyObject *thread, unsigned long long lo, unsigned long long hi, unsigned int points,
         unsigned int slices, pmt_st_options *o)
 {
-    *o = (pmt_st_options){lo, hi, PMT_ST_ALL_THREADS, points, slices};
+    *o = (pmt_st_options){lo, hi, PMT_ST_ALL_THREADS, points, slices, 0, 0, 0};
     if (thread != Py_None) {
         o->thread = PyLong_AsUnsignedLongLong(thread);
         if (o->thread == (uint64_t)-1 && PyErr_Occurred()) {
@@ -162,6 +166,28 @@ options(PyObject *thread, unsigned long long lo, unsigned long long hi, unsigned
     if (points > PMT_ST_MAX_POINTS || slices > PMT_ST_MAX_SLICES) {
         PyErr_Format(PyExc_ValueError, "points must be at most %d and slices at most %d",
                      PMT_ST_MAX_POINTS, PMT_ST_MAX_SLICES);
+        return -1;
+    }
+    return 0;
+}
+
+/* lo_ns, hi_ns (None or ns since the capture opened): the range by the
+ * capture's clock when either is given.  0, or -1 with an exception. */
+static int
+by_time(PyObject *lo_ns, PyObject *hi_ns, pmt_st_options *o)
+{
+    if (lo_ns == Py_None && hi_ns == Py_None) {
+        return 0;
+    }
+    o->by_time = 1;
+    o->lo_ns = 0;
+    o->hi_ns = UINT64_MAX;
+    if (lo_ns != Py_None && (o->lo_ns = PyLong_AsUnsignedLongLong(lo_ns)) == (uint64_t)-1 &&
+        PyErr_Occurred()) {
+        return -1;
+    }
+    if (hi_ns != Py_None && (o->hi_ns = PyLong_AsUnsignedLongLong(hi_ns)) == (uint64_t)-1 &&
+        PyErr_Occurred()) {
         return -1;
     }
     return 0;
@@ -186,19 +212,21 @@ PyObject *
 pmt_malloccap_stacks(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     (void)self;
-    static char *kwlist[] = {"path", "lo", "hi", "thread", "points", "slices", NULL};
+    static char *kwlist[] = {"path", "lo", "hi", "thread", "points", "slices", "lo_ns", "hi_ns",
+                             NULL};
     PyObject *path;
     unsigned long long lo = 0, hi = UINT64_MAX;
-    PyObject *thread = Py_None;
+    PyObject *thread = Py_None, *lo_ns = Py_None, *hi_ns = Py_None;
     unsigned int points = 0, slices = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|$KKOII:stacks", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|$KKOIIOO:stacks", kwlist,
                                      PyUnicode_FSConverter, &path, &lo, &hi, &thread, &points,
-                                     &slices)) {
+                                     &slices, &lo_ns, &hi_ns)) {
         return NULL;
     }
     pmt_st_options o;
     pmt_st_report r;
-    int rc = options(thread, lo, hi, points, slices, &o) < 0 ? -1 : aggregate(path, &o, &r);
+    int rc = options(thread, lo, hi, points, slices, &o) < 0 || by_time(lo_ns, hi_ns, &o) < 0
+                 ? -1 : aggregate(path, &o, &r);
     Py_DECREF(path);
     if (rc < 0) {
         return NULL;

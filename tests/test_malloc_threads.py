@@ -1,0 +1,77 @@
+"""`pymemtrace malloc --stacks`: threads told apart.
+
+Every stack of a `--stacks` (or `--native`) capture hangs from its thread's
+THREAD record (OS thread id and name), so the reports split by thread and
+`--thread ID` keeps one; a capture without `--stacks` records no threads and
+`--thread` says so.
+"""
+import json
+import os
+
+import pytest
+
+from malloc_capture import cli, trace
+from pymemtrace.readers.malloc_stacks import load_stacks
+
+SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
+
+PROGRAM = """\
+    import threading
+    keep = []
+    ids = {}
+
+    def alpha():
+        ids["alpha"] = threading.get_native_id()
+        for i in range(2000):
+            keep.append(bytearray(3000))
+
+    def beta():
+        ids["beta"] = threading.get_native_id()
+        for i in range(1000):
+            keep.append(bytearray(5000))
+
+    ts = [threading.Thread(target=alpha), threading.Thread(target=beta)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(ids["alpha"], ids["beta"])
+    """
+
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory):
+    if SANITIZE:
+        pytest.skip("the preload library does not run under ASan")
+    d = tmp_path_factory.mktemp("threads")
+    out = {}
+    for name, flags in (("stacks", ["--stacks"]), ("plain", [])):
+        cap, _, stdout = trace(d, name, PROGRAM, *flags)
+        out[name] = (cap, [int(x) for x in stdout.split()[-2:]])
+    return out
+
+
+def fn_bytes(r, function):
+    return sum(f["allocated_bytes"] for f in r["functions"] if f["function"] == function)
+
+
+def test_stacks_capture_splits_threads(captures):
+    cap, (a, b) = captures["stacks"]
+    r = load_stacks(str(cap))
+    ids = {t["id"] for t in r["threads"]}
+    assert {a, b} <= ids
+    only_a = load_stacks(str(cap), thread=a)
+    assert fn_bytes(only_a, "alpha") >= 2000 * 3000 and fn_bytes(only_a, "beta") == 0
+    only_b = load_stacks(str(cap), thread=b)
+    assert fn_bytes(only_b, "beta") >= 1000 * 5000 and fn_bytes(only_b, "alpha") == 0
+    d = json.loads(cli("report", str(cap), "--json", "--thread", str(b)).stdout)
+    assert d["stacks"] and all(st["thread"] == b for st in d["stacks"]), d["stacks"][:2]
+    text = cli("report", str(cap), "--view", "summary").stdout
+    assert f"{a} " in text and f"{b} " in text
+
+
+def test_plain_capture_says_threads_are_not_recorded(captures):
+    cap, (a, _) = captures["plain"]
+    bad = cli("report", str(cap), "--thread", str(a), check=False)
+    assert bad.returncode == 2 and "none recorded" in bad.stderr
