@@ -12,6 +12,16 @@ static const char *const what_names[] = {
     "CALL", "EXCEPTION", "LINE", "RETURN", "C_CALL", "C_EXCEPTION", "C_RETURN", "OPCODE",
 };
 
+/* The What field: the name padded to 8, and its length. */
+static const struct {
+    char txt[16];
+    int len;
+} what_padded[] = {
+    {"CALL            ", 8},  {"EXCEPTION       ", 9}, {"LINE            ", 8},
+    {"RETURN          ", 8},  {"C_CALL          ", 8}, {"C_EXCEPTION     ", 11},
+    {"C_RETURN        ", 8},  {"OPCODE          ", 8},
+};
+
 const char *
 pmt_cpmt_what_name(int what)
 {
@@ -30,14 +40,23 @@ put_bytes(char *p, const char *s, size_t n)
     return p + n;
 }
 
+static const char spaces16[16] = "                ";
+
+/* n spaces.  Padding in a row is short: up to 16 are one fixed-size move
+ * (inlined, no call), written whole and counted by n. */
 static char *
 put_spaces(char *p, int n)
 {
-    if (n > 0) {
-        memset(p, ' ', (size_t)n);
-        p += n;
+    if (n <= 0) {
+        return p;
     }
-    return p;
+    if (n <= 16) {
+        memcpy(p, spaces16, 16);
+    }
+    else {
+        memset(p, ' ', (size_t)n);
+    }
+    return p + n;
 }
 
 static const char digit_pairs[201] =
@@ -275,7 +294,12 @@ put_name_memo(char *p, pmt_cpmt_namememo *m, const char *s, size_t n,
         m->key = s;
         m->key_len = n;
     }
-    memcpy(p, m->txt, m->len);
+    if (m->len <= 32) {
+        memcpy(p, m->txt, 32);      /* fixed size: inlined; only len counts */
+    }
+    else {
+        memcpy(p, m->txt, m->len);
+    }
     return p + m->len;
 }
 
@@ -295,11 +319,12 @@ pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *c)
         p = put_spaces(p, 8 - (int)(p - start));
     }
     *p++ = ' ';
-    {
-        const char *w = pmt_cpmt_what_name(row->what);
-        size_t n = strlen(w);
-        p = put_bytes(p, w, n);
-        p = put_spaces(p, 8 - (int)n);
+    if (row->what >= 0 && row->what < (int)(sizeof what_padded / sizeof what_padded[0])) {
+        memcpy(p, what_padded[row->what].txt, 16);  /* fixed size: one wide move */
+        p += what_padded[row->what].len;
+    }
+    else {
+        p = put_bytes(p, "?       ", 8);
     }
     *p++ = ' ';
     /* File: the basename; the File field may hold spaces, the reader splits on " #". */

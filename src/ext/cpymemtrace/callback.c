@@ -65,7 +65,7 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
  * its state: a destructor can run Python code (even one that exits this
  * tracer). */
 typedef struct {
-    PyObject *obj[6];
+    PyObject *obj[8];
     int n;
 } Drops;
 
@@ -101,14 +101,36 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
     }
 }
 
+/* The line of instruction offset lasti (bytes) of code, for a row: on 3.12+
+ * decoding the line table costs ~340 instructions, and Profile(0) asks at
+ * every event, mostly for the same few places (a call's start, its returns). */
+static int
+line_of(CpmtTracer *self, PyCodeObject *code, int lasti, Drops *d)
+{
+    if (code == NULL) {
+        return 0;
+    }
+    uintptr_t h = ((uintptr_t)code >> 4) ^ ((uintptr_t)(unsigned)lasti * 0x9E3779B1u);
+    h = (h ^ (h >> 16)) & (CPMT_LINE_MEMO - 1);
+    if (self->lines[h].code == code && self->lines[h].lasti == lasti) {
+        return self->lines[h].line;
+    }
+    int line = PyCode_Addr2Line(code, lasti);
+    Py_INCREF(code);
+    drop_later(d, (PyObject *)self->lines[h].code);
+    self->lines[h].code = code;
+    self->lines[h].lasti = lasti;
+    self->lines[h].line = line;
+    return line;
+}
+
 static void
 write_prev_row(CpmtTracer *self, Drops *drops)
 {
     pmt_cpmt_row row;
     pmt_cpmt_seq_prev_row(&self->seq, cpmt_clock_of(self->seq.prev_ticks), &row);
     if (row.line == CPMT_LINE_LATER) {
-        row.line = self->prev_code != NULL
-                   ? PyCode_Addr2Line(self->prev_code, self->prev_lasti) : 0;
+        row.line = line_of(self, self->prev_code, self->prev_lasti, drops);
     }
     int c_event = row.what == PyTrace_C_CALL || row.what == PyTrace_C_RETURN
                   || row.what == PyTrace_C_EXCEPTION;
@@ -118,27 +140,40 @@ write_prev_row(CpmtTracer *self, Drops *drops)
 }
 
 /* Hold this event's code and C function (borrowed) as the previous
- * event's.  Returns the references given up: the caller drops them last
- * (they may run destructors). */
+ * event's.  The one held before stays as a spare: code that alternates
+ * between two (a loop calling list.append and len) swaps them and changes
+ * no reference counts.  References given up go to d: the caller drops them
+ * last (they may run destructors). */
+static inline void
+hold_one(PyObject **prev, PyObject **spare, PyObject *o, Drops *d)
+{
+    if (o == *spare) {
+        *spare = *prev;
+        *prev = o;
+        return;
+    }
+    Py_XINCREF(o);
+    drop_later(d, *spare);
+    *spare = *prev;
+    *prev = o;
+}
+
 static inline void
 hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
 {
     if (cfunc != NULL && cfunc != self->prev_cfunc) {
-        Py_INCREF(cfunc);
-        drop_later(d, self->prev_cfunc);
-        self->prev_cfunc = cfunc;
+        hold_one(&self->prev_cfunc, &self->spare_cfunc, cfunc, d);
     }
     if (code != self->prev_code) {
-        Py_XINCREF(code);
-        drop_later(d, (PyObject *)self->prev_code);
-        self->prev_code = code;
+        hold_one((PyObject **)&self->prev_code, (PyObject **)&self->spare_code,
+                 (PyObject *)code, d);
     }
 }
 
 void
 cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
 {
-    Drops drops = {{NULL, NULL, NULL, NULL, NULL, NULL}, 0};
+    Drops drops = {{NULL}, 0};
     hold_names(self, code, cfunc, &drops);
     drop_now(&drops);
 }
@@ -159,7 +194,15 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
     int64_t rss = self->rss;
     if (due) {
         if (!self->exact) {
-            cpmt_hooks_ensure();     /* someone may have taken the counters away */
+            /* Put back wrappers someone took out (tracemalloc stopped).  Asking
+             * costs ~800 instructions on 3.12 (the allocators' lock): only when
+             * the counters saw nothing since the last read (the wrappers may be
+             * gone), and at every 16th read. */
+            if ((PMT_GATE_LOAD(pmt_gate_bytes) == self->gate.bytes
+                    && PMT_GATE_LOAD(pmt_gate_blocks) == self->gate.blocks)
+                    || (self->rss_reads & 15) == 0) {
+                cpmt_hooks_ensure();
+            }
             pmt_tickclock_anchor(&cpmt_tclock);
         }
         else if (now - cpmt_tclock.ta > cpmt_anchor_every) {
@@ -175,7 +218,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
     int64_t ev;
     int prev_due;
     int logged = pmt_cpmt_seq_event(&self->seq, rss, &ev, &prev_due);
-    Drops drops = {{NULL, NULL, NULL, NULL, NULL, NULL}, 0};
+    Drops drops = {{NULL}, 0};
     if (logged) {
         if (prev_due) {
             write_prev_row(self, &drops);   /* before prev_lasti changes */
@@ -184,7 +227,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
             line = PyFrame_GetLineNumber(frame);
         }
         else if (line == CPMT_LINE_LATER) {
-            line = code != NULL ? PyCode_Addr2Line(code, lasti) : 0;
+            line = line_of(self, code, lasti, &drops);
         }
         pmt_cpmt_row row;
         pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);

@@ -57,6 +57,7 @@ cpmt_clock_of(uint64_t ticks)
 
 /* ---- the Profile / Trace object (tracer.c) ---- */
 enum { ST_NEW = 0, ST_ACTIVE = 1, ST_DONE = 2 };
+#define CPMT_LINE_MEMO 16           /* a power of 2 */
 
 typedef struct CpmtTracer {
     PyObject_HEAD
@@ -89,6 +90,13 @@ typedef struct CpmtTracer {
     int prev_lasti;             /* its instruction offset, when its line is
                                    CPMT_LINE_LATER (compat.h PMT_CPMT_DEFER_LINE) */
     PyObject *prev_cfunc;       /* strong: the C function of a C_* event */
+    PyCodeObject *spare_code;   /* strong: the ones held before them, kept so */
+    PyObject *spare_cfunc;      /*   that alternating names change no counts */
+    struct {                    /* lines of (code, offset) computed for rows on */
+        PyCodeObject *code;     /*   3.12+ (strong: an address is never reused */
+        int lasti;              /*   while cached); direct-mapped */
+        int line;
+    } lines[CPMT_LINE_MEMO];
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
     PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
     struct CpmtTracer *reg_next;

@@ -4,8 +4,8 @@
  * An event at which the gate does not ask for an RSS read cannot get a row
  * (RSS is the previous event's, compared with the last row already): it is
  * only remembered for a possible PREV row, and its code and C function are
- * held (a reference changes hands only when they differ from the previous
- * event's).  Every other event goes to cpmt_full_event (callback.c). */
+ * held (a reference changes hands only when they differ from both the
+ * previous event's and the spare ones held before those).  Every other event goes to cpmt_full_event (callback.c). */
 #ifndef PMT_CPMT_EVENT_H
 #define PMT_CPMT_EVENT_H
 
@@ -29,7 +29,26 @@ cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObj
     if (self->quiet_ok && !pmt_gate_due_attached(&self->gate, now)) {
         self->prev_lasti = lasti;
         pmt_cpmt_seq_remember(&self->seq, self->seq.event++, now, what, line, self->rss, 0);
-        if (code != self->prev_code || (cfunc != NULL && cfunc != self->prev_cfunc)) {
+        int more = 0;
+        if (cfunc != NULL && cfunc != self->prev_cfunc) {
+            if (cfunc == self->spare_cfunc) {    /* alternating: swap, no counts */
+                self->spare_cfunc = self->prev_cfunc;
+                self->prev_cfunc = cfunc;
+            }
+            else {
+                more = 1;
+            }
+        }
+        if (code != self->prev_code) {
+            if (code == self->spare_code) {
+                self->spare_code = self->prev_code;
+                self->prev_code = code;
+            }
+            else {
+                more = 1;
+            }
+        }
+        if (more) {
             cpmt_hold_names(self, code, cfunc);
         }
         return;

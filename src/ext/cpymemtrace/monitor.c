@@ -116,17 +116,17 @@ on_c_event(PyObject *const *args, int what)
         return;
     }
     PyObject *callable = args[2];
-    if (Py_IS_TYPE(callable, &PyFunction_Type)) {
-        return;     /* a Python function: its PY_START is the event */
-    }
-    if (PyCFunction_Check(callable)) {
-        PyObject *m_self = ((PyCFunctionObject *)callable)->m_self;
-        if (m_self != NULL && IS_TRACER(m_self)) {
+    if (Py_IS_TYPE(callable, &PyMethodDescr_Type)) {      /* list.append, ... */
+        if (args[3] == missing || IS_TRACER(args[3])) {
             return;
         }
     }
-    else if (Py_IS_TYPE(callable, &PyMethodDescr_Type)) {
-        if (args[3] == missing || IS_TRACER(args[3])) {
+    else if (Py_IS_TYPE(callable, &PyFunction_Type)) {
+        return;     /* a Python function: its PY_START is the event */
+    }
+    else if (Py_IS_TYPE(callable, &PyCFunction_Type) || PyCFunction_Check(callable)) {
+        PyObject *m_self = ((PyCFunctionObject *)callable)->m_self;
+        if (m_self != NULL && IS_TRACER(m_self)) {
             return;
         }
     }

@@ -17,6 +17,11 @@ cpmt_clear_refs(CpmtTracer *self)
 {
     Py_CLEAR(self->prev_code);
     Py_CLEAR(self->prev_cfunc);
+    Py_CLEAR(self->spare_code);
+    Py_CLEAR(self->spare_cfunc);
+    for (int i = 0; i < CPMT_LINE_MEMO; i++) {
+        Py_CLEAR(self->lines[i].code);
+    }
     Py_CLEAR(self->fmt_code);
     Py_CLEAR(self->fmt_cfunc);
 }
