@@ -21,7 +21,10 @@ time are under "wall_clock".  The modes:
 workloads: bench/cpmt_workloads.py (recursion, allocation churn, a JSON round trip, a
 class-heavy object graph), each Profile() / Profile(0) against the no-op profile
 function and Trace() against the no-op trace function on the same workload
-(targets 1.15, 2 and 1.15).  bench/callgrind_cpymemtrace.py gives the same
+(targets 1.15, 2 and 1.15); on CPython 3.12+, where they attach through
+sys.monitoring, against a no-op sys.monitoring callback for the same events, and
+the legacy hook (set_backend('legacy')) against the no-op functions; CPU and wall
+ratios.  PMT_BENCH_ONLY=workloads runs these alone.  bench/callgrind_cpymemtrace.py gives the same
 comparisons in instruction counts, which repeat exactly on a busy machine.
 calls_only: the same ratios for the calls alone (fib + list building, no 1 MiB
 strings), the worst case for a per-event cost.
@@ -126,6 +129,55 @@ def _trace_floor(work):
     return run
 
 
+MONITORING = sys.version_info >= (3, 12)
+
+
+def _mon_floor(work, trace=False):
+    """A C sys.monitoring callback that does nothing, for the events a profile
+    (trace) function sees: the floor of the hook Profile (Trace) uses on 3.12+."""
+    M = sys.monitoring
+    E = M.events
+    evs = [E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD, E.PY_UNWIND]
+    evs += [E.LINE, E.RAISE, E.STOP_ITERATION] if trace else [E.CALL, E.C_RETURN, E.C_RAISE]
+    mask = 0
+    for e in evs:
+        mask |= e if e not in (E.C_RETURN, E.C_RAISE) else 0
+
+    def body():
+        M.use_tool_id(4, "pymemtrace-bench")
+        for e in evs:
+            M.register_callback(4, e, _cpmt_bench.mon_noop)
+        M.set_events(4, mask)
+        try:
+            work()
+        finally:
+            M.set_events(4, 0)
+            for e in evs:
+                M.register_callback(4, e, None)
+            M.free_tool_id(4)
+
+    def run():
+        return _timed(body)
+    return run
+
+
+class _Legacy:
+    """A context on the profile / trace function hook (set_backend('legacy'))."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def __enter__(self):
+        old = cPyMemTrace.set_backend("legacy")
+        try:
+            return self.ctx.__enter__()
+        finally:
+            cPyMemTrace.set_backend(old)
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
 def _ctx(factory, exact, tmp, tag, work=workload):
     counter = [0]
 
@@ -158,6 +210,7 @@ def _counts(factory, tmp):
 
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
+        only_workloads = os.environ.get("PMT_BENCH_ONLY") == "workloads"
         modes = {
             "untraced": _untraced(),
             "floor_noop": _floor("noop"),
@@ -177,8 +230,17 @@ def run() -> dict:
             "calls_profile0": _ctx(lambda p: cPyMemTrace.Profile(0, filepath=p), False, tmp,
                                    "cp0", calls),
         }
+        if only_workloads:
+            modes = {"untraced": modes["untraced"]}
         # bench/cpmt_workloads.py: each against the no-op function of the same kind
         for w, fn in WORKLOADS.items():
+            if MONITORING:      # the hook Profile / Trace use there, and the legacy one
+                modes[f"w_{w}_noop_monitor"] = _mon_floor(fn)
+                modes[f"w_{w}_noop_monitor_trace"] = _mon_floor(fn, trace=True)
+                modes[f"w_{w}_profile_legacy"] = _ctx(
+                    lambda p: _Legacy(cPyMemTrace.Profile(filepath=p)), False, tmp, f"w{w}pl", fn)
+                modes[f"w_{w}_trace_legacy"] = _ctx(
+                    lambda p: _Legacy(cPyMemTrace.Trace(filepath=p)), False, tmp, f"w{w}tl", fn)
             modes[f"w_{w}_untraced"] = _untraced(fn)
             modes[f"w_{w}_noop"] = _floor("noop", fn)
             modes[f"w_{w}_profile"] = _ctx(lambda p: cPyMemTrace.Profile(filepath=p), False,
@@ -204,6 +266,25 @@ def run() -> dict:
         out = {f"{name}_ratio": round(ratio(name, "untraced"), 2)
                for name in modes if name != "untraced"
                and not name.startswith(("calls_", "w_"))}
+        out["workloads"] = {}
+        for w in WORKLOADS:
+            o = out["workloads"][w] = {
+                "untraced_ms": round(
+                    statistics.median(r[f"w_{w}_untraced"][0] for r in rounds) * 1e3, 2)}
+            floors = {"profile": "noop", "profile0": "noop", "trace": "noop_trace"}
+            if MONITORING:
+                floors = {"profile": "noop_monitor", "profile0": "noop_monitor",
+                          "trace": "noop_monitor_trace", "profile_legacy": "noop",
+                          "trace_legacy": "noop_trace", "noop_monitor": "noop",
+                          "noop_monitor_trace": "noop_trace"}
+            for mode, floor in floors.items():
+                for k, unit in ((0, "cpu"), (1, "wall")):
+                    o[f"{mode}_vs_{floor}_{unit}"] = round(
+                        ratio(f"w_{w}_{mode}", f"w_{w}_{floor}", k), 3)
+            o["noop_ratio"] = round(ratio(f"w_{w}_noop", f"w_{w}_untraced"), 2)
+        out["runs"] = f"median over {RUNS} rounds of best-of-{INNER}; thread CPU time and wall"
+        if only_workloads:
+            return out
         out["calls_only"] = {f"{name[6:]}_ratio": round(ratio(name, "calls_untraced"), 2)
                              for name in modes
                              if name.startswith("calls_") and name != "calls_untraced"}
@@ -212,26 +293,12 @@ def run() -> dict:
         out["wall_clock"] = {f"{name}_ratio": round(ratio(name, "untraced", 1), 2)
                              for name in ("floor_noop", "floor_pread", "profile", "trace",
                                           "profile0", "profile_exact")}
-        out["workloads"] = {}
-        for w in WORKLOADS:
-            out["workloads"][w] = {
-                "untraced_ms": round(
-                    statistics.median(r[f"w_{w}_untraced"][0] for r in rounds) * 1e3, 2),
-                "noop_ratio": round(ratio(f"w_{w}_noop", f"w_{w}_untraced"), 2),
-                "profile_ratio": round(ratio(f"w_{w}_profile", f"w_{w}_untraced"), 2),
-                "profile_vs_noop": round(ratio(f"w_{w}_profile", f"w_{w}_noop"), 2),
-                "profile0_vs_noop": round(ratio(f"w_{w}_profile0", f"w_{w}_noop"), 2),
-                "noop_trace_ratio": round(ratio(f"w_{w}_noop_trace", f"w_{w}_untraced"), 2),
-                "trace_vs_noop_trace": round(ratio(f"w_{w}_trace", f"w_{w}_noop_trace"), 2),
-                "profile_vs_noop_wall": round(ratio(f"w_{w}_profile", f"w_{w}_noop", 1), 2),
-            }
         out["untraced_ms"] = round(statistics.median(r["untraced"][0] for r in rounds) * 1e3, 2)
         out["exact_vs_floor"] = round(ratio("profile_exact", "floor_pread"), 3)
         out["exact0_vs_floor"] = round(ratio("profile0_exact", "floor_pread"), 3)
         out["per_run_profile"] = _counts(lambda p: cPyMemTrace.Profile(filepath=p), tmp)
         out["per_run_trace"] = _counts(lambda p: cPyMemTrace.Trace(filepath=p), tmp)
         out["per_run_profile0"] = _counts(lambda p: cPyMemTrace.Profile(0, filepath=p), tmp)
-        out["runs"] = f"median over {RUNS} rounds of best-of-{INNER}; thread CPU time"
         out["targets"] = {"profile_ratio": 2.5, "trace_ratio": 3.0, "profile0_ratio": 4.0,
                           "exact_vs_floor": 1.10, "workloads: profile_vs_noop": 1.15,
                           "workloads: trace_vs_noop_trace": 1.15,
