@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -85,10 +85,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     if config.getoption("memray", False):      # pytest-memray checks these markers itself
         return
-    for item in items:
-        if item.get_closest_marker("limit_memory") or item.get_closest_marker("limit_leaks"):
-            config.pluginmanager.register(_Manager(config, track_all=False), _PLUGIN)
-            return
+    marked = {item.nodeid for item in items
+              if item.get_closest_marker("limit_memory") or item.get_closest_marker("limit_leaks")}
+    if marked:
+        config.pluginmanager.register(_Manager(config, track_all=False, marked=marked), _PLUGIN)
 
 
 class _Plan:
@@ -137,9 +137,11 @@ class _Plan:
 class _Manager:
     """The per-test hooks, registered only when something is tracked."""
 
-    def __init__(self, config: pytest.Config, track_all: bool) -> None:
+    def __init__(self, config: pytest.Config, track_all: bool,
+                 marked: Optional[Set[str]] = None) -> None:
         self.config = config
         self.track_all = track_all
+        self.marked = marked or set()       # the tests to track without --pymemtrace
         self.top = config.getoption("pymemtrace_top")
         self.depth = max(1, config.getoption("pymemtrace_depth"))
         keep = config.getoption("pymemtrace_dir")
@@ -180,8 +182,7 @@ class _Manager:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function):
-        marked = any(pyfuncitem.get_closest_marker(m) for m in _MARKERS)
-        if not (marked or self.track_all):
+        if not (self.track_all or pyfuncitem.nodeid in self.marked):
             yield
             return
         plan = _Plan(pyfuncitem)
