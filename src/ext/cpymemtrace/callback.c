@@ -14,23 +14,66 @@
 #include "rss.h"
 
 
+/* References the callback gives up are dropped only when it is done with
+ * its state: a destructor can run Python code (even one that exits this
+ * tracer). */
+typedef struct {
+    PyObject *obj[10];
+    int n;
+} Drops;
+
+static inline void
+drop_later(Drops *d, PyObject *o)
+{
+    if (o != NULL) {
+        d->obj[d->n++] = o;
+    }
+}
+
+static inline void
+drop_now(Drops *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        Py_DECREF(d->obj[i]);
+    }
+}
+
+/* The UTF-8 text of s (cached in the str), or NULL. */
+static inline const char *
+utf8_of(PyObject *s, size_t *len)
+{
+    Py_ssize_t n;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &n);
+    if (t == NULL) {
+        PyErr_Clear();
+        *len = 0;
+        return NULL;
+    }
+    *len = (size_t)n;
+    return t;
+}
+
+/* The File and Function of a row.  The file and function names of the last
+ * code object asked for are kept (with a reference to it, so they stay
+ * valid): consecutive rows are mostly of one code object. */
 static void
-names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
+names_of(CpmtTracer *self, PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row,
+         Drops *d)
 {
     row->file = NULL;
     row->file_len = 0;
     row->function = NULL;
     row->function_len = 0;
     if (code != NULL) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(code->co_filename, &n);
-        if (s == NULL) {
-            PyErr_Clear();
+        if (code != self->nm_code) {
+            Py_INCREF(code);
+            drop_later(d, (PyObject *)self->nm_code);
+            self->nm_code = code;
+            self->nm_file = utf8_of(code->co_filename, &self->nm_file_len);
+            self->nm_func = utf8_of(code->co_name, &self->nm_func_len);
         }
-        else {
-            row->file = s;
-            row->file_len = (size_t)n;
-        }
+        row->file = self->nm_file;
+        row->file_len = self->nm_file_len;
     }
     if (what == PyTrace_C_CALL || what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) {
         if (cfunc != NULL && PyCFunction_Check(cfunc)) {
@@ -49,39 +92,8 @@ names_of(PyCodeObject *code, int what, PyObject *cfunc, pmt_cpmt_row *row)
         }
     }
     else if (code != NULL) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(code->co_name, &n);
-        if (s == NULL) {
-            PyErr_Clear();
-        }
-        else {
-            row->function = s;
-            row->function_len = (size_t)n;
-        }
-    }
-}
-
-/* References the callback gives up are dropped only when it is done with
- * its state: a destructor can run Python code (even one that exits this
- * tracer). */
-typedef struct {
-    PyObject *obj[8];
-    int n;
-} Drops;
-
-static inline void
-drop_later(Drops *d, PyObject *o)
-{
-    if (o != NULL) {
-        d->obj[d->n++] = o;
-    }
-}
-
-static inline void
-drop_now(Drops *d)
-{
-    for (int i = 0; i < d->n; i++) {
-        Py_DECREF(d->obj[i]);
+        row->function = self->nm_func;
+        row->function_len = self->nm_func_len;
     }
 }
 
@@ -134,7 +146,7 @@ write_prev_row(CpmtTracer *self, Drops *drops)
     }
     int c_event = row.what == PyTrace_C_CALL || row.what == PyTrace_C_RETURN
                   || row.what == PyTrace_C_EXCEPTION;
-    names_of(self->prev_code, row.what, self->prev_cfunc, &row);
+    names_of(self, self->prev_code, row.what, self->prev_cfunc, &row, drops);
     keep_names(self, self->prev_code, c_event ? self->prev_cfunc : NULL, drops);
     pmt_cpmt_write_row(self->w, &row, &self->fmt);
 }
@@ -231,7 +243,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
         }
         pmt_cpmt_row row;
         pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
-        names_of(code, what, cfunc, &row);
+        names_of(self, code, what, cfunc, &row, &drops);
         keep_names(self, code, cfunc, &drops);
         pmt_cpmt_write_row(self->w, &row, &self->fmt);
         if (pmt_lw_error(self->w)) {

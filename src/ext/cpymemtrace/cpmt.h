@@ -97,6 +97,11 @@ typedef struct CpmtTracer {
         int lasti;              /*   while cached); direct-mapped */
         int line;
     } lines[CPMT_LINE_MEMO];
+    PyCodeObject *nm_code;      /* strong: the last code a row named, and */
+    const char *nm_file;        /*   its names (UTF-8, owned by it) */
+    size_t nm_file_len;
+    const char *nm_func;
+    size_t nm_func_len;
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
     PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
     struct CpmtTracer *reg_next;

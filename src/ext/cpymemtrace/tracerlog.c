@@ -19,6 +19,7 @@ cpmt_clear_refs(CpmtTracer *self)
     Py_CLEAR(self->prev_cfunc);
     Py_CLEAR(self->spare_code);
     Py_CLEAR(self->spare_cfunc);
+    Py_CLEAR(self->nm_code);
     for (int i = 0; i < CPMT_LINE_MEMO; i++) {
         Py_CLEAR(self->lines[i].code);
     }
