@@ -282,7 +282,7 @@ def test_views_that_need_events_say_so(tmp_path):
         assert len(p.stderr.strip().splitlines()) == 1
     p = subprocess.run([PY, "-m", "pymemtrace", "malloc", "report", str(cap), "--view", "time"],
                        capture_output=True, text=True)
-    assert p.returncode == 0 and "Peak (^)" in p.stdout
+    assert p.returncode == 0 and "Peak (^)" in p.stdout and "one point per checkpoint" in p.stdout
     p = subprocess.run([PY, "-m", "pymemtrace", "malloc", "--checkpoint", "2", "--", "true"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "--checkpoint SECONDS goes with --aggregate" in p.stderr

@@ -139,6 +139,9 @@ def report_main(argv: Sequence[str]) -> int:
     out.append(f"  view: {a.view} ({mv.scope(r)})\n")
     if a.view == "time":
         out.append(mv.format_time(r))
+        if cap["aggregate"]:
+            out.append(f"(An aggregated capture: one point per checkpoint, {len(r['points'])} "
+                       "kept, each the highest heap since the one before.)\n")
     elif a.view == "summary":
         out.append(mv.format_summary(r, cap))
     else:
