@@ -333,3 +333,44 @@ def test_a_forked_child_writes_its_own_aggregated_capture(tmp_path):
     # the child counts only what it did itself; its blocks were live at its _exit
     assert "parent_work" not in fc and fc["child_work"]["leaked_bytes"] >= 30 * 7000
     assert load(str(theirs))["checkpoint_final"]
+
+
+# 20,000 distinct lines each allocate: a checkpoint of about 1.1 MB, more than
+# the 1 MiB file system holds.
+MANY_STACKS = """\
+    import sys
+    src = "\\n".join(f"x{i} = bytearray(600 + {i} % 7)" for i in range(20_000))
+    small = [bytearray(64) for _ in range(100)]      # the first checkpoint fits
+    import time; time.sleep(0.3)
+    exec(compile(src, "generated.py", "exec"))
+    sys.exit(3)
+    """
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path):
+    small = tmp_path / "small"
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small.mkdir()
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                       capture_output=True, text=True)
+    if m.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {m.stderr.strip()}")
+    try:
+        script = tmp_path / "prog.py"
+        script.write_text(textwrap.dedent(MANY_STACKS))
+        cap = small / "t.cap"
+        p = subprocess.run([PY, "-m", "pymemtrace", "malloc", "--aggregate", "--checkpoint",
+                            "0.1", "-o", str(cap), "--", PY, str(script)], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 3, p.stderr          # the program's own exit code
+        assert "checkpoints of" in p.stderr and "because the disk was full" in p.stderr
+        r = load(str(cap))
+        assert r["aggregate"] and r["complete"] and not r["checkpoint_final"]
+        assert r["checkpoint"] >= 1
+        assert any("checkpoints stopped at event" in w and "the disk was full" in w
+                   for w in r["warnings"]), r["warnings"]
+        assert not any("killed" in w for w in r["warnings"])
+        consistent(r, load_stacks(str(cap)))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

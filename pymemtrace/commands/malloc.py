@@ -233,7 +233,11 @@ def _finish_captures(name: str, path: str, others: List[str]) -> None:
             continue
         written.append(p)
         h = capture_header(p)
-        if h and h["stop_errno"]:
+        if h and h["stop_errno"] and h["aggregate"]:
+            print(f"pymemtrace malloc: warning: the checkpoints of {p} stopped at event "
+                  f"{h['stop_events']:,} because {stop_reason(h['stop_errno'])}; the last one "
+                  "written is what the capture holds", file=sys.stderr)
+        elif h and h["stop_errno"]:
             print(f"pymemtrace malloc: warning: the capture {p} stopped at event "
                   f"{h['stop_events']:,} because {stop_reason(h['stop_errno'])}; "
                   f"{h['dropped']:,} later events were not recorded", file=sys.stderr)

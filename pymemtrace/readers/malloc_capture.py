@@ -114,7 +114,11 @@ def native_name(n: Dict[str, Any]) -> str:
 
 def _warnings(r: Dict[str, Any]) -> List[str]:
     out = []
-    if r["stop_errno"]:
+    if r["stop_errno"] and r["aggregate"]:
+        out.append(f"checkpoints stopped at event {r['stop_events']:,} because "
+                   f"{stop_reason(r['stop_errno'])}: this is the last one written "
+                   f"({checkpoint_note(r)}); what the program did after it is missing")
+    elif r["stop_errno"]:
         out.append(f"the capture stopped at event {r['stop_events']:,} because "
                    f"{stop_reason(r['stop_errno'])}; {r['dropped']:,} later events were not "
                    "recorded, so 'live at exit' counts blocks whose release is missing")
@@ -122,7 +126,7 @@ def _warnings(r: Dict[str, Any]) -> List[str]:
         if r["checkpoint_older"]:
             out.append(f"the last checkpoint is damaged: this is the one before it "
                        f"(checkpoint {r['checkpoint']:,})")
-        if not r["checkpoint_final"]:
+        if not r["checkpoint_final"] and not r["stop_errno"]:
             out.append(f"the program was killed or crashed: this is its last checkpoint "
                        f"({checkpoint_note(r)}); what it did after that is missing, and "
                        "'live at exit' is what was live at that checkpoint")

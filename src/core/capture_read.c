@@ -8,11 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static int
@@ -551,7 +553,12 @@ pmt_capture_file_load(const char *path, pmt_capture_file *f, char *err, size_t e
         return -1;
     }
     size_t len = (size_t)st.st_size;
-    if (len > 0) {
+    /* On tmpfs a read fault on a hole (a punched chunk tail or checkpoint
+     * slot) allocates a page: on a full one that is SIGBUS.  read() gives
+     * zeros there. */
+    struct statfs sfs;
+    int tmpfs = fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
+    if (len > 0 && !tmpfs) {
         /* map it: a capture can be bigger than we would like to copy (a capture
          * still being written only grows; one truncated under us would fault) */
         void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
