@@ -224,10 +224,12 @@ replay_events(aggregator *ag, pmt_capture_iter *it)
     uint64_t cur = 0, cur_malloc = 0, cur_mmap = 0;
     pmt_mc_record h;
     int got;
+    uint64_t first = 0, last = 0;
     while ((got = pmt_capture_iter_next(it, &h)) == 1) {
         unsigned kind = (unsigned)(h.seq_kind & 0xff);
         uint64_t seq = h.seq_kind >> 8;
-        r->events++;
+        first = r->events++ ? first : seq;
+        last = seq;
         if (kind == PMT_MC_MMAP) {
             uint64_t gone;
             if (pmt_regionset_release(&ag->maps, h.a, h.b, &gone) < 0) {
@@ -311,6 +313,9 @@ replay_events(aggregator *ag, pmt_capture_iter *it)
     if (got < 0) {
         return fail(r, "out of memory");
     }
+    /* the numbers never seen (counted here: the capture was opened without
+     * its counting pass) */
+    r->seq_gaps = r->events ? last - first + 1 - r->events : 0;
     r->total_bytes = r->malloc_bytes + r->mmap_bytes;
     r->total_count = r->malloc_count + r->mmap_count;
     /* what is still live: leak candidates */
@@ -604,7 +609,8 @@ read_capture(const uint8_t *data, size_t len, int mapped, pmt_mc_report *r)
     pmt_ht_init(&ag->nat.index, sizeof(site_key), site_hash, site_eq, NULL);
     pmt_ht_init(&ag->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     int rc = -1;
-    if (pmt_capture_open_mapped(&ag->cap, data, len, mapped) < 0) {
+    if (pmt_capture_open_mapped(&ag->cap, data, len,
+                                (mapped ? PMT_CAP_MAPPED : 0) | PMT_CAP_NO_COUNT) < 0) {
         snprintf(r->error, sizeof(r->error), "%s", ag->cap.error);
         goto done;
     }
@@ -623,7 +629,6 @@ read_capture(const uint8_t *data, size_t len, int mapped, pmt_mc_report *r)
     r->stop_events = ag->cap.stop_events;
     r->stop_errno = ag->cap.stop_errno;
     r->trailing_bytes = ag->cap.trailing_bytes;
-    r->seq_gaps = ag->cap.seq_gaps;
     if (intern_fixed(ag) < 0 ||
         (ag->cap.aggregate ? from_checkpoint(ag) : replay(ag)) < 0 || finish(ag) < 0) {
         goto done;

@@ -425,13 +425,16 @@ cmp_time(const void *a, const void *b)
 /* One pass of the merge: how many events, the numbers never seen, and where
  * each TIME record falls among the events. */
 static int
-count(pmt_capture *c)
+count(pmt_capture *c, int flags)
 {
     if (c->n_chunks) {
         qsort(c->chunks, c->n_chunks, sizeof(pmt_cap_chunk), cmp_chunk);
     }
     if (c->n_times) {
         qsort(c->times, c->n_times, sizeof(pmt_cap_time), cmp_time);
+    }
+    if (flags & PMT_CAP_NO_COUNT) {
+        return 0;
     }
     pmt_capture_iter it;
     if (pmt_capture_iter_open(&it, c) < 0) {
@@ -462,7 +465,7 @@ count(pmt_capture *c)
 }
 
 int
-pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int mapped)
+pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int flags)
 {
     memset(c, 0, sizeof(*c));
     pmt_strpool_init(&c->strs);
@@ -470,8 +473,8 @@ pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int map
     pmt_ht_init(&c->nodes, sizeof(pmt_cap_node), id_hash, node_eq, NULL);
     c->data = data;
     c->len = len;
-    c->file_mapped = mapped;
-    if (check_header(c) < 0 || scan(c) < 0 || count(c) < 0) {
+    c->file_mapped = flags & PMT_CAP_MAPPED;
+    if (check_header(c) < 0 || scan(c) < 0 || count(c, flags) < 0) {
         return -1;
     }
     return 0;

@@ -129,9 +129,12 @@ typedef struct {
 /* Read the capture in data[0..len) (which must outlive c).  Returns 0, or -1
  * with c->error saying what was wrong; either way pmt_capture_close(c). */
 int pmt_capture_open(pmt_capture *c, const uint8_t *data, size_t len);
-/* The same, data being a file mapped by pmt_capture_file_load when mapped
- * is 1: the pages of a chunk read are given back to the kernel after. */
-int pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int mapped);
+/* The same with flags: PMT_CAP_MAPPED, data is a file mapped by
+ * pmt_capture_file_load (the pages of a chunk read are given back to the
+ * kernel after); PMT_CAP_NO_COUNT, no counting pass (n_ev, seq_gaps and each
+ * TIME's pos stay 0: for a reader that counts in its own replay). */
+enum { PMT_CAP_MAPPED = 1, PMT_CAP_NO_COUNT = 2 };
+int pmt_capture_open_mapped(pmt_capture *c, const uint8_t *data, size_t len, int flags);
 void pmt_capture_close(pmt_capture *c);
 
 /* ---- the events in sequence order (capture_merge.c) ---------------------- */

@@ -75,6 +75,13 @@ test_threads_interleaved(void)
     CHECK_EQ_INT(c.seq_gaps, 0);
     CHECK_EQ_INT(c.n_chunks, THREADS * WINDOWS);
     CHECK(walk(&c, last) <= THREADS);   /* one chunk per thread, never all of them */
+    pmt_capture_close(&c);
+    /* without the counting pass: nothing counted, the same merge */
+    CHECK_EQ_INT(pmt_capture_open_mapped(&c, buf, len, PMT_CAP_NO_COUNT), 0);
+    CHECK(c.n_ev == 0 && c.n_chunks == THREADS * WINDOWS);
+    CHECK(walk(&c, last) <= THREADS);
+    pmt_capture_close(&c);
+    CHECK_EQ_INT(pmt_capture_open(&c, buf, len), 0);
     /* the TIME record: among the events, before the one numbered seq */
     CHECK_EQ_INT(c.n_times, 1);
     CHECK(c.n_times == 1 && c.times[0].ns == 5000000 && c.times[0].rss == 1 << 24 &&
