@@ -30,7 +30,6 @@ up to there even if the program later crashes.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import errno
 import os
 import pathlib
@@ -89,14 +88,16 @@ class Tracing:
 _INPROC_NATIVE = 1
 _tracker_lock = threading.Lock()
 _active: Optional["Tracker"] = None
-_lib: Optional[ctypes.CDLL] = None
+_lib = None
 
 
-def _library() -> ctypes.CDLL:
+def _library():
     """The tracer library, loaded once and never unloaded (slots and threads
     may keep pointers to its functions)."""
     global _lib
     if _lib is None:
+        import ctypes
+
         if not LIBRARY.exists():
             raise RuntimeError(f"the tracer library is missing: {LIBRARY} (reinstall pymemtrace)")
         lib = ctypes.CDLL(str(LIBRARY), mode=os.RTLD_LOCAL | os.RTLD_NODELETE | os.RTLD_NOW)

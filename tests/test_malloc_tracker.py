@@ -5,8 +5,8 @@ suite: `make test-versions` covers 3.9 to 3.13 and Debian's static 3.11): the
 Tracker rewrites relocation slots process-wide, which pytest's own process
 should not see.  The captures are read back by the reports of issue 12.
 """
-import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -132,6 +132,60 @@ def test_python_allocator_and_extension_imported_in_the_block_are_seen(tmp_path)
     assert funcs.get("small_objects", 0) >= 200_000 * 56
     # libmpdec's allocations inside _decimal come through _decimal's (or libmpdec's) slots
     assert funcs.get("<module>", 0) > funcs.get("small_objects", 0)
+
+
+LIB_C = """\
+#include <stdlib.h>
+#include <string.h>
+void *grab(size_t n) { void *p = malloc(n); if (p) memset(p, 1, n); return p; }
+void drop(void *p) { free(p); }
+"""
+
+
+def build_lib(tmp_path, name):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the test library")
+    (tmp_path / "lib.c").write_text(LIB_C)
+    so = tmp_path / name
+    # lazy binding (no -z now): the slots hold the PLT stubs until first called
+    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(so), str(tmp_path / "lib.c")],
+                   check=True, capture_output=True)
+    return so
+
+
+def test_libraries_loaded_before_and_inside_the_block_are_seen(tmp_path):
+    """A library loaded before the block is patched at the start; one loaded
+    by dlopen inside the block (ctypes here, an import likewise) as it loads;
+    after the block neither is traced and both run as before."""
+    before, inside = build_lib(tmp_path, "before.so"), build_lib(tmp_path, "inside.so")
+    cap = tmp_path / "lib.cap"
+    run(tmp_path, """\
+        import ctypes, sys
+        from pymemtrace.malloc import Tracker
+
+        def load(path):
+            lib = ctypes.CDLL(path)
+            lib.grab.restype = ctypes.c_void_p
+            lib.grab.argtypes = [ctypes.c_size_t]
+            lib.drop.argtypes = [ctypes.c_void_p]
+            return lib
+
+        a = load(sys.argv[2])
+        with Tracker(sys.argv[1]):
+            pa = a.grab(5_555_501)
+            b = load(sys.argv[3])
+            pb = b.grab(6_666_601)
+            b.drop(pb)
+        a.drop(pa)
+        q = b.grab(7_777_701)
+        b.drop(q)
+        """, str(cap), str(before), str(inside))
+    r = load(str(cap))
+    sizes = {b["size"]: b["freed"] for b in r["largest"]}
+    assert sizes.get(5_555_501) is False        # made in the block, freed after it: live
+    assert sizes.get(6_666_601) is True         # the library dlopen'd in the block: patched
+    assert 7_777_701 not in sizes               # after the block: untraced
 
 
 def test_native_stacks(tmp_path):
@@ -329,8 +383,33 @@ def test_fork_inside_a_tracker_child_traces_nothing(tmp_path):
     assert r["malloc_bytes"] < 7_700_001
     child = load(str(cap) + ".child")
     assert child["complete"] and child["malloc_bytes"] >= 1_100_001
-    assert [f for f in os.listdir(tmp_path) if f.startswith("fork.cap")] == \
-        ["fork.cap", "fork.cap.child"] or sorted(os.listdir(tmp_path)).count("fork.cap") == 1
+    # no capture of the child's but the one its own Tracker wrote
+    assert sorted(f for f in os.listdir(tmp_path) if f.startswith("fork.cap")) == \
+        ["fork.cap", "fork.cap.child"]
+
+
+def test_subprocess_inside_a_tracker(tmp_path):
+    """fork + exec (or vfork + exec) in the block: the child runs untraced and
+    untouched, the parent's capture is complete and has none of it."""
+    cap = tmp_path / "sub.cap"
+    run(tmp_path, """\
+        import subprocess, sys
+        from pymemtrace.malloc import Tracker
+
+        def parent_work():
+            return bytearray(2_200_001)
+
+        with Tracker(sys.argv[1]):
+            p = subprocess.run([sys.executable, "-c", "x = bytearray(9_900_001); print(len(x))"],
+                               capture_output=True, text=True)
+            assert p.returncode == 0 and p.stdout.strip() == "9900001", p
+            keep = parent_work()
+        """, str(cap))
+    r = load(str(cap))
+    assert r["complete"] and not r["ended_by_exec"]
+    assert functions(cap).get("parent_work", 0) >= 2_200_001
+    assert max(b["size"] for b in r["largest"]) < 9_900_001
+    assert sorted(os.listdir(tmp_path)) == ["app.py", "sub.cap"]
 
 
 @pytest.mark.parametrize("how", ["sys.exit", "end", "os._exit", "thread"])
@@ -340,13 +419,13 @@ def test_interpreter_exit_inside_a_tracker_leaves_a_complete_capture(tmp_path, h
         "sys.exit": "t.__enter__(); keep = work(); sys.exit(0)",
         "end": "t.__enter__(); keep = work()",
         "os._exit": "t.__enter__(); keep = work(); sys.stdout.flush(); os._exit(0)",
-        "thread": ("import threading; ev = threading.Event()\n"
+        "thread": ("import threading; ev, entered = threading.Event(), threading.Event()\n"
                    "def body():\n"
                    "    with t:\n"
+                   "        entered.set()\n"
                    "        ev.wait()\n"
                    "th = threading.Thread(target=body, daemon=True); th.start()\n"
-                   "import time\n"
-                   "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+                   "entered.wait()\n"
                    "keep = work()"),
     }[how]
     head = textwrap.dedent("""\

@@ -94,10 +94,13 @@ write_end(uint32_t state)
 /* fork: no thread may be inside a record or a new chunk while the process
  * is copied.  The child unmaps every chunk and the header (they are the
  * parent's file) and creates its own capture when it first records. */
+static int g_fork_locked;    /* before_fork took the locks (tracing may stop meanwhile) */
+
 void
 before_fork(void)
 {
-    if (!atomic_load(&g_ready)) {
+    g_fork_locked = atomic_load(&g_ready);
+    if (!g_fork_locked) {
         return;
     }
     t_guard++;
@@ -113,7 +116,7 @@ before_fork(void)
 void
 after_fork_parent(void)
 {
-    if (!atomic_load(&g_ready)) {
+    if (!g_fork_locked) {
         return;
     }
     pthread_mutex_unlock(&g_write_lock);
@@ -129,7 +132,7 @@ after_fork_parent(void)
 void
 after_fork_child(void)
 {
-    if (!atomic_load(&g_ready)) {
+    if (!g_fork_locked) {
         return;
     }
     /* Only this thread exists now: nothing can contend. */
