@@ -5,7 +5,8 @@ One program, one block, traced three ways in fresh interpreters:
   * preload: run under the preload library, started paused, the block wrapped
     in pymemtrace.malloc.Tracing() (LD_PRELOAD mode, whole Python stacks)
   * tracker: the block wrapped in pymemtrace.malloc.Tracker() (in-process,
-    relocation slots rewritten; whole Python stacks, its default)
+    relocation slots rewritten; whole Python stacks, its default; pack=False,
+    since the preload run's capture is not packed either)
 Two blocks: "churn" (bytearrays and dicts: one malloc/free pair per object
 under PYTHONMALLOC=malloc) and "mixed" (json, zlib, re, sqlite3, os.listdir,
 decimal: allocations made inside C libraries and libc as well as Python's).
@@ -64,7 +65,7 @@ def mixed(n):
 
 block, mode, n, cap = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ctx = {"untraced": contextlib.nullcontext, "preload": Tracing,
-       "tracker": lambda: Tracker(cap)}[mode]()
+       "tracker": lambda: Tracker(cap, pack=False)}[mode]()
 work = {"churn": churn, "mixed": mixed}[block]
 with ctx:
     t0 = time.process_time()

@@ -290,8 +290,8 @@ def test_a_second_tracker_is_refused_and_writes_nothing(tmp_path):
             except RuntimeError as e:
                 print("refused:", e)
             keep = inside()
-        # and a new one after the first ended works
-        with Tracker(sys.argv[2]):
+        # and a new one after the first ended works (unpacked, as asked)
+        with Tracker(sys.argv[2], pack=False):
             y = bytearray(1_234_567)
         """, str(first), str(second))
     assert "refused: pymemtrace.malloc.Tracker: already tracking into " + str(first) in p.stdout
@@ -302,6 +302,7 @@ def test_a_second_tracker_is_refused_and_writes_nothing(tmp_path):
     # the refused block's allocation happened in the first's block: it is there, once
     r2 = load(str(second))
     assert r2["complete"] and r2["malloc_bytes"] >= 1_234_567
+    assert flags_of(first) & FLAG_PACKED and not flags_of(second) & FLAG_PACKED
     assert r2["malloc_bytes"] < 9_999_991
 
 
