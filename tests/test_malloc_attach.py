@@ -85,7 +85,8 @@ def test_attach_traces_for_the_duration_and_leaves_the_process_running(target, t
     # the process runs on as it was: not stopped, no tracer, still working
     assert p.poll() is None
     state, tracer = _status(p.pid)
-    assert state in ("S", "R") and tracer == 0
+    # not stopped ("T"/"t") and not traced; "D" is a moment's wait on the disk under load
+    assert state in ("S", "R", "D") and tracer == 0
     before = _count(counter)
     size = cap.stat().st_size
     time.sleep(0.5)

@@ -14,6 +14,7 @@
 #include "capture_checkpoint.h"
 #include "capture_frames.h"
 #include "capture_read.h"
+#include "capture_timeline.h"
 #include "grow.h"
 #include "hashtab.h"
 #include "regionset.h"
@@ -303,118 +304,13 @@ reset_heap(st_ctx *s)
     s->cur = 0;
 }
 
-/* ---- the clock: TIME records placed among the events -------------------- */
-
-typedef struct {
-    size_t t;               /* the next TIME record to pass */
-    uint64_t ns, rss;       /* the last time and RSS read */
-    uint64_t rss_max;       /* the highest RSS since the last point (0: none) */
-} clock_walk;
-
-/* Pass the TIME records that fall before the event at position i. */
-static void
-clock_to(st_ctx *s, clock_walk *w, uint64_t i)
-{
-    const pmt_capture *c = &s->cap;
-    for (; w->t < c->n_times && c->times[w->t].pos <= i; w->t++) {
-        const pmt_cap_time *t = &c->times[w->t];
-        w->ns = t->ns > w->ns ? t->ns : w->ns;
-        if (t->rss) {
-            w->rss = t->rss;
-            w->rss_max = t->rss > w->rss_max ? t->rss : w->rss_max;
-            if (t->rss > s->r->rss_peak) {
-                s->r->rss_peak = t->rss;
-                s->r->rss_peak_ns = t->ns;
-            }
-        }
-    }
-}
-
-/* The first event at or after time ns (n: none). */
-static uint64_t
-event_at_ns(const pmt_capture *c, uint64_t ns)
-{
-    for (size_t i = 0; i < c->n_times; i++) {
-        if (c->times[i].ns >= ns) {
-            return c->times[i].pos;
-        }
-    }
-    return c->n_ev;
-}
-
-/* The heap samples: stretches of equal numbers of events, or with a clock
- * stretches of equal time (a pause is then seen: its stretches keep the heap
- * it left). */
-typedef struct {
-    size_t p, np;
-    uint64_t n, p_end;      /* by events: where stretch p ends */
-    uint64_t end_ns;        /* by time: the last time recorded (0: by events) */
-} sampler;
-
-static uint64_t
-max_ns(const pmt_capture *c)
-{
-    uint64_t m = 0;
-    for (size_t i = 0; i < c->n_times; i++) {
-        m = c->times[i].ns > m ? c->times[i].ns : m;
-    }
-    return m;
-}
-
-/* Close stretch p (its heap, time and RSS) at position at. */
-static void
-close_point(st_ctx *s, sampler *sp, clock_walk *w, uint64_t at)
-{
-    pmt_st_point *pt = &s->r->points[sp->p];
-    pt->event = at;
-    pt->ns = sp->end_ns ? sp->p * sp->end_ns / sp->np : w->ns;
-    pt->rss = w->rss_max ? w->rss_max : w->rss;
-    w->rss_max = 0;
-    sp->p++;
-    if (sp->p < sp->np) {
-        s->r->points[sp->p].heap = s->cur;  /* a stretch starts at the heap left */
-        sp->p_end = (sp->p + 1) * sp->n / sp->np;
-    }
-}
-
-/* Before the event at position i: by time, close the stretches that end
- * before its time (the TIME records up to it not yet passed: what they read
- * belongs to the stretch they open). */
-static void
-sample_before(st_ctx *s, sampler *sp, clock_walk *w, uint64_t i)
-{
-    if (!sp->end_ns) {
-        return;
-    }
-    uint64_t ns = w->ns;
-    const pmt_capture *c = &s->cap;
-    for (size_t t = w->t; t < c->n_times && c->times[t].pos <= i; t++) {
-        ns = c->times[t].ns > ns ? c->times[t].ns : ns;
-    }
-    uint64_t bin = ns >= sp->end_ns ? sp->np - 1 : ns * sp->np / sp->end_ns;
-    while (sp->p < bin) {
-        close_point(s, sp, w, i);
-    }
-}
-
-/* After the event at position i. */
-static void
-sample_after(st_ctx *s, sampler *sp, clock_walk *w, uint64_t i)
-{
-    pmt_st_point *pt = &s->r->points[sp->p];
-    pt->heap = s->cur > pt->heap ? s->cur : pt->heap;
-    if (!sp->end_ns && i + 1 == sp->p_end) {
-        close_point(s, sp, w, i + 1);   /* at the time of its last event */
-    }
-}
-
 /* First replay: every event; the peak within [lo, hi), the heap samples. */
 static int
 follow_heap(st_ctx *s)
 {
     pmt_st_report *r = s->r;
     uint64_t n = r->events;
-    sampler sp = {.n = n, .end_ns = n ? max_ns(&s->cap) : 0};
+    pmt_tl_sampler sp = {.n = n, .end_ns = n ? pmt_tl_max_ns(&s->cap) : 0};
     uint64_t np = sp.end_ns || s->o->points < n ? s->o->points : n;
     np = np > PMT_ST_MAX_POINTS ? PMT_ST_MAX_POINTS : n ? np : 0;
     if (np && !(r->points = calloc(np, sizeof(pmt_st_point)))) {
@@ -425,15 +321,15 @@ follow_heap(st_ctx *s)
     r->peak_event = s->lo;
     pmt_capture_iter it;
     pmt_mc_record e;
-    clock_walk w = {0, 0, 0, 0};
+    pmt_tl_clock w = {0, 0, 0, 0};
     if (pmt_capture_iter_open(&it, &s->cap) < 0) {
         return -1;
     }
     for (uint64_t i = 0; i < n; i++) {
         if (np) {
-            sample_before(s, &sp, &w, i);
+            pmt_tl_sample_before(&s->cap, r, &sp, &w, i, s->cur);
         }
-        clock_to(s, &w, i);
+        pmt_tl_clock_to(&s->cap, r, &w, i);
         if (i == s->lo) {
             r->peak_bytes = s->cur;
             r->peak_ns = r->lo_ns = w.ns;
@@ -452,13 +348,13 @@ follow_heap(st_ctx *s)
             r->hi_ns = w.ns;
         }
         if (np && sp.p < np) {
-            sample_after(s, &sp, &w, i);
+            pmt_tl_sample_after(r, &sp, &w, i, s->cur);
         }
     }
     pmt_capture_iter_close(&it);
-    clock_to(s, &w, n);
+    pmt_tl_clock_to(&s->cap, r, &w, n);
     while (sp.p < np) {
-        close_point(s, &sp, &w, n);
+        pmt_tl_close_point(r, &sp, &w, n, s->cur);
     }
     r->end_ns = w.ns;
     if (s->lo == n) {
@@ -721,8 +617,8 @@ read_capture(const uint8_t *data, size_t len, int mapped, const pmt_st_options *
     r->has_clock = s->cap.n_times > 0;
     uint64_t lo = o->lo, hi = o->hi;
     if (o->by_time) {
-        lo = event_at_ns(&s->cap, o->lo_ns);
-        hi = o->hi_ns == UINT64_MAX ? UINT64_MAX : event_at_ns(&s->cap, o->hi_ns);
+        lo = pmt_tl_event_at_ns(&s->cap, o->lo_ns);
+        hi = o->hi_ns == UINT64_MAX ? UINT64_MAX : pmt_tl_event_at_ns(&s->cap, o->hi_ns);
     }
     s->hi = hi > r->events ? r->events : hi;
     s->lo = lo > s->hi ? s->hi : lo;

@@ -77,7 +77,8 @@ typedef struct {
 typedef struct {
     uint64_t event;         /* position of the stretch's last event + 1 */
     uint64_t heap;          /* highest live bytes within the stretch */
-    uint64_t ns;            /* the clock at its end (TIME records; 0 without) */
+    uint64_t ns;            /* the clock (TIME records; 0 without): by time, where the
+                             * stretch starts; by events, at its end */
     uint64_t rss;           /* the highest RSS read within it, else the last read (0: none) */
 } pmt_st_point;
 
