@@ -18,8 +18,13 @@ unless asked:
 
 A session that asks for none of this registers no per-test hook: the module
 hooks run once per session (options, marker names, one look at the collected
-items).  With pytest-xdist each worker tracks its own tests; what the summary
-needs travels to the controller on the test reports.
+items).  When something is tracked, the tracked tests' functions are wrapped
+once, at collection, and the only per-test hook is one plain
+``pytest_runtest_logreport`` (run first, so a test over its limit is failed
+before anything else sees its report): an untracked test costs that call and
+a dictionary look-up, no hook wrapper.  With pytest-xdist each worker tracks
+its own tests; what the summary needs travels to the controller on the test
+reports.
 """
 from __future__ import annotations
 
@@ -80,15 +85,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: List[pytest.Item]) -> None:
-    """Once per session: start tracking only if some collected test is marked."""
-    if config.pluginmanager.has_plugin(_PLUGIN):
+    """Once per session: wrap the tests to track; start tracking only if some
+    collected test is marked or --pymemtrace asked for every test."""
+    manager = config.pluginmanager.get_plugin(_PLUGIN)
+    if manager is not None:
+        manager.wrap(items)
         return
     if config.getoption("memray", False):      # pytest-memray checks these markers itself
         return
     marked = {item.nodeid for item in items
               if item.get_closest_marker("limit_memory") or item.get_closest_marker("limit_leaks")}
     if marked:
-        config.pluginmanager.register(_Manager(config, track_all=False, marked=marked), _PLUGIN)
+        manager = _Manager(config, track_all=False, marked=marked)
+        config.pluginmanager.register(manager, _PLUGIN)
+        manager.wrap(items)
 
 
 class _Plan:
@@ -180,66 +190,47 @@ class _Manager:
         self._n += 1
         return os.path.join(where, f".pymemtrace-{os.getpid()}-{self._n}.cap")
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function):
-        if not (self.track_all or pyfuncitem.nodeid in self.marked):
-            yield
-            return
-        plan = _Plan(pyfuncitem)
-        func = pyfuncitem.obj
+    def wrap(self, items: List[pytest.Item]) -> None:
+        """Once, at collection: every test to track gets its function wrapped
+        (the others are left exactly as they are)."""
+        for item in items:
+            if isinstance(item, pytest.Function) and (self.track_all or item.nodeid in self.marked):
+                self._wrap(item)
+
+    def _wrap(self, item: pytest.Function) -> None:
+        plan = _Plan(item)
+        func = item.obj
         if plan.error is not None:
-            pyfuncitem.obj = _failing(func, plan.error)
-            try:
-                yield
-            finally:
-                pyfuncitem.obj = func
+            item.obj = _failing(func, plan.error)
             return
-        Tracker = self.tracker
-        path = self._capture_path()
-        tid = threading.get_native_id()
-        self._pending[pyfuncitem.nodeid] = (path, plan, _code_of(func), tid)
+        nodeid, test, pending = item.nodeid, _code_of(func), self._pending
+
+        def start() -> Any:
+            path = self._capture_path()
+            pending[nodeid] = (path, plan, test, threading.get_native_id())
+            return self.tracker(path)
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
-                with Tracker(path):
+                with start():
                     return await func(*args, **kwargs)
-            pyfuncitem.obj = traced_async
+            item.obj = traced_async
         else:
             @functools.wraps(func)
             def traced(*args: Any, **kwargs: Any) -> Any:
-                with Tracker(path):
+                with start():
                     return func(*args, **kwargs)
-            pyfuncitem.obj = traced
-        try:
-            yield
-        finally:
-            pyfuncitem.obj = func
+            item.obj = traced
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
-        outcome = yield
-        if call.when != "call":
-            return
-        pending = self._pending.pop(item.nodeid, None)
-        if pending is None:
-            return
-        report = outcome.get_result()
-        try:
-            self._judge(item, report, *pending)
-        finally:
-            path = pending[0]
-            if os.path.lexists(path):
-                os.unlink(path)
-
-    def _judge(self, item: pytest.Item, report: pytest.TestReport, path: str, plan: _Plan,
+    def _judge(self, report: pytest.TestReport, path: str, plan: _Plan,
                test: Optional[Tuple[str, str]], tid: int) -> None:
         from pymemtrace.readers.malloc_stacks import load_stacks
         from pymemtrace.reporters import memory_limits as ml
 
         if not os.path.exists(path):
             return              # the Tracker did not start: the test failed saying why
-        entry: Dict[str, Any] = {"nodeid": item.nodeid}
+        entry: Dict[str, Any] = {"nodeid": report.nodeid}
         try:
             r = load_stacks(path, points=0)
             rt = load_stacks(path, points=0, thread=tid) if plan.current_thread_only else r
@@ -248,7 +239,7 @@ class _Manager:
             report.pymemtrace = entry
             if report.passed and (plan.peak or plan.leaks):
                 report.outcome = "failed"
-                report.longrepr = f"{item.nodeid}: the memory limits could not be checked: {e}"
+                report.longrepr = f"{report.nodeid}: the memory limits could not be checked: {e}"
             return
         root = str(self.config.rootpath)
         entry.update(peak=r["peak"]["bytes"], leaked=r["leaked_bytes"],
@@ -263,7 +254,7 @@ class _Manager:
             problems = [p for p in problems if p is not None]
         kept = None
         if self.keep_dir is not None and (report.failed or problems):
-            kept = os.path.join(self.keep_dir, _file_name(item.nodeid))
+            kept = os.path.join(self.keep_dir, _file_name(report.nodeid))
             os.replace(path, kept)
             entry["capture"] = kept
         if problems:
@@ -281,7 +272,18 @@ class _Manager:
 
     # -- per report, where the session ends (the controller under xdist) -----
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        pending = self._pending.pop(report.nodeid, None)
+        if pending is not None:             # tracked here: judged before anyone sees the report
+            try:
+                self._judge(report, *pending)
+            finally:
+                path = pending[0]
+                if os.path.lexists(path):
+                    os.unlink(path)
         entry = getattr(report, "pymemtrace", None)
         if report.when == "call" and isinstance(entry, dict):
             self.results.append(entry)

@@ -165,6 +165,33 @@ def test_the_plugin_is_installed_and_does_nothing_unless_asked(tmp_path):
 
 
 @needs_tracker
+def test_an_untracked_test_beside_a_marked_one_is_left_alone(tmp_path):
+    """Tracking one marked test wraps that test's function only, and the
+    plugin adds no hook wrapper around every test's call or report: an
+    untracked test runs exactly as without the plugin."""
+    r = run_pytest(tmp_path, """\
+        import pytest
+        def _mine(pm, hook):
+            m = pm.get_plugin("pymemtrace-manager")
+            return [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is m]
+        def test_untracked(request):
+            pm = request.config.pluginmanager
+            assert pm.has_plugin("pymemtrace-manager")
+            assert request.node.obj.__code__.co_name == "test_untracked"    # not wrapped
+            for hook in ("pytest_pyfunc_call", "pytest_runtest_makereport",
+                         "pytest_runtest_call", "pytest_runtest_protocol"):
+                assert _mine(pm, hook) == [], hook
+            assert not any(i.hookwrapper or i.wrapper
+                           for i in _mine(pm, "pytest_runtest_logreport"))
+        @pytest.mark.limit_memory("1 GB")
+        def test_marked(request):
+            assert request.node.obj.__code__.co_name == "traced"            # wrapped
+        """)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 passed" in r.stdout
+
+
+@needs_tracker
 def test_a_bad_limit_fails_that_test_naming_it_and_the_text(tmp_path):
     r = run_pytest(tmp_path, """\
         import pytest
