@@ -4,7 +4,7 @@
  * holds no events: its totals per stack are checkpoints in two slots, the
  * header naming the last whole one.  pmt_ckpt_find locates it (or, if it is
  * damaged, the one before it) and checks every length and its checksum;
- * the readers (capture_stacks.c, capture_aggregate.c) take their numbers
+ * the readers (capture_stacks_checkpoint.c, capture_aggregate.c) take their numbers
  * from it instead of replaying events.  No Python.h.
  */
 #ifndef PMT_CAPTURE_CHECKPOINT_H

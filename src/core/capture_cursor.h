@@ -3,7 +3,7 @@
  *
  * A chunk decodes alone: its delta state starts at 0.  The cursor hands out
  * each record in turn: an event (decoded into a pmt_mc_record), a definition
- * (its varints and payload, for capture_read.c to keep), the end of the
+ * (its varints and payload, for capture_defs.c to keep), the end of the
  * chunk (a zero byte or its last byte), or a malformed record (cut short by
  * a kill, or corrupt: the chunk ends there and the cursor says where).  The
  * first reading of a capture (capture_read.c) keeps the definitions; the

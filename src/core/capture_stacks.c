@@ -3,58 +3,18 @@
  * address, live mappings by range) to find the high-water mark and sample
  * the heap over the events; the second replays to the end of the range,
  * taking the live blocks made in the range at the high-water mark and at the
- * end, charged to their stacks. */
+ * end, charged to their stacks.  An aggregated capture's numbers come from
+ * its checkpoint instead (capture_stacks_checkpoint.c); the accumulators
+ * become the report in capture_stacks_report.c. */
 #define _GNU_SOURCE 1
-#include "capture_stacks.h"
+#include "capture_stacks_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture_checkpoint.h"
-#include "capture_frames.h"
-#include "capture_read.h"
 #include "capture_timeline.h"
 #include "grow.h"
-#include "hashtab.h"
-#include "regionset.h"
-
-/* ---- stacks: accumulators in a vector, found by (id, line, thread) ------- */
-
-typedef struct {
-    uint32_t id, thread;
-    int32_t line;
-    uint32_t index;
-} stack_key;
-
-typedef struct {
-    uint32_t id, thread;
-    int32_t line;
-    uint32_t frame;
-    uint64_t alloc_bytes, alloc_count, peak_bytes, peak_count, end_bytes, end_count;
-} stack_acc;
-
-typedef struct {
-    uint64_t addr;          /* the key */
-    uint64_t size;
-    uint64_t at;            /* position of the allocation in sequence order */
-    uint32_t stack;         /* PMT_ST_NONE: not charged (outside the range or thread) */
-} live_block;
-
-typedef struct {
-    pmt_capture cap;
-    const pmt_st_options *o;
-    pmt_st_report *r;
-    stack_acc *stacks;
-    size_t n_stacks, stacks_cap;
-    pmt_hashtab stack_ix;   /* stack_key */
-    pmt_hashtab live;       /* live_block */
-    pmt_regionset maps;     /* py: stack, seq: position of the mmap */
-    pmt_hashtab cells;      /* pmt_st_cell by (stack, slice) */
-    pmt_st_thread *threads;
-    size_t n_threads, threads_cap;
-    uint64_t lo, hi, cur;
-} st_ctx;
 
 static int
 fail(pmt_st_report *r, const char *what)
@@ -62,6 +22,8 @@ fail(pmt_st_report *r, const char *what)
     snprintf(r->error, sizeof(r->error), "%s", what);
     return -1;
 }
+
+/* ---- stacks: accumulators in a vector, found by (id, line, thread) ------- */
 
 static uint64_t
 stack_hash(const void *key, void *ctx)
@@ -80,8 +42,8 @@ stack_eq(const void *key, const void *entry, void *ctx)
     return k->id == e->id && k->line == e->line && k->thread == e->thread;
 }
 
-static uint32_t
-stack_get(st_ctx *s, uint32_t id, int32_t line, uint32_t thread)
+uint32_t
+pmt_st_stack_get(st_ctx *s, uint32_t id, int32_t line, uint32_t thread)
 {
     stack_key k = {id, thread, line, 0};
     int created;
@@ -125,8 +87,8 @@ size_class(uint64_t size)
     return size <= 1 ? 0 : (unsigned)(64 - __builtin_clzll(size - 1));
 }
 
-static pmt_st_thread *
-thread_at(st_ctx *s, uint32_t t)
+pmt_st_thread *
+pmt_st_thread_at(st_ctx *s, uint32_t t)
 {
     if (t >= s->n_threads) {
         if (t > (1u << 24) ||
@@ -154,7 +116,7 @@ charge(st_ctx *s, const pmt_mc_record *h, unsigned kind, uint64_t i, uint32_t *s
         return 0;
     }
     uint32_t t = pmt_capture_event_thread(&s->cap, h);
-    pmt_st_thread *th = thread_at(s, t);
+    pmt_st_thread *th = pmt_st_thread_at(s, t);
     if (!th) {
         return -1;
     }
@@ -163,7 +125,7 @@ charge(st_ctx *s, const pmt_mc_record *h, unsigned kind, uint64_t i, uint32_t *s
     if (s->o->thread != PMT_ST_ALL_THREADS && th->id != s->o->thread) {
         return 0;
     }
-    uint32_t k = stack_get(s, h->code, h->code == 0 ? 0 : h->line, t);
+    uint32_t k = pmt_st_stack_get(s, h->code, h->code == 0 ? 0 : h->line, t);
     if (k == PMT_ST_NONE) {
         return -1;
     }
@@ -392,196 +354,6 @@ charge_stacks(st_ctx *s)
     return rc < 0 ? -1 : snapshot(s, 1);
 }
 
-/* An aggregated capture: every number from its checkpoint (no events: no
- * range, no slices; the heap points are the checkpoints'). */
-static int
-from_checkpoint(st_ctx *s)
-{
-    pmt_st_report *r = s->r;
-    pmt_ckpt k;
-    if (pmt_ckpt_find(&s->cap, &k, r->error, sizeof(r->error)) < 0) {
-        return -2;
-    }
-    r->events = r->hi = k.head.events;
-    r->lo = 0;
-    r->slices = 0;
-    r->peak_bytes = k.head.peak;
-    r->peak_event = k.head.peak_events;
-    r->end_heap = k.head.heap;
-    memcpy(r->sizes, k.sizes, sizeof(r->sizes));
-    memcpy(r->kinds, k.kinds, sizeof(r->kinds));
-    uint32_t np = k.head.n_points < PMT_ST_MAX_POINTS ? k.head.n_points : PMT_ST_MAX_POINTS;
-    if (np && !(r->points = calloc(np, sizeof(pmt_st_point)))) {
-        return -1;
-    }
-    for (uint32_t i = 0; i < np; i++) {
-        uint64_t t = k.points[i].time_ns, t0 = s->cap.header.start_ns;
-        r->points[i] = (pmt_st_point){.event = k.points[i].events, .heap = k.points[i].heap,
-                                      .ns = t > t0 ? t - t0 : 0};
-    }
-    r->n_points = np;
-    for (uint64_t i = 0; i < k.head.n_stacks; i++) {
-        const pmt_mc_ckpt_stack *c = &k.stacks[i];
-        const pmt_cap_node *n = c->node ? pmt_capture_node(&s->cap, c->node) : NULL;
-        pmt_st_thread *th = thread_at(s, n ? n->thread : 0);
-        if (!th) {
-            return -1;
-        }
-        th->alloc_bytes += c->alloc_bytes;
-        th->alloc_count += c->alloc_count;
-        if (s->o->thread != PMT_ST_ALL_THREADS && th->id != s->o->thread) {
-            continue;
-        }
-        uint32_t x = stack_get(s, c->node, pmt_ckpt_node_line(&s->cap, c->node),
-                               n ? n->thread : 0);
-        if (x == PMT_ST_NONE) {
-            return -1;
-        }
-        stack_acc *a = &s->stacks[x];
-        a->alloc_bytes += c->alloc_bytes;
-        a->alloc_count += c->alloc_count;
-        a->peak_bytes += c->peak_bytes;
-        a->peak_count += c->peak_count;
-        a->end_bytes += c->live_bytes;
-        a->end_count += c->live_count;
-        r->alloc_bytes += c->alloc_bytes;
-        r->alloc_count += c->alloc_count;
-        r->peak_live_bytes += c->peak_bytes;
-        r->peak_live_count += c->peak_count;
-        r->end_bytes += c->live_bytes;
-        r->end_count += c->live_count;
-    }
-    return 0;
-}
-
-/* ---- the report ---------------------------------------------------------- */
-
-static int
-cmp_stack(const void *a, const void *b, void *ctx)
-{
-    const stack_acc *v = ctx;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    const stack_acc *x = &v[i], *y = &v[j];
-    if (x->peak_bytes != y->peak_bytes) {
-        return x->peak_bytes < y->peak_bytes ? 1 : -1;
-    }
-    if (x->alloc_bytes != y->alloc_bytes) {
-        return x->alloc_bytes < y->alloc_bytes ? 1 : -1;
-    }
-    if (x->end_bytes != y->end_bytes) {
-        return x->end_bytes < y->end_bytes ? 1 : -1;
-    }
-    return i < j ? -1 : i > j;
-}
-
-static int
-cmp_cell(const void *a, const void *b)
-{
-    const pmt_st_cell *x = a, *y = b;
-    if (x->stack != y->stack) {
-        return x->stack < y->stack ? -1 : 1;
-    }
-    return x->slice < y->slice ? -1 : x->slice > y->slice;
-}
-
-/* Sorted stacks with their frames; cells renumbered. */
-static int
-make_stacks(st_ctx *s, pmt_frames *fr)
-{
-    pmt_st_report *r = s->r;
-    size_t n = s->n_stacks;
-    uint32_t *order = malloc((n + 1) * sizeof(uint32_t));
-    uint32_t *pos = malloc((n + 1) * sizeof(uint32_t));
-    r->stacks = calloc(n + 1, sizeof(pmt_st_stack));
-    r->cells = calloc(s->cells.len + 1, sizeof(pmt_st_cell));
-    int rc = -1;
-    if (!order || !pos || !r->stacks || !r->cells) {
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        stack_acc *a = &s->stacks[i];
-        a->frame = pmt_frames_of(fr, a->id, a->line);
-        if (a->frame == PMT_ST_NONE) {
-            goto done;
-        }
-        order[i] = (uint32_t)i;
-    }
-    qsort_r(order, n, sizeof(uint32_t), cmp_stack, s->stacks);
-    for (size_t i = 0; i < n; i++) {
-        const stack_acc *a = &s->stacks[order[i]];
-        pos[order[i]] = (uint32_t)i;
-        r->stacks[i] = (pmt_st_stack){
-            .frame = a->frame, .thread = a->thread,
-            .alloc_bytes = a->alloc_bytes, .alloc_count = a->alloc_count,
-            .peak_bytes = a->peak_bytes, .peak_count = a->peak_count,
-            .end_bytes = a->end_bytes, .end_count = a->end_count};
-    }
-    r->n_stacks = n;
-    size_t at = 0;
-    for (const pmt_st_cell *c; (c = pmt_ht_next(&s->cells, &at)) != NULL;) {
-        pmt_st_cell *o = &r->cells[r->n_cells++];
-        *o = *c;
-        o->stack = pos[c->stack];
-    }
-    qsort(r->cells, r->n_cells, sizeof(pmt_st_cell), cmp_cell);
-    rc = 0;
-done:
-    free(order);
-    free(pos);
-    return rc;
-}
-
-static int
-finish(st_ctx *s)
-{
-    pmt_st_report *r = s->r;
-    pmt_frames fr;
-    int rc = -1;
-    uint32_t *names = NULL;
-    if (pmt_frames_init(&fr, &s->cap) < 0 || make_stacks(s, &fr) < 0) {
-        goto done;
-    }
-    r->n_funcs = fr.n_funcs;
-    r->funcs = calloc(fr.n_funcs + 1, sizeof(pmt_st_func));
-    names = calloc(s->n_threads + 1, sizeof(uint32_t));
-    if (!r->funcs || !names) {
-        goto done;
-    }
-    for (size_t i = 0; i < s->n_threads; i++) {
-        const char *name;
-        pmt_capture_thread_id(&s->cap, (uint32_t)i, &name);
-        int64_t o = pmt_strpool_intern(&s->cap.strs, name, strlen(name));
-        if (o < 0) {
-            goto done;
-        }
-        names[i] = (uint32_t)o;
-    }
-    /* the strings no longer move: the report owns them */
-    size_t slen;
-    r->strings = pmt_strpool_release(&s->cap.strs, &slen);
-    if (!r->strings) {
-        goto done;
-    }
-    for (size_t i = 0; i < fr.n_funcs; i++) {
-        r->funcs[i].file = r->strings + fr.funcs[i].file;
-        r->funcs[i].name = r->strings + fr.funcs[i].name;
-    }
-    r->frames = fr.frames;
-    r->n_frames = fr.n_frames;
-    fr.frames = NULL;
-    for (size_t i = 0; i < s->n_threads; i++) {
-        s->threads[i].name = r->strings + names[i];
-    }
-    r->threads = s->threads;
-    r->n_threads = s->n_threads;
-    s->threads = NULL;
-    rc = pmt_st_sum_functions(r);
-done:
-    free(names);
-    pmt_frames_free(&fr);
-    return rc;
-}
-
 static int
 read_capture(const uint8_t *data, size_t len, int mapped, const pmt_st_options *o,
              pmt_st_report *r)
@@ -604,8 +376,8 @@ read_capture(const uint8_t *data, size_t len, int mapped, const pmt_st_options *
     r->events = s->cap.n_ev;
     r->stacks_recorded = s->cap.stacks;
     if (s->cap.aggregate) {
-        int e = from_checkpoint(s);
-        if (e < 0 || finish(s) < 0) {
+        int e = pmt_st_from_checkpoint(s);
+        if (e < 0 || pmt_st_finish(s) < 0) {
             if (e != -2) {
                 fail(r, "out of memory");
             }
@@ -626,7 +398,7 @@ read_capture(const uint8_t *data, size_t len, int mapped, const pmt_st_options *
     r->hi = s->hi;
     r->slices = s->hi > s->lo ? (o->slices < PMT_ST_MAX_SLICES ? o->slices : PMT_ST_MAX_SLICES)
                               : 0;
-    if (follow_heap(s) < 0 || charge_stacks(s) < 0 || finish(s) < 0) {
+    if (follow_heap(s) < 0 || charge_stacks(s) < 0 || pmt_st_finish(s) < 0) {
         fail(r, "out of memory");
         goto done;
     }
