@@ -10,6 +10,7 @@
 #include "capture_build.h"
 #include "ctest.h"
 #include "elfsym.h"
+#include "self_module.h"
 #include "symbolize.h"
 
 __attribute__((noinline)) int
@@ -42,24 +43,15 @@ capture_of_self(const char *exe, uint64_t bias, const uint8_t *id, size_t idn)
     end();
 }
 
-static int
-first_object(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    *(uint64_t *)arg = info->dlpi_addr;
-    return 1;
-}
-
 static void
 test_symbolize(void)
 {
-    char *exe = realpath("/proc/self/exe", NULL);     /* the path a capture records */
+    uint64_t bias;
+    char *exe = self_module(&bias);     /* the path a capture records */
     CHECK(exe != NULL);
     if (!exe) {
         return;
     }
-    uint64_t bias = 0;
-    dl_iterate_phdr(first_object, &bias);
     pmt_elfsym_cache *ec = pmt_elfsym_cache_new();
     uint8_t id[64];
     int idn = pmt_elfsym_build_id(ec, exe, id, sizeof(id));
