@@ -78,6 +78,57 @@ def _one(cmd, env, cwd):
     return float(p.stdout.strip().splitlines()[-1]), wall
 
 
+def clean_env(extra=None):
+    """This process's environment without any tracer's variables, plus extra."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONTRACEMALLOC")}
+    env.update(extra or {})
+    return env
+
+
+def traced_env(base_env, cap, native=False, stacks=False):
+    """base_env under `pymemtrace malloc` (LD_PRELOAD), writing the capture cap."""
+    env = dict(base_env, LD_PRELOAD=str(LIBRARY), PYMEMTRACE_MALLOC_OUT=str(cap))
+    if native:
+        env["PYMEMTRACE_MALLOC_NATIVE"] = "1"
+    if stacks:
+        env["PYMEMTRACE_MALLOC_STACKS"] = "1"
+    return env
+
+
+def timed_rounds(configs, runs, cwd, clear=("w.cap*",), after=None):
+    """Every configuration {name: (cmd, env)} run `runs` times, interleaved
+    (round after round, so the machine's load falls on all of them alike).
+    Before each run the files matching `clear` in cwd are removed; after it
+    after(name), if given, looks at what the run left and returns seconds to
+    add to its wall time (or None).  Returns {name: (median workload CPU
+    seconds, median wall seconds)}."""
+    cpu = {k: [] for k in configs}
+    wall = {k: [] for k in configs}
+    for _ in range(runs):
+        for name, (cmd, env) in configs.items():
+            for pattern in clear:
+                for f in pathlib.Path(cwd).glob(pattern):
+                    f.unlink()
+            t_cpu, t_wall = _one(cmd, env, cwd)
+            if after is not None:
+                t_wall += after(name) or 0.0
+            cpu[name].append(t_cpu)
+            wall[name].append(t_wall)
+    return {k: (statistics.median(cpu[k]), statistics.median(wall[k])) for k in configs}
+
+
+def ratios(medians):
+    """Each traced configuration's CPU and wall medians over the untraced one's."""
+    base_cpu, base_wall = medians["untraced"]
+    out = {}
+    for k, (cpu, wall) in medians.items():
+        if k != "untraced":
+            out[f"{k}_ratio"] = round(cpu / base_cpu, 2)
+            out[f"{k}_wall_ratio"] = round(wall / base_wall, 2)
+    return out
+
+
 def _instructions(cmd, env, cwd):
     """User-space instructions executed by cmd, counted by callgrind (deterministic)."""
     p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -127,19 +178,11 @@ def run_one(extra_env, n):
         script = tmp / "work.py"
         script.write_text(WORKLOAD)
         py = sys.executable
-        base_env = {k: v for k, v in os.environ.items()
-                    if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONTRACEMALLOC")}
-        base_env.update(extra_env)
+        base_env = clean_env(extra_env)
         cap = tmp / "w.cap"
 
         def ours(native, stacks=False):
-            env = dict(base_env, LD_PRELOAD=str(LIBRARY),
-                       PYMEMTRACE_MALLOC_OUT=str(cap))
-            if native:
-                env["PYMEMTRACE_MALLOC_NATIVE"] = "1"
-            if stacks:
-                env["PYMEMTRACE_MALLOC_STACKS"] = "1"
-            return [py, str(script), str(n)], env
+            return [py, str(script), str(n)], traced_env(base_env, cap, native, stacks)
 
         configs = {
             "untraced": ([py, str(script), str(n)], base_env),
@@ -151,38 +194,34 @@ def run_one(extra_env, n):
         if _have_memray():
             configs["memray"] = ([py, "-m", "memray", "run", "-q", "-f", "-o",
                                   str(tmp / "m.bin"), str(script), str(n)], base_env)
-        inner = {k: [] for k in configs}
-        wall = {k: [] for k in configs}
         events = 0
         sizes = {}          # config -> (raw bytes, packed bytes) of the last run
         report_s = []
-        for _ in range(RUNS):
-            for name, (cmd, env) in configs.items():
-                for f in tmp.glob("w.cap*"):
-                    f.unlink()
-                t_in, t_wall = _one(cmd, env, tmp)
-                if name.startswith("pymemtrace"):
-                    raw = cap.stat().st_size
-                    t0 = time.perf_counter()
-                    _malloccap.pack(str(cap))       # what `pymemtrace malloc` does after the run
-                    t_wall += time.perf_counter() - t0
-                    sizes[name] = (raw, cap.stat().st_size)
-                elif name == "memray":
-                    sizes[name] = (None, (tmp / "m.bin").stat().st_size)
-                inner[name].append(t_in)
-                wall[name].append(t_wall)
-                if name == "pymemtrace":
-                    t0 = time.perf_counter()
-                    r = load(str(cap))
-                    report_s.append(time.perf_counter() - t0)
-                    events = r["events"]
-        med_in = {k: statistics.median(v) for k, v in inner.items()}
-        med_wall = {k: statistics.median(v) for k, v in wall.items()}
+
+        def after(name):
+            nonlocal events
+            if name == "memray":
+                sizes[name] = (None, (tmp / "m.bin").stat().st_size)
+            if not name.startswith("pymemtrace"):
+                return None
+            raw = cap.stat().st_size
+            t0 = time.perf_counter()
+            _malloccap.pack(str(cap))       # what `pymemtrace malloc` does after the run
+            packing = time.perf_counter() - t0
+            sizes[name] = (raw, cap.stat().st_size)
+            if name == "pymemtrace":
+                t0 = time.perf_counter()
+                r = load(str(cap))
+                report_s.append(time.perf_counter() - t0)
+                events = r["events"]
+            return packing
+
+        med = timed_rounds(configs, RUNS, tmp, after=after)
         out = {
             "workload": f"{n} iterations of bytearray(1000..5900) + dict churn"
                         + (f" with {extra_env}" if extra_env else ""),
             "runs": RUNS,
-            "untraced_s": round(med_in["untraced"], 4),
+            "untraced_s": round(med["untraced"][0], 4),
             "events_per_run": events,
             "capture_bytes": {k: {"raw": v[0], "packed": v[1]} for k, v in sizes.items()},
             "capture_bytes_per_event": (round(sizes["pymemtrace"][1] / events, 2)
@@ -191,11 +230,7 @@ def run_one(extra_env, n):
             "report_events_per_s": round(events / statistics.median(report_s)) if report_s else None,
             "command": ".venv/bin/python bench/run_all.py malloc",
         }
-        for k in configs:
-            if k == "untraced":
-                continue
-            out[f"{k}_ratio"] = round(med_in[k] / med_in["untraced"], 2)
-            out[f"{k}_wall_ratio"] = round(med_wall[k] / med_wall["untraced"], 2)
+        out.update(ratios(med))
         out["pymemtrace_instructions_per_event"] = _instructions_per_event(
             script, base_env, ours(False)[1], tmp, cap)
         if "memray" not in configs:

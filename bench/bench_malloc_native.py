@@ -18,19 +18,17 @@ the machine's timing noise).  Also: capture bytes per event and the time
 `report --native` takes to aggregate and symbolise the capture.
 Run: .venv/bin/python bench/run_all.py malloc_native
 """
-import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_malloc import _have_memray, _instructions_per_event, _one  # noqa: E402
+from bench_malloc import (_have_memray, _instructions_per_event, clean_env,  # noqa: E402
+                          ratios, timed_rounds, traced_env)
 
-from pymemtrace.malloc import LIBRARY  # noqa: E402
 from pymemtrace.readers.malloc_capture import load  # noqa: E402
 from pymemtrace.readers.malloc_native import load_native_stacks  # noqa: E402
 
@@ -61,15 +59,12 @@ def run():
         script = tmp / "work.py"
         script.write_text(WORKLOAD)
         py = sys.executable
-        base_env = {k: v for k, v in os.environ.items()
-                    if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONTRACEMALLOC")}
+        base_env = clean_env()
         cap = tmp / "w.cap"
 
         def ours(flag):
-            env = dict(base_env, LD_PRELOAD=str(LIBRARY),
-                       PYMEMTRACE_MALLOC_OUT=str(cap))
-            env["PYMEMTRACE_MALLOC_NATIVE" if flag == "native" else "PYMEMTRACE_MALLOC_STACKS"] = "1"
-            return [py, str(script), str(N)], env
+            return [py, str(script), str(N)], traced_env(base_env, cap, native=flag == "native",
+                                                         stacks=flag != "native")
 
         configs = {
             "untraced": ([py, str(script), str(N)], base_env),
@@ -80,40 +75,31 @@ def run():
             for name, extra in (("memray", []), ("memray_native", ["--native"])):
                 configs[name] = ([py, "-m", "memray", "run", "-q", "-f", *extra, "-o",
                                   str(tmp / "m.bin"), str(script), str(N)], base_env)
-        inner = {k: [] for k in configs}
-        wall = {k: [] for k in configs}
-        sizes, report_s = {}, []
-        for _ in range(RUNS):
-            for name, (cmd, env) in configs.items():
-                for f in list(tmp.glob("w.cap*")) + list(tmp.glob("m.bin*")):
-                    f.unlink()
-                t_in, t_wall = _one(cmd, env, tmp)
-                inner[name].append(t_in)
-                wall[name].append(t_wall)
-                if name.startswith("pymemtrace"):
-                    sizes[name] = cap.stat().st_size
-                    if name == "pymemtrace_native":
-                        events = load(str(cap))["events"]
-                        t0 = time.perf_counter()
-                        load_native_stacks(str(cap), 20)
-                        report_s.append(time.perf_counter() - t0)
-                elif name.startswith("memray"):
-                    sizes[name] = (tmp / "m.bin").stat().st_size
-        med_in = {k: statistics.median(v) for k, v in inner.items()}
-        med_wall = {k: statistics.median(v) for k, v in wall.items()}
+        sizes, report_s, events = {}, [], None
+
+        def after(name):
+            nonlocal events
+            if name.startswith("pymemtrace"):
+                sizes[name] = cap.stat().st_size
+                if name == "pymemtrace_native":
+                    events = load(str(cap))["events"]
+                    t0 = time.perf_counter()
+                    load_native_stacks(str(cap), 20)
+                    report_s.append(time.perf_counter() - t0)
+            elif name.startswith("memray"):
+                sizes[name] = (tmp / "m.bin").stat().st_size
+
+        med = timed_rounds(configs, RUNS, tmp, clear=("w.cap*", "m.bin*"), after=after)
         out = {
             "workload": f"{N} bytearrays of 1000..5900 bytes, {DEPTH} Python calls deep",
             "runs": RUNS,
-            "untraced_s": round(med_in["untraced"], 4),
+            "untraced_s": round(med["untraced"][0], 4),
             "events_per_run": events,
             "capture_bytes": sizes,
             "report_native_s": round(statistics.median(report_s), 3),
             "command": ".venv/bin/python bench/run_all.py malloc_native",
         }
-        for k in configs:
-            if k != "untraced":
-                out[f"{k}_ratio"] = round(med_in[k] / med_in["untraced"], 2)
-                out[f"{k}_wall_ratio"] = round(med_wall[k] / med_wall["untraced"], 2)
+        out.update(ratios(med))
         for k in ("stacks", "native"):
             out[f"pymemtrace_{k}_instructions_per_event"] = _instructions_per_event(
                 script, base_env, ours(k)[1], tmp, cap)
