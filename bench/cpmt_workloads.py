@@ -1,7 +1,11 @@
 """Workloads for the cPyMemTrace benchmarks (bench_cpymemtrace.py, callgrind_cpymemtrace.py).
 
-Each is the kind of code real programs are full of; ``WORKLOADS[name](scale)`` runs it
-(scale 1 is ~20-60 ms untraced here):
+Each is the kind of code real programs are full of; ``WORKLOADS[name](scale)`` runs it.
+Scale 1 is short (untraced on CPython 3.11 here: fib 0.27 ms, churn ~4 ms, json ~12 ms,
+objects ~4 ms): enough for instruction counts (callgrind_cpymemtrace.py runs scale 1 under
+valgrind).  For CPU and wall time, bench_cpymemtrace.py runs ``TIMED_SCALE[name]``, ~50-60
+ms untraced each, so that a time stamp's resolution, a context switch or the tracer's fixed
+cost per context are small against the body:
 
   * fib:    recursion, fib(17) per scale: calls and returns, no allocation.
   * churn:  strings of 0 to 2 KiB appended to a list cleared every 1000: allocation
@@ -69,3 +73,5 @@ def recursion(scale=1):
 
 
 WORKLOADS = {"fib": recursion, "churn": churn, "json": json_round_trip, "objects": objects}
+# The scale for CPU / wall timing: ~50-60 ms untraced each (CPython 3.11.7 here).
+TIMED_SCALE = {"fib": 200, "churn": 12, "json": 4, "objects": 12}
