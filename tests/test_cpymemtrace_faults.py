@@ -45,6 +45,35 @@ def test_bad_arguments_name_the_argument(cls):
     assert sys.getprofile() is None
 
 
+@pytest.mark.parametrize("cls", [cPyMemTrace.Profile, cPyMemTrace.Trace])
+def test_arguments_by_position_keyword_or_unpacked_dict_land_alike(cls, tmp_path):
+    log = str(tmp_path / "a.log")
+    # A name built at run time is not the interned one of a call's keyword.
+    unpacked = {"".join(["file", "path"]): log, "".join(["mess", "age"]): "hi",
+                "".join(["d_rss_", "trigger"]): 8192}
+    for t in (cls(8192, "hi", log), cls(8192, message="hi", filepath=log),
+              cls(filepath=log, d_rss_trigger=8192, message="hi"), cls(**unpacked),
+              cls(8192, **{k: v for k, v in unpacked.items() if k != "d_rss_trigger"})):
+        assert (t.d_rss_trigger, t.log_path) == (8192, None)
+        with t:
+            assert t.log_path == log
+        with open(log) as f:
+            assert f.readline() == "hi\n"
+    assert cls().d_rss_trigger == cls(-1).d_rss_trigger == cls(d_rss_trigger=-1).d_rss_trigger
+    assert cls(message=None, filepath=None).d_rss_trigger == cls(-1).d_rss_trigger
+    # The interpreter's own words (they differ by version) with the argument's name.
+    with pytest.raises(TypeError, match="'filepathx'"):
+        cls(filepath=log, filepathx=log)
+    with pytest.raises(TypeError, match="'d_rss_trigger'.* and position"):
+        cls(1, d_rss_trigger=2)
+    with pytest.raises(TypeError, match="'message'.* and position"):
+        cls(1, "m", **{"".join(["mess", "age"]): "n"})
+    with pytest.raises(TypeError, match="at most 3 arguments .4 given"):
+        cls(1, "m", log, 4)
+    with pytest.raises(TypeError, match="message must be a str"):
+        cls(1, 2)
+
+
 def test_missing_directory_raises_at_enter_and_attaches_nothing(tmp_path):
     bad = tmp_path / "no" / "such" / "dir.log"
     p = cPyMemTrace.Profile(filepath=bad)

@@ -73,13 +73,15 @@ pmt_lw_adopt(pmt_logwriter *w, int fd)
     w->owner = getpid();
 }
 
+/* Write out the buffer if this process owns the writer (mine: owned(w), when
+ * the caller knows it already: each asking is a getpid(2)). */
 static void
-drain(pmt_logwriter *w)
+drain_mine(pmt_logwriter *w, int mine)
 {
     if (w->len == 0) {
         return;
     }
-    if (w->err == 0 && owned(w)) {
+    if (w->err == 0 && mine) {
         if (write_all(w->fd, w->buf, w->len) != 0) {
             w->err = errno;
         }
@@ -88,6 +90,12 @@ drain(pmt_logwriter *w)
         }
     }
     w->len = 0;
+}
+
+static void
+drain(pmt_logwriter *w)
+{
+    drain_mine(w, w->len != 0 && w->err == 0 && owned(w));
 }
 
 void
@@ -258,7 +266,7 @@ pmt_lw_close(pmt_logwriter *w)
         return 0;
     }
     if (owned(w)) {
-        drain(w);
+        drain_mine(w, 1);
     }
     else {
         w->len = 0;     /* a forked child drops its copy of the parent's buffer */

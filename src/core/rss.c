@@ -150,7 +150,7 @@ pmt_rss_current(void)
 }
 
 int64_t
-pmt_rss_peak(void)
+pmt_rss_peak_given(int64_t now)
 {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) {
@@ -165,6 +165,16 @@ pmt_rss_peak(void)
      * that are synchronised lazily, so the mark can lag a fresh statm reading
      * by a few pages.  A peak below the current RSS is never true: take the
      * larger of the two. */
+    return now > peak ? now : peak;
+}
+
+int64_t
+pmt_rss_peak(void)
+{
+    int64_t peak = pmt_rss_peak_given(-1);
+    if (peak < 0) {
+        return -1;
+    }
     int64_t now = pmt_rss_current();
     return now > peak ? now : peak;
 }

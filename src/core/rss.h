@@ -22,6 +22,10 @@ int64_t pmt_rss_current(void);
  * pages).  -1 with errno set on error. */
 int64_t pmt_rss_peak(void);
 
+/* The same, given a current RSS the caller has just read (now < 0: none): the
+ * kernel's mark, never less than now.  Saves reading RSS twice. */
+int64_t pmt_rss_peak_given(int64_t now);
+
 /* The system page size in bytes (cached). */
 long pmt_page_size(void);
 

@@ -34,6 +34,10 @@ main(void)
     CHECK(r1 - r0 <= (int64_t)n + (4 << 20));
     /* The kernel keeps RSS counters per CPU: allow a little skew. */
     CHECK(pmt_rss_peak() >= r1 - (1 << 20));
+    /* Given a reading, the peak is the kernel's mark, never below it. */
+    CHECK(pmt_rss_peak_given(r1) >= r1);
+    CHECK(pmt_rss_peak_given(-1) >= r1 - (1 << 20));
+    CHECK_EQ_INT(pmt_rss_peak_given(INT64_MAX / 2), INT64_MAX / 2);
     CHECK(munmap(p, n) == 0);
     int64_t r2 = pmt_rss_current();
     CHECK(r1 - r2 >= (int64_t)n - (1 << 20));

@@ -21,7 +21,6 @@
 
 #if PMT_CPMT_HAVE_MONITORING
 
-#include <stdarg.h>
 #include <string.h>
 
 enum { K_PROF = 0, K_TRACE = 1 };
@@ -229,6 +228,15 @@ static const struct {
 };
 #define N_EVENTS (sizeof mon_table / sizeof mon_table[0])
 static unsigned long event_bit[N_EVENTS];
+static PyObject *event_obj[N_EVENTS];   /* the same as ints */
+static PyObject *callback[N_EVENTS];    /* the callbacks, made once */
+
+/* sys.monitoring's functions, looked up once: a context that enters and leaves
+ * calls them ~30 times, and a decorator makes a context per call. */
+enum { F_GET_TOOL, F_USE_TOOL_ID, F_FREE_TOOL_ID, F_REGISTER_CALLBACK, F_SET_EVENTS, N_FUNCS };
+static const char *const func_name[N_FUNCS] = {"get_tool", "use_tool_id", "free_tool_id",
+                                               "register_callback", "set_events"};
+static PyObject *func[N_FUNCS];
 
 /* ---- claiming the tool id, registering, enabling ---- */
 
@@ -253,8 +261,17 @@ load_module(void)
     for (size_t i = 0; i < N_EVENTS; i++) {
         PyObject *v = PyObject_GetAttrString(events, mon_table[i].event);
         event_bit[i] = v ? PyLong_AsUnsignedLong(v) : 0;
-        Py_XDECREF(v);
+        event_obj[i] = v;
         if (v == NULL || PyErr_Occurred()) {
+            goto fail;
+        }
+        callback[i] = PyCFunction_New(&mon_defs[mon_table[i].def], NULL);
+        if (callback[i] == NULL) {
+            goto fail;
+        }
+    }
+    for (int i = 0; i < N_FUNCS; i++) {
+        if ((func[i] = PyObject_GetAttrString(m, func_name[i])) == NULL) {
             goto fail;
         }
     }
@@ -265,24 +282,28 @@ fail:
     Py_XDECREF(events);
     Py_CLEAR(missing);
     Py_CLEAR(disable);
+    for (size_t i = 0; i < N_EVENTS; i++) {
+        Py_CLEAR(event_obj[i]);
+        Py_CLEAR(callback[i]);
+    }
+    for (int i = 0; i < N_FUNCS; i++) {
+        Py_CLEAR(func[i]);
+    }
     Py_DECREF(m);
     return -1;
 }
 
+/* sys.monitoring.<func[f]>(tool id, a, b): a and b borrowed, NULL to leave
+ * out.  0, or -1 with an exception set. */
 static int
-call_mon(const char *name, const char *fmt, ...)
+call_mon(int f, int id, PyObject *a, PyObject *b)
 {
-    va_list va;
-    va_start(va, fmt);
-    PyObject *args = Py_VaBuildValue(fmt, va);
-    va_end(va);
-    if (args == NULL) {
+    PyObject *args[3] = {PyLong_FromLong(id), a, b};    /* 0..5: a cached small int */
+    if (args[0] == NULL) {
         return -1;
     }
-    PyObject *f = PyObject_GetAttrString(mon, name);
-    PyObject *r = f ? PyObject_Call(f, args, NULL) : NULL;
-    Py_XDECREF(f);
-    Py_DECREF(args);
+    PyObject *r = PyObject_Vectorcall(func[f], args, a == NULL ? 1 : b == NULL ? 2 : 3, NULL);
+    Py_DECREF(args[0]);
     if (r == NULL) {
         return -1;
     }
@@ -290,18 +311,21 @@ call_mon(const char *name, const char *fmt, ...)
     return 0;
 }
 
+static int
+set_events(unsigned long events)
+{
+    PyObject *e = PyLong_FromUnsignedLong(events);
+    int rc = e == NULL ? -1 : call_mon(F_SET_EVENTS, tool_id, e, NULL);
+    Py_XDECREF(e);
+    return rc;
+}
+
 /* Register (or, with none, unregister) every callback. */
 static int
 register_callbacks(int none)
 {
     for (size_t i = 0; i < N_EVENTS; i++) {
-        PyObject *fn = none ? Py_NewRef(Py_None) : PyCFunction_New(&mon_defs[mon_table[i].def], NULL);
-        if (fn == NULL) {
-            return -1;
-        }
-        int rc = call_mon("register_callback", "(ikO)", tool_id, event_bit[i], fn);
-        Py_DECREF(fn);
-        if (rc < 0) {
+        if (call_mon(F_REGISTER_CALLBACK, tool_id, event_obj[i], none ? Py_None : callback[i]) < 0) {
             return -1;
         }
     }
@@ -313,8 +337,8 @@ release_tool(void)
 {
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
-    if (call_mon("set_events", "(ii)", tool_id, 0) < 0 || register_callbacks(1) < 0
-            || call_mon("free_tool_id", "(i)", tool_id) < 0) {
+    if (set_events(0) < 0 || register_callbacks(1) < 0
+            || call_mon(F_FREE_TOOL_ID, tool_id, NULL, NULL) < 0) {
         PyErr_WriteUnraisable(NULL);
     }
     PyErr_Restore(et, ev, tb);
@@ -332,7 +356,9 @@ claim_tool(const char *tname)
     PyObject *owners[3] = {NULL, NULL, NULL};
     int id = -1;
     for (int i = 0; i < 3 && id < 0; i++) {
-        owners[i] = PyObject_CallMethod(mon, "get_tool", "i", candidates[i]);
+        PyObject *arg = PyLong_FromLong(candidates[i]);
+        owners[i] = arg ? PyObject_CallOneArg(func[F_GET_TOOL], arg) : NULL;
+        Py_XDECREF(arg);
         if (owners[i] == NULL) {
             goto out;
         }
@@ -347,7 +373,10 @@ claim_tool(const char *tname)
                      "instead", tname, owners[0], owners[1], owners[2]);
         goto out;
     }
-    if (call_mon("use_tool_id", "(is)", id, "pymemtrace") < 0) {
+    PyObject *name = PyUnicode_FromString("pymemtrace");
+    int rc = name == NULL ? -1 : call_mon(F_USE_TOOL_ID, id, name, NULL);
+    Py_XDECREF(name);
+    if (rc < 0) {
         goto out;
     }
     tool_id = id;
@@ -375,7 +404,7 @@ update_events(void)
     if (want == cur_events) {
         return 0;
     }
-    if (call_mon("set_events", "(ik)", tool_id, want) < 0) {
+    if (set_events(want) < 0) {
         return -1;
     }
     cur_events = want;

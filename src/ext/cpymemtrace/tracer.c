@@ -9,16 +9,61 @@
 #include "rss.h"
 
 
+/* (d_rss_trigger, message, filepath) into arg[0..2], NULL where not given.  A
+ * decorator makes a tracer per call: the usual calls (up to three positional
+ * arguments, the keywords by their interned names, once each) are sorted here
+ * by pointer, ~20 times cheaper than PyArg_ParseTupleAndKeywords, which looks
+ * each name up by a new string; anything else goes to it, for its errors. */
+static int
+tracer_args(PyObject *args, PyObject *kwds, PyObject *arg[3])
+{
+    static char *kwlist[] = {"d_rss_trigger", "message", "filepath", NULL};
+    static PyObject *names[3];
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    arg[0] = arg[1] = arg[2] = NULL;
+    if (names[2] == NULL) {
+        for (int i = 0; i < 3; i++) {
+            if (names[i] == NULL && (names[i] = PyUnicode_InternFromString(kwlist[i])) == NULL) {
+                return -1;
+            }
+        }
+    }
+    if (n <= 3) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            arg[i] = PyTuple_GET_ITEM(args, i);
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        int sorted = 1;
+        while (sorted && kwds != NULL && PyDict_Next(kwds, &pos, &k, &v)) {
+            int j = 0;
+            while (j < 3 && k != names[j]) {
+                j++;
+            }
+            sorted = j < 3 && arg[j] == NULL;   /* else unknown, not interned, or twice */
+            if (sorted) {
+                arg[j] = v;
+            }
+        }
+        if (sorted) {
+            return 0;
+        }
+        arg[0] = arg[1] = arg[2] = NULL;
+    }
+    return PyArg_ParseTupleAndKeywords(args, kwds, "|OOO", kwlist, &arg[0], &arg[1], &arg[2])
+           ? 0 : -1;
+}
+
 static PyObject *
 tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"d_rss_trigger", "message", "filepath", NULL};
-    PyObject *trigger_obj = NULL, *message = Py_None, *filepath = Py_None;
+    PyObject *arg[3];
     const char *tname = type == &CpmtProfileType ? "Profile" : "Trace";
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO", kwlist, &trigger_obj, &message,
-                                     &filepath)) {
+    if (tracer_args(args, kwds, arg) < 0) {
         return NULL;
     }
+    PyObject *trigger_obj = arg[0];
+    PyObject *message = arg[1] ? arg[1] : Py_None, *filepath = arg[2] ? arg[2] : Py_None;
     long long trigger = -1;
     if (trigger_obj != NULL) {
         if (PyBool_Check(trigger_obj) || !PyIndex_Check(trigger_obj)) {
@@ -174,8 +219,9 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     if (!self->exact) {
         cpmt_hooks_acquire();
     }
-    int64_t v = pmt_rss_current();
-    self->rss = v >= 0 ? v : 0;
+    /* No RSS read here: the first event reads it (seq.event == 0), and __exit__
+     * reads it for the END line. */
+    self->rss = 0;
     pmt_tickclock_anchor(&cpmt_tclock);
     pmt_gate_init(&self->gate, cpmt_gate_limit_bytes, cpmt_gate_limit_blocks, cpmt_gate_limit_events,
                   pmt_tickclock_ticks_in(&cpmt_tclock, cpmt_gate_limit_ns), pmt_ticks(&cpmt_tclock));

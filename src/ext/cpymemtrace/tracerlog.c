@@ -151,9 +151,9 @@ cpmt_finish(CpmtTracer *self, const char *why)
     if (!self->exact) {
         cpmt_hooks_release();
     }
-    int64_t rss = pmt_rss_current();
+    int64_t rss = pmt_rss_current();    /* one read for both the END line's numbers */
     pmt_cpmt_write_end(self->w, self->seq.event, cpmt_clock_now(), rss >= 0 ? rss : self->rss,
-                       pmt_rss_peak(), why);
+                       pmt_rss_peak_given(rss), why);
     int rc = pmt_lw_close(self->w);
     int e = errno;
     PyMem_RawFree(self->w);
