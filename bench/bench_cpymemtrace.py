@@ -30,8 +30,9 @@ creating, writing and closing such a file with os.*.  ROUNDS=15 rounds (PMT_BENC
 in a round every workload's modes run once each, in a random (seeded) order, so the two
 runs of a ratio are a few seconds apart at most; a ratio is taken within a round and
 reported as the median over rounds, with its quartiles (_iqr) and extremes (_range), in
-CPU and wall time; workloads_machine gives the load average and the share of steal
-(/proc/stat) while they ran.  PMT_BENCH_ONLY=workloads runs these alone.
+CPU and wall time (_of_min: the ratio of the fastest runs, the least disturbed);
+workloads_machine gives the load average and the share of steal (/proc/stat) while they
+ran.  PMT_BENCH_ONLY=workloads runs these alone.
 bench/callgrind_cpymemtrace.py gives the same comparisons in instruction counts, which
 repeat exactly on a busy machine.
 calls_only: the same ratios for the calls alone (fib + list building, no 1 MiB
@@ -337,6 +338,9 @@ def _workloads(tmp, rounds):
                 o[key] = round(med, 3)
                 o[key + "_iqr"] = [round(q1, 3), round(q3, 3)]
                 o[key + "_range"] = [round(min(rs), 3), round(max(rs), 3)]
+                # the fastest run of each: the least disturbed on a busy machine
+                o[key + "_of_min"] = round(min(a[k] for a in t[mode])
+                                           / min(b[k] for b in t[floor]), 3)
         o["noop_ratio"] = round(o["noop_ratio_cpu"], 2)
     return out, machine.report()
 
@@ -384,7 +388,7 @@ def run() -> dict:
         out["workloads_runs"] = (
             f"{ROUNDS} rounds; in each, every workload's modes once each in a random order; "
             "thread CPU time and wall time of the workload alone inside the hook; per-round "
-            "ratios: median, _iqr (quartiles), _range (min, max)")
+            "ratios: median, _iqr (quartiles), _range (min, max); _of_min: fastest / fastest")
         out["context_fixed_us"] = _context_cost(tmp)
         out["command"] = "make bench  (or: .venv/bin/python bench/run_all.py cpymemtrace)"
     return out
