@@ -113,6 +113,21 @@ pmt_cpmt_seq_remember(pmt_cpmt_seq *s, int64_t ev, uint64_t ticks, int what, int
     s->prev_rss = rss;
 }
 
+/* The same for an event that reads no RSS and gets no row, after one that
+ * was remembered above: have_prev is set already, and RSS is the one
+ * remembered then (no read since).  Returns the event's number. */
+static inline int64_t
+pmt_cpmt_seq_remember_quiet(pmt_cpmt_seq *s, uint64_t ticks, int what, int line)
+{
+    int64_t ev = s->event++;
+    s->prev_logged = 0;
+    s->prev_what = what;
+    s->prev_line = line;
+    s->prev_event = ev;
+    s->prev_ticks = ticks;
+    return ev;
+}
+
 /* The number the last event got (0 before any): where a message row goes. */
 static inline int64_t
 pmt_cpmt_seq_current(const pmt_cpmt_seq *s)

@@ -185,7 +185,8 @@ hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
 void
 cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
 {
-    Drops drops = {{NULL}, 0};
+    Drops drops;
+    drops.n = 0;        /* obj[] is read only below n */
     hold_names(self, code, cfunc, &drops);
     drop_now(&drops);
 }
@@ -230,7 +231,8 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
     int64_t ev;
     int prev_due;
     int logged = pmt_cpmt_seq_event(&self->seq, rss, &ev, &prev_due);
-    Drops drops = {{NULL}, 0};
+    Drops drops;
+    drops.n = 0;
     if (logged) {
         if (prev_due) {
             write_prev_row(self, &drops);   /* before prev_lasti changes */
@@ -270,11 +272,8 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         if (what == PyTrace_OPCODE) {
             return 0;
         }
-        if (PyCFunction_Check(arg)) {
-            PyObject *m_self = ((PyCFunctionObject *)arg)->m_self;
-            if (m_self != NULL && IS_TRACER(m_self)) {
-                return 0;   /* our own __exit__: not part of the traced code */
-            }
+        if (PyCFunction_Check(arg) && cpmt_is_own_method(((PyCFunctionObject *)arg)->m_ml)) {
+            return 0;   /* our own __exit__: not part of the traced code */
         }
         cfunc = arg;
     }
@@ -287,10 +286,8 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 #if PMT_CPMT_DEFER_LINE
     int lasti = pmt_cpmt_frame_lasti(frame), line = CPMT_LINE_LATER;
 #else
-    int lasti = -1, line = PyFrame_GetLineNumber(frame);
+    int lasti = -1, line = pmt_cpmt_frame_line(frame);
 #endif
-    PyCodeObject *code = PyFrame_GetCode(frame);
-    cpmt_event(self, code, lasti, line, frame, what, cfunc);
-    Py_DECREF(code);    /* the frame holds another */
+    cpmt_event(self, pmt_cpmt_frame_code(frame), lasti, line, frame, what, cfunc);
     return 0;
 }

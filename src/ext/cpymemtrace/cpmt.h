@@ -32,7 +32,10 @@
 #include "tickclock.h"
 
 /* ---- module settings and clock (module.c; single-phase init) ---- */
-extern pmt_tickclock cpmt_tclock;       /* event stamps (tickclock.h) */
+/* What the per-event path reads is hidden: loaded directly, not through the
+ * GOT (PMT_GATE_HIDDEN, rssgate.h). */
+#define CPMT_HIDDEN PMT_GATE_HIDDEN
+extern pmt_tickclock cpmt_tclock CPMT_HIDDEN;   /* event stamps (tickclock.h) */
 extern int64_t cpmt_origin_ns;          /* the Clock column's zero */
 extern uint64_t cpmt_anchor_every;      /* ticks between clock anchors in exact mode */
 extern char cpmt_py_version[32];        /* "3.11.7" */
@@ -108,10 +111,22 @@ typedef struct CpmtTracer {
     struct CpmtTracer *reg_prev;
 } CpmtTracer;
 
-extern PyTypeObject CpmtProfileType;
-extern PyTypeObject CpmtTraceType;
+extern PyTypeObject CpmtProfileType CPMT_HIDDEN;
+extern PyTypeObject CpmtTraceType CPMT_HIDDEN;
 
 #define IS_TRACER(o) (Py_IS_TYPE((o), &CpmtProfileType) || Py_IS_TYPE((o), &CpmtTraceType))
+
+/* The methods of both types (tracer.c), and whether a C function's
+ * PyMethodDef is one of them: a C function with one is a method bound to a
+ * Profile / Trace (one compare where IS_TRACER(m_self) is three loads). */
+#define CPMT_N_METHODS 5
+extern PyMethodDef cpmt_tracer_methods[CPMT_N_METHODS + 1] CPMT_HIDDEN;
+static inline int
+cpmt_is_own_method(const PyMethodDef *ml)
+{
+    return (uintptr_t)ml - (uintptr_t)cpmt_tracer_methods
+           < CPMT_N_METHODS * sizeof(PyMethodDef);
+}
 
 /* The active tracer of this kind ('P' or 'T') on the calling thread, or NULL. */
 CpmtTracer *cpmt_current(char kind);

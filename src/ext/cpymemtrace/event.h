@@ -27,8 +27,11 @@ cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObj
 {
     uint64_t now = pmt_ticks(&cpmt_tclock);
     if (self->quiet_ok && !pmt_gate_due_attached(&self->gate, now)) {
+#if PMT_CPMT_DEFER_LINE
         self->prev_lasti = lasti;
-        pmt_cpmt_seq_remember(&self->seq, self->seq.event++, now, what, line, self->rss, 0);
+#endif
+        /* quiet_ok: an event was remembered, and RSS was not read since */
+        (void)pmt_cpmt_seq_remember_quiet(&self->seq, now, what, line);
         int more = 0;
         if (cfunc != NULL && cfunc != self->prev_cfunc) {
             if (cfunc == self->spare_cfunc) {    /* alternating: swap, no counts */

@@ -22,6 +22,9 @@ int64_t cpmt_gate_limit_blocks = PMT_GATE_LIMIT_BLOCKS;
 uint32_t cpmt_gate_limit_events = PMT_GATE_LIMIT_EVENTS;
 int64_t cpmt_gate_limit_ns = PMT_GATE_LIMIT_NS;
 int cpmt_use_monitoring = PMT_CPMT_HAVE_MONITORING;
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+int pmt_cpmt_frame_direct;      /* compat.h */
+#endif
 
 
 static PyObject *
@@ -318,6 +321,9 @@ PyInit_cPyMemTrace(void)
         return NULL;
     }
     pmt_tickclock_init(&cpmt_tclock, 200000, getenv("PYMEMTRACE_NO_TSC") != NULL);
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    pmt_cpmt_frame_direct = pmt_cpmt_frame_check();
+#endif
     cpmt_origin_ns = cpmt_tclock.ns0;
     cpmt_anchor_every = pmt_tickclock_ticks_in(&cpmt_tclock, 1000000);
     const char *v = Py_GetVersion();

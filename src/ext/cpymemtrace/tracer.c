@@ -404,7 +404,7 @@ tracer_write_to_log(CpmtTracer *self, PyObject *text)
     Py_RETURN_NONE;
 }
 
-static PyMethodDef tracer_methods[] = {
+PyMethodDef cpmt_tracer_methods[CPMT_N_METHODS + 1] = {
     {"__enter__", (PyCFunction)tracer_enter, METH_NOARGS,
      "Attach to the calling thread and open the log."},
     {"__exit__", (PyCFunction)tracer_exit, METH_VARARGS,
@@ -464,7 +464,7 @@ PyDoc_STRVAR(trace_doc,
         .tp_call = cpmt_tracer_call,                                                    \
         .tp_flags = Py_TPFLAGS_DEFAULT,                                                 \
         .tp_doc = DOC,                                                                  \
-        .tp_methods = tracer_methods,                                                   \
+        .tp_methods = cpmt_tracer_methods,                                                   \
         .tp_getset = tracer_getset,                                                     \
         .tp_new = tracer_new,                                                           \
     };
