@@ -60,7 +60,8 @@ cpmt_clock_of(uint64_t ticks)
 
 /* ---- the Profile / Trace object (tracer.c) ---- */
 enum { ST_NEW = 0, ST_ACTIVE = 1, ST_DONE = 2 };
-#define CPMT_LINE_MEMO 16           /* a power of 2 */
+#define CPMT_LINE_SETS_LOG2 5
+#define CPMT_LINE_MEMO (2 << CPMT_LINE_SETS_LOG2)   /* 2 ways of 32 sets */
 
 typedef struct CpmtTracer {
     PyObject_HEAD
@@ -97,7 +98,7 @@ typedef struct CpmtTracer {
     PyObject *spare_cfunc;      /*   that alternating names change no counts */
     struct {                    /* lines of (code, offset) computed for rows on */
         PyCodeObject *code;     /*   3.12+ (strong: an address is never reused */
-        int lasti;              /*   while cached); direct-mapped */
+        int lasti;              /*   while cached); 2-way (callback.c line_of) */
         int line;
     } lines[CPMT_LINE_MEMO];
     PyCodeObject *nm_code;      /* strong: the last code a row named, and */

@@ -120,8 +120,9 @@ on_c_event(PyObject *const *args, int what)
             return;
         }
     }
-    else if (Py_IS_TYPE(callable, &PyFunction_Type)) {
-        return;     /* a Python function: its PY_START is the event */
+    else if (Py_IS_TYPE(callable, &PyFunction_Type) || PyType_Check(callable)) {
+        return;     /* a Python function: its PY_START is the event; a class
+                       (a flag test, not PyCFunction_Check's walk of its MRO) */
     }
     else if (Py_IS_TYPE(callable, &PyCFunction_Type) || PyCFunction_Check(callable)) {
         PyObject *m_self = ((PyCFunctionObject *)callable)->m_self;
