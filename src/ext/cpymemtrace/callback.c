@@ -76,7 +76,10 @@ names_of(CpmtTracer *self, PyCodeObject *code, int what, PyObject *cfunc, pmt_cp
         row->file_len = self->nm_file_len;
     }
     if (what == PyTrace_C_CALL || what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) {
-        if (cfunc != NULL && PyCFunction_Check(cfunc)) {
+        if (cfunc != NULL && CPMT_IS_DEF_KEY(cfunc)) {
+            row->function = CPMT_DEF_OF_KEY(cfunc)->ml_name;
+        }
+        else if (cfunc != NULL && PyCFunction_Check(cfunc)) {
             row->function = ((PyCFunctionObject *)cfunc)->m_ml->ml_name;
         }
         else if (cfunc != NULL && Py_IS_TYPE(cfunc, &PyMethodDescr_Type)) {
@@ -106,7 +109,7 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
         drop_later(d, (PyObject *)self->fmt_code);
         self->fmt_code = code;
     }
-    if (cfunc != NULL && cfunc != self->fmt_cfunc) {
+    if (cfunc != NULL && cfunc != self->fmt_cfunc && !CPMT_IS_DEF_KEY(cfunc)) {
         Py_INCREF(cfunc);
         drop_later(d, self->fmt_cfunc);
         self->fmt_cfunc = cfunc;
@@ -163,7 +166,7 @@ write_prev_row(CpmtTracer *self, Drops *drops)
  * event's.  The one held before stays as a spare: code that alternates
  * between two (a loop calling list.append and len) swaps them and changes
  * no reference counts.  References given up go to d: the caller drops them
- * last (they may run destructors). */
+ * last (they may run destructors).  A key (CPMT_DEF_KEY) holds nothing. */
 static inline void
 hold_one(PyObject **prev, PyObject **spare, PyObject *o, Drops *d)
 {
@@ -172,17 +175,84 @@ hold_one(PyObject **prev, PyObject **spare, PyObject *o, Drops *d)
         *prev = o;
         return;
     }
-    Py_XINCREF(o);
-    drop_later(d, *spare);
+    if (!CPMT_IS_DEF_KEY(o)) {
+        Py_XINCREF(o);
+    }
+    if (!CPMT_IS_DEF_KEY(*spare)) {
+        drop_later(d, *spare);
+    }
     *spare = *prev;
     *prev = o;
+}
+
+/* A PyMethodDef found in the tp_methods of a static (not heap) type lives
+ * as long as the process: a static type is never freed, nor are its method
+ * descriptors, which point into that array (its dict cannot be changed), and
+ * the name is read from it whenever a bound method of it is made or shown.
+ * Looked for in the MRO of the type of m_self (and of m_self itself when it
+ * is a type: class methods); the answer is memoised by address (a static
+ * array's address never holds anything else; a "no" only keeps a reference
+ * that was not needed).  Any other PyMethodDef (a module function's, a heap
+ * type's, one made at run time) has its function held, as any callable. */
+#define DEF_MEMO 64     /* a power of 2 */
+static struct {
+    const PyMethodDef *ml;
+    int is_static;
+} def_memo[DEF_MEMO];
+
+static int
+in_static_methods(const PyMethodDef *ml, PyTypeObject *tp)
+{
+    PyObject *mro = tp->tp_mro;
+    Py_ssize_t n = mro != NULL && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = -1; i < n; i++) {
+        PyTypeObject *b = i < 0 ? tp : (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!PyType_Check(b) || (b->tp_flags & Py_TPFLAGS_HEAPTYPE) || b->tp_methods == NULL) {
+            continue;
+        }
+        for (const PyMethodDef *m = b->tp_methods; m->ml_name != NULL; m++) {
+            if (m == ml) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+def_is_static(PyCFunctionObject *f)
+{
+    const PyMethodDef *ml = f->m_ml;
+    size_t h = ((uintptr_t)ml >> 5) & (DEF_MEMO - 1);
+    if (def_memo[h].ml != ml) {
+        PyObject *m_self = f->m_self;
+        def_memo[h].ml = ml;
+        def_memo[h].is_static = m_self != NULL
+            && (in_static_methods(ml, Py_TYPE(m_self))
+                || (PyType_Check(m_self) && in_static_methods(ml, (PyTypeObject *)m_self)));
+    }
+    return def_memo[h].is_static;
+}
+
+/* What a C function slot takes for cfunc: its key if its method is a
+ * static type's, else cfunc itself. */
+static inline PyObject *
+slot_of(PyObject *cfunc)
+{
+    if (cfunc != NULL && PyCFunction_Check(cfunc) && def_is_static((PyCFunctionObject *)cfunc)) {
+        return CPMT_DEF_KEY(cfunc);
+    }
+    return cfunc;
 }
 
 static inline void
 hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
 {
     if (cfunc != NULL && cfunc != self->prev_cfunc) {
-        hold_one(&self->prev_cfunc, &self->spare_cfunc, cfunc, d);
+        PyObject *slot = slot_of(cfunc);
+        if (slot != self->prev_cfunc) {
+            hold_one(&self->prev_cfunc, &self->spare_cfunc, slot, d);
+        }
     }
     if (code != self->prev_code) {
         hold_one((PyObject **)&self->prev_code, (PyObject **)&self->spare_code,
@@ -254,7 +324,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
         pmt_cpmt_row row;
         pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
         names_of(self, code, what, cfunc, &row, &drops);
-        keep_names(self, code, cfunc, &drops);
+        keep_names(self, code, slot_of(cfunc), &drops);
         pmt_cpmt_write_row(self->w, &row, &self->fmt);
         if (pmt_lw_error(self->w)) {
             self->failed = 1;   /* reported at __exit__ */

@@ -5,11 +5,25 @@
  * (RSS is the previous event's, compared with the last row already): it is
  * only remembered for a possible PREV row, and its code and C function are
  * held (a reference changes hands only when they differ from both the
- * previous event's and the spare ones held before those).  Every other event goes to cpmt_full_event (callback.c). */
+ * previous event's and the spare ones held before those).  A C function
+ * whose PyMethodDef is a static type's (list.append, which the legacy hook
+ * binds afresh at every call) is not held at all: its slot keeps the
+ * PyMethodDef's address, tagged (CPMT_DEF_KEY), which names it for a PREV
+ * row, matches the next call of the same method, and keeps no bound method,
+ * nor its self, alive.  Every other event goes to cpmt_full_event
+ * (callback.c). */
 #ifndef PMT_CPMT_EVENT_H
 #define PMT_CPMT_EVENT_H
 
 #include "cpmt.h"
+
+/* A C function slot (prev_cfunc, spare_cfunc) holds a strong reference, or
+ * the address of a static type's PyMethodDef with its low bit set (never
+ * the address of an object; callback.c proves the method static before it
+ * stores one).  CPMT_DEF_KEY is that key for any PyCFunction. */
+#define CPMT_IS_DEF_KEY(o) (((uintptr_t)(o) & 1) != 0)
+#define CPMT_DEF_KEY(f) ((PyObject *)((uintptr_t)((PyCFunctionObject *)(f))->m_ml | 1))
+#define CPMT_DEF_OF_KEY(o) ((const PyMethodDef *)((uintptr_t)(o) & ~(uintptr_t)1))
 
 /* The slow part of holding names (callback.c). */
 void cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc);
@@ -34,9 +48,16 @@ cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObj
         (void)pmt_cpmt_seq_remember_quiet(&self->seq, now, what, line);
         int more = 0;
         if (cfunc != NULL && cfunc != self->prev_cfunc) {
-            if (cfunc == self->spare_cfunc) {    /* alternating: swap, no counts */
+            PyObject *key = cfunc;
+            if (key != self->spare_cfunc && Py_IS_TYPE(cfunc, &PyCFunction_Type)) {
+                key = CPMT_DEF_KEY(cfunc);      /* equal to a slot: proven static */
+            }
+            if (key == self->prev_cfunc) {
+                /* the same static method again (its C_RETURN) */
+            }
+            else if (key == self->spare_cfunc) {    /* alternating: swap, no counts */
                 self->spare_cfunc = self->prev_cfunc;
-                self->prev_cfunc = cfunc;
+                self->prev_cfunc = key;
             }
             else {
                 more = 1;

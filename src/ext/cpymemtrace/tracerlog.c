@@ -3,6 +3,7 @@
  * overwrites one), attaching the per-event function, and finishing (detach,
  * give the thread back what was displaced, END line, close). */
 #include "cpmt.h"
+#include "event.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -16,9 +17,16 @@ void
 cpmt_clear_refs(CpmtTracer *self)
 {
     Py_CLEAR(self->prev_code);
-    Py_CLEAR(self->prev_cfunc);
     Py_CLEAR(self->spare_code);
-    Py_CLEAR(self->spare_cfunc);
+    /* a key (event.h CPMT_DEF_KEY) holds no reference */
+    PyObject **slots[2] = {&self->prev_cfunc, &self->spare_cfunc};
+    for (int i = 0; i < 2; i++) {
+        PyObject *o = *slots[i];
+        *slots[i] = NULL;
+        if (!CPMT_IS_DEF_KEY(o)) {
+            Py_XDECREF(o);
+        }
+    }
     Py_CLEAR(self->nm_code);
     for (int i = 0; i < CPMT_LINE_MEMO; i++) {
         Py_CLEAR(self->lines[i].code);
