@@ -202,7 +202,16 @@ class _Machine:
 
     def __enter__(self):
         self.load0, self.stat0, self.t0 = os.getloadavg(), _cpu_stat(), time.time()
+        self.loads, self.steals, self.last = [], [], self.stat0
         return self
+
+    def tick(self):
+        """A round has ended: its load average and steal share."""
+        self.loads.append(os.getloadavg()[0])
+        now = _cpu_stat()
+        if now and self.last and now[1] > self.last[1]:
+            self.steals.append((now[0] - self.last[0]) / (now[1] - self.last[1]))
+        self.last = now
 
     def __exit__(self, *exc):
         self.load1, self.stat1 = os.getloadavg(), _cpu_stat()
@@ -212,9 +221,14 @@ class _Machine:
         out = {"loadavg_1min_start_end": [round(self.load0[0], 2), round(self.load1[0], 2)],
                "cpus": os.cpu_count(), "seconds": round(time.time() - self.t0, 1),
                "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.t0))}
+        if self.loads:
+            out["loadavg_1min_rounds_min_median_max"] = [
+                round(f(self.loads), 2) for f in (min, statistics.median, max)]
         if self.stat0 and self.stat1 and self.stat1[1] > self.stat0[1]:
             out["steal_share"] = round((self.stat1[0] - self.stat0[0])
                                        / (self.stat1[1] - self.stat0[1]), 4)
+        if self.steals:
+            out["steal_share_worst_round"] = round(max(self.steals), 4)
         return out
 
 
@@ -325,6 +339,7 @@ def _workloads(tmp, rounds):
                 rnd.shuffle(names)
                 for mode in names:
                     times[w][mode].append(modes[w][mode]())
+            machine.tick()
     out = {}
     for w, t in times.items():
         o = out[w] = {"untraced_ms": round(statistics.median(c for c, _ in t["untraced"]) * 1e3, 2),
