@@ -29,7 +29,7 @@ def build(tmp):
     core = os.path.join(ROOT, "src", "core")
     subprocess.run([cc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{core}", "-o", exe,
                     os.path.join(ROOT, "bench", "cpmt_rowbench.c")]
-                   + [os.path.join(core, f) for f in ("cpmtlog.c", "logwriter.c", "procfs.c", "rss.c")]
+                   + [os.path.join(core, f) for f in ("cpmtlog.c", "cpmtfmt.c", "logwriter.c", "procfs.c", "rss.c")]
                    + ["-lm"], check=True)
     return exe
 

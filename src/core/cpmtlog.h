@@ -62,13 +62,15 @@ typedef struct pmt_cpmt_row {
 
 #define PMT_CPMT_NAME_MAX 256
 
-/* Consecutive rows repeat most numbers (RSS, dRSS, dEvent, the line, the
- * whole seconds): a cache of the last text of each makes a row cheaper.
+/* The formatter's memory of the last row, so a row costs little more than
+ * copying its bytes: consecutive rows repeat most fields (RSS and dRSS, dEvent,
+ * the whole seconds, the names) and count the event number up by one.
  * Zero-initialise it; one per log. */
 typedef struct pmt_cpmt_memo {
-    int64_t v;
-    int len;                /* 0: empty */
-    char txt[28];
+    int64_t v, v2;          /* the value(s) txt is the text of */
+    int len;                /* bytes of txt that count */
+    int digits;             /* event: the digits at the start of txt */
+    char txt[48];           /* the field with its padding and separator */
 } pmt_cpmt_memo;
 
 /* The last file and function names as written, keyed by their address and
@@ -79,20 +81,29 @@ typedef struct pmt_cpmt_namememo {
     const char *key;
     size_t key_len;
     size_t len;
-    char txt[PMT_CPMT_NAME_MAX + 16];
+    char txt[PMT_CPMT_NAME_MAX + 32];
 } pmt_cpmt_namememo;
 
 typedef struct pmt_cpmt_fmtcache {
-    pmt_cpmt_memo event, d_event, secs, line, rss, d_rss;
+    int ready;              /* 0: zero-initialised, not filled yet */
+    pmt_cpmt_memo event, d_event, secs, rss;
     pmt_cpmt_namememo file, function;
 } pmt_cpmt_fmtcache;
 
 /* Format a row (with its newline) into out, which must hold at least
- * PMT_CPMT_ROW_MAX bytes.  Names longer than PMT_CPMT_NAME_MAX are cut
- * (the end of a file name is kept, the start of a function name).
- * cache may be NULL.  Returns the length written. */
+ * PMT_CPMT_ROW_MAX bytes (some of them past the row may be written over).
+ * Names longer than PMT_CPMT_NAME_MAX are cut (the end of a file name is
+ * kept, the start of a function name).  cache may be NULL.  Returns the
+ * length written.  (src/core/cpmtfmt.c) */
 #define PMT_CPMT_ROW_MAX (224 + 2 * PMT_CPMT_NAME_MAX)
 size_t pmt_cpmt_format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
+
+/* The plain text helpers of the other lines (no NUL; they return the end):
+ * a decimal integer with '-' if negative and '+' if plus and not negative,
+ * right-aligned in width columns (left-aligned in -width), and nanoseconds as
+ * seconds with 6 decimals (truncated to the microsecond). */
+char *pmt_cpmt_put_int(char *p, int64_t v, int width, int plus);
+char *pmt_cpmt_put_seconds(char *p, int64_t ns);
 
 /* Write the optional message (verbatim, a newline added if missing) and the
  * header row. */
