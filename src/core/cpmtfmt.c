@@ -20,9 +20,11 @@
 #if defined(__GNUC__)
 #define COLD __attribute__((noinline, cold))
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #else
 #define COLD
 #define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 /* pairs + 2 * k: k (0..99) in two digits. */
@@ -205,42 +207,6 @@ put_clean(char *p, const char *s, size_t n, unsigned char min)
     return p + n;
 }
 
-/* The File field and " #": the basename (its last PMT_CPMT_NAME_MAX bytes),
- * control characters replaced; the File field may hold spaces, the reader
- * splits on " #". */
-static COLD void
-file_text(pmt_cpmt_namememo *m, const char *f, size_t n)
-{
-    if (n) {
-        const char *slash = memrchr(f, '/', n);
-        size_t k = slash ? (size_t)(slash + 1 - f) : 0;
-        f += k;
-        n -= k;
-    }
-    if (n > PMT_CPMT_NAME_MAX) {
-        f += n - PMT_CPMT_NAME_MAX;
-        n = PMT_CPMT_NAME_MAX;
-    }
-    char *p = put_clean(m->txt, f, n, ' ');
-    *p++ = ' ';
-    *p++ = '#';
-    m->len = (size_t)(p - m->txt);
-}
-
-/* The Function field (its first PMT_CPMT_NAME_MAX bytes, whitespace
- * replaced) padded to 13, and a space. */
-static COLD void
-function_text(pmt_cpmt_namememo *m, const char *s, size_t n)
-{
-    if (n > PMT_CPMT_NAME_MAX) {
-        n = PMT_CPMT_NAME_MAX;
-    }
-    char *p = put_clean(m->txt, s, n, ' ' + 1);
-    p = put_spaces(p, 13 - (int)(p - m->txt));
-    *p++ = ' ';
-    m->len = (size_t)(p - m->txt);
-}
-
 /* ---- the row ------------------------------------------------------------- */
 
 /* The What field padded to 8, and a space. */
@@ -252,22 +218,6 @@ static const struct {
     {"C_CALL   ", 9}, {"C_EXCEPTION ", 12}, {"C_RETURN ", 9}, {"OPCODE   ", 9},
     {"?        ", 9},
 };
-
-/* A new cache holds the text of zeros and missing names: the fields then
- * compare values only, never whether they have a text. */
-static COLD void
-cache_init(pmt_cpmt_fmtcache *c)
-{
-    int_text(&c->event, 0, -5, 0);
-    int_text(&c->d_event, 0, -7, 1);
-    secs_text(&c->secs, 0);
-    rss_text(&c->rss, 0, 0);
-    file_text(&c->file, NULL, 0);
-    function_text(&c->function, NULL, 0);
-    c->file.key = c->function.key = NULL;
-    c->file.key_len = c->function.key_len = 0;
-    c->ready = 1;
-}
 
 /* A cached text of at most 21 bytes (an int64 with its sign and a space). */
 static inline char *
@@ -344,28 +294,27 @@ put_line(char *p, int line)
 
 #define ONES 0x0101010101010101ULL
 
-/* Has x a byte below 0x21 (a space or a control) or a DEL?  Exact as a whole
- * (a borrow only crosses a byte that matched). */
-static inline uint64_t
-has_ws(uint64_t x)
+/* Has x a byte below min (min <= 0x80) or a DEL?  Exact as a whole (a borrow
+ * only crosses a byte that matched). */
+static ALWAYS_INLINE uint64_t
+has_below(uint64_t x, unsigned char min)
 {
     uint64_t y = x ^ (0x7f * ONES);
-    return (((x - 0x21 * ONES) & ~x) | ((y - ONES) & ~y)) & (0x80 * ONES);
+    return (((x - min * ONES) & ~x) | ((y - ONES) & ~y)) & (0x80 * ONES);
 }
 
-/* function_text of a name of 1 to 16 bytes that has nothing to replace:
- * the name moved by two overlapping loads and stores over 32 spaces.
- * Returns 0 if the name needs function_text. */
-static inline int
-function_short(pmt_cpmt_namememo *m, const char *s, size_t n)
+/* A name of 1 to 16 bytes with no byte below min nor DEL, over 32 spaces at
+ * t: moved by two overlapping loads and stores.  Returns 0 (t spoilt) if the
+ * name has a byte to replace. */
+static ALWAYS_INLINE int
+put_short(char *t, const char *s, size_t n, unsigned char min)
 {
-    char *t = m->txt;
     memset(t, ' ', 32);
     if (n >= 8) {
         uint64_t a, b;
         memcpy(&a, s, 8);
         memcpy(&b, s + n - 8, 8);
-        if (has_ws(a) | has_ws(b)) {
+        if (has_below(a, min) | has_below(b, min)) {
             return 0;
         }
         memcpy(t, &a, 8);
@@ -375,7 +324,7 @@ function_short(pmt_cpmt_namememo *m, const char *s, size_t n)
         uint32_t a, b;
         memcpy(&a, s, 4);
         memcpy(&b, s + n - 4, 4);
-        if (has_ws(a | (uint64_t)b << 32)) {
+        if (has_below(a | (uint64_t)b << 32, min)) {
             return 0;
         }
         memcpy(t, &a, 4);
@@ -384,15 +333,59 @@ function_short(pmt_cpmt_namememo *m, const char *s, size_t n)
     else {
         unsigned char c0 = (unsigned char)s[0], c1 = (unsigned char)s[n >> 1];
         unsigned char c2 = (unsigned char)s[n - 1];
-        if (has_ws(c0 | (uint64_t)c1 << 8 | (uint64_t)c2 << 16 | ('a' * ONES) << 24)) {
+        if (has_below(c0 | (uint64_t)c1 << 8 | (uint64_t)c2 << 16 | ('a' * ONES) << 24, min)) {
             return 0;
         }
         t[0] = (char)c0;
         t[n >> 1] = (char)c1;
         t[n - 1] = (char)c2;
     }
-    m->len = (n < 13 ? 13 : n) + 1;
     return 1;
+}
+
+/* The File field and " #": the basename (its last PMT_CPMT_NAME_MAX bytes),
+ * control characters replaced; the File field may hold spaces, the reader
+ * splits on " #". */
+static NOINLINE void
+file_text(pmt_cpmt_namememo *m, const char *f, size_t n)
+{
+    if (n) {
+        const char *slash = memrchr(f, '/', n);
+        size_t k = slash ? (size_t)(slash + 1 - f) : 0;
+        f += k;
+        n -= k;
+    }
+    if (n - 1 < 16 && put_short(m->txt, f, n, ' ')) {
+        m->txt[n + 1] = '#';
+        m->len = n + 2;
+        return;
+    }
+    if (n > PMT_CPMT_NAME_MAX) {
+        f += n - PMT_CPMT_NAME_MAX;
+        n = PMT_CPMT_NAME_MAX;
+    }
+    char *p = put_clean(m->txt, f, n, ' ');
+    *p++ = ' ';
+    *p++ = '#';
+    m->len = (size_t)(p - m->txt);
+}
+
+/* The Function field (its first PMT_CPMT_NAME_MAX bytes, whitespace
+ * replaced) padded to 13, and a space. */
+static NOINLINE void
+function_text(pmt_cpmt_namememo *m, const char *s, size_t n)
+{
+    if (n - 1 < 16 && put_short(m->txt, s, n, ' ' + 1)) {
+        m->len = (n < 13 ? 13 : n) + 1;
+        return;
+    }
+    if (n > PMT_CPMT_NAME_MAX) {
+        n = PMT_CPMT_NAME_MAX;
+    }
+    char *p = put_clean(m->txt, s, n, ' ' + 1);
+    p = put_spaces(p, 13 - (int)(p - m->txt));
+    *p++ = ' ';
+    m->len = (size_t)(p - m->txt);
 }
 
 static inline char *
@@ -400,11 +393,11 @@ put_name(char *p, pmt_cpmt_namememo *m, const char *s, size_t n, int function)
 {
     if (m->key != s || m->key_len != n) {
         size_t k = s ? n : 0;   /* no name: "?" */
-        if (!function) {
-            file_text(m, s, k);
-        }
-        else if (k - 1 >= 16 || !function_short(m, s, k)) {
+        if (function) {
             function_text(m, s, k);
+        }
+        else {
+            file_text(m, s, k);
         }
         m->key = s;
         m->key_len = n;
@@ -416,6 +409,22 @@ put_name(char *p, pmt_cpmt_namememo *m, const char *s, size_t n, int function)
         memcpy(p, m->txt, m->len);
     }
     return p + m->len;
+}
+
+/* A new cache holds the text of zeros and missing names: the fields then
+ * compare values only, never whether they have a text. */
+static COLD void
+cache_init(pmt_cpmt_fmtcache *c)
+{
+    int_text(&c->event, 0, -5, 0);
+    int_text(&c->d_event, 0, -7, 1);
+    secs_text(&c->secs, 0);
+    rss_text(&c->rss, 0, 0);
+    file_text(&c->file, NULL, 0);
+    function_text(&c->function, NULL, 0);
+    c->file.key = c->function.key = NULL;
+    c->file.key_len = c->function.key_len = 0;
+    c->ready = 1;
 }
 
 static ALWAYS_INLINE size_t
