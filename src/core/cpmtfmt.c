@@ -434,7 +434,8 @@ format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *c)
         cache_init(c);
     }
     char *p = out;
-    memcpy(p, "PREV:   NEXT:   " + 8 * (row->next != 0), 8);
+    static const char prefix[] = "PREV:   NEXT:   ";
+    memcpy(p, prefix + 8 * (row->next != 0), 8);
     p = put_event(p + 6, &c->event, row->event);
     /* dEvent: "+N" left-aligned in 7 */
     if (c->d_event.v != row->d_event) {
