@@ -9,8 +9,8 @@
  * over by the next field.  The text is kept from row to row (the cache): a
  * field is converted again only when its value changes, the event number is
  * counted up in its text, and what changes at every row (the microseconds,
- * the line) is written from digit-pair tables.  The output is the layout of
- * cpmtlog.h, byte for byte (tests/c/test_cpmtfmt.c).
+ * the line) is written from tables of three-digit groups.  The output is the
+ * layout of cpmtlog.h, byte for byte (tests/c/test_cpmtfmt.c).
  */
 #define _GNU_SOURCE     /* memrchr */
 #include "cpmtlog.h"

@@ -8,8 +8,9 @@
  *       Event dEvent  Clock    What     File    #line Function      RSS           dRSS
  * NEXT: 0     +0      0.066718 CALL     test.py #   9 create_string  9101312      9101312
  *
- * A row is formatted into a stack buffer and handed to the writer in one
- * piece: no allocation, no stdio.
+ * A row is formatted (src/core/cpmtfmt.c) straight into the writer's buffer
+ * when it has room for the longest row, else into a stack buffer handed to
+ * the writer in one piece: no allocation, no stdio.
  */
 #ifndef PMT_CPMTLOG_H
 #define PMT_CPMTLOG_H
