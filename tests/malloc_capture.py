@@ -4,12 +4,16 @@ The layout is src/core/capture_format.h's.  Tests build captures by hand with
 `header()` and `Chunk` (to check the C reader on what a writer could leave:
 threads out of order, a cut, a kill) and walk what the preload library wrote
 with `walk()` (to check what it recorded, beyond what the reports show);
-`cli()` runs `pymemtrace malloc`, `trace()` a program under it.
+`cli()` runs `pymemtrace malloc`, `trace()` a program under it, and
+`run_and_kill()` a program that counts its work, killed at a given moment.
 """
+import os
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 
 HEADER = struct.Struct("<8sIIIIIIQIIIIQIIQQQIIQ16s")
@@ -217,3 +221,46 @@ def trace(directory, name, program, *flags):
     cap = directory / f"{name}.cap"
     p = cli(*flags, "-o", str(cap), "--", sys.executable, str(script))
     return cap, script, p.stdout
+
+
+# The start of every program run_and_kill() runs.  `done[slot] = n` stores a
+# count in ./done (a MAP_SHARED mapping) with one aligned 8-byte store, so a
+# SIGKILL leaves either the old count or the new one.  Not struct.pack_into:
+# it zeroes the destination first and then converts and writes the value, so
+# a thread killed (or preempted, then killed) in between leaves 0 -- which
+# made the count of a whole thread read 0 about once in 110 kills under load.
+# `started()` writes ./pid, whole (a rename), once the program runs.
+KILLABLE = """\
+import mmap, os, threading
+_f = open("done", "w+b")
+_f.write(bytes(16))
+_f.flush()
+done = memoryview(mmap.mmap(_f.fileno(), 16)).cast("Q")
+def started():
+    with open("pid.tmp", "w") as p:
+        p.write(str(os.getpid()))
+    os.rename("pid.tmp", "pid")
+"""
+
+
+def run_and_kill(directory, body, prefix, delay, env=None):
+    """Run KILLABLE + `body` (dedented) as DIRECTORY/prog.py: the command is
+    PREFIX + [this interpreter, the script], in DIRECTORY.  DELAY seconds after
+    the program called started(), SIGKILL it.  (script path, return code of
+    the command, its stderr, the program's two counts)."""
+    script = directory / "prog.py"
+    script.write_text(KILLABLE + textwrap.dedent(body))
+    proc = subprocess.Popen([*prefix, sys.executable, str(script)], cwd=directory, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    pid_file = directory / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the program never started: {proc.communicate()[1]}")
+        time.sleep(0.01)
+    time.sleep(delay)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    counts = struct.unpack("=QQ", (directory / "done").read_bytes())
+    return script, proc.returncode, err, counts

@@ -11,15 +11,14 @@ last checkpoint readable; a damaged one is said to be.
 import os
 import random
 import shutil
-import signal
 import struct
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from malloc_capture import run_and_kill
 from pymemtrace.readers.malloc_capture import capture_header, load
 from pymemtrace.readers.malloc_stacks import load_stacks
 
@@ -131,13 +130,9 @@ def test_size_grows_with_stacks_not_events(tmp_path):
 
 
 # Allocates from two threads, each freeing blocks the other made, and counts
-# what it finished in a shared mapping; checkpoints every 0.05 s.
+# what it finished (malloc_capture.KILLABLE); checkpoints every 0.05 s.
 KILLED = """\
-    import mmap, os, struct, threading, queue
-    f = open("done", "w+b")
-    f.write(bytes(16))
-    f.flush()
-    done = mmap.mmap(f.fileno(), 16)
+    import queue
     handoff = queue.Queue(maxsize=64)
     def work(slot):
         i = 0
@@ -149,16 +144,11 @@ KILLED = """\
             if len(keep) > 500:
                 del keep[:250]
             i += 1
-            struct.pack_into("<Q", done, 8 * slot, i)
+            done[slot] = i
     threading.Thread(target=work, args=(1,), daemon=True).start()
-    with open("pid.tmp", "w") as p:
-        p.write(str(os.getpid()))
-    os.rename("pid.tmp", "pid")
+    started()
     work(0)
     """
-
-
-KILLED_LINES = textwrap.dedent(KILLED).splitlines()
 
 
 def consistent(r, s):
@@ -174,28 +164,18 @@ def consistent(r, s):
 
 @pytest.mark.parametrize("run_no", range(4))
 def test_sigkill_at_a_random_moment_leaves_the_last_checkpoint(tmp_path, run_no):
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(KILLED))
     cap = tmp_path / "t.cap"
-    cmd = [PY, "-m", "pymemtrace", "malloc", "--aggregate", "--checkpoint", "0.05",
-           "-o", str(cap), "--", PY, str(script)]
-    launcher = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    pid_file = tmp_path / "pid"
-    deadline = time.monotonic() + 60
-    while not pid_file.exists():
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
-        time.sleep(0.01)
-    time.sleep(random.Random(run_no).uniform(0.3, 1.2))
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    _, err = launcher.communicate(timeout=60)
-    assert launcher.returncode == 128 + 9, err
-    done = sum(struct.unpack("<QQ", (tmp_path / "done").read_bytes()))
+    script, rc, err, done = run_and_kill(
+        tmp_path, KILLED, [PY, "-m", "pymemtrace", "malloc", "--aggregate", "--checkpoint",
+                           "0.05", "-o", str(cap), "--"], random.Random(run_no).uniform(0.3, 1.2))
+    assert rc == 128 + 9, err
+    done = sum(done)
     r = load(str(cap))
     assert r["aggregate"] and not r["checkpoint_final"] and r["checkpoint"] >= 1
     assert any("killed or crashed: this is its last checkpoint" in w for w in r["warnings"])
     s = load_stacks(str(cap))
     consistent(r, s)
-    mark = next(n for n, line in enumerate(KILLED_LINES, 1) if "MARK" in line)
+    mark = next(n for n, line in enumerate(script.read_text().splitlines(), 1) if "MARK" in line)
     made = sum(x["allocated_bytes"] for x in s["stacks"]
                if s["frames"][x["frame"]][2] == mark and
                s["functions"][s["frames"][x["frame"]][1]]["file"] == str(script))
@@ -210,21 +190,13 @@ def test_sigkill_at_a_random_moment_leaves_the_last_checkpoint(tmp_path, run_no)
 def killed_capture(tmp_path):
     """An aggregated capture of a program killed after a few checkpoints,
     left as the kill left it (unpacked)."""
-    script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(KILLED))
+    from pymemtrace.malloc import LIBRARY
     cap = tmp_path / "raw.cap"
     env = dict(os.environ, PYMEMTRACE_MALLOC_OUT=str(cap), PYMEMTRACE_MALLOC_AGGREGATE="1",
-               PYMEMTRACE_MALLOC_CHECKPOINT="0.05", PYTHONMALLOC="malloc")
-    from pymemtrace.malloc import LIBRARY
-    env["LD_PRELOAD"] = str(LIBRARY)
-    p = subprocess.Popen([PY, str(script)], cwd=tmp_path, env=env)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "pid").exists():
-        assert p.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+               PYMEMTRACE_MALLOC_CHECKPOINT="0.05", PYTHONMALLOC="malloc",
+               LD_PRELOAD=str(LIBRARY))
+    _, rc, _, _ = run_and_kill(tmp_path, KILLED, [], 0.5, env=env)
+    assert rc == -9
     h = capture_header(str(cap))
     assert h["aggregate"] and h["state"] == 0
     return cap

@@ -11,15 +11,13 @@ are written, listed and reported.
 import errno
 import os
 import random
-import signal
-import struct
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from malloc_capture import KILLABLE, run_and_kill
 from pymemtrace.readers.malloc_capture import load
 
 SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
@@ -51,50 +49,59 @@ def count_at(r, script, line):
                if s["file"] == script and s["line"] == line)
 
 
-# Two threads allocate 100 kB blocks (malloc, not pymalloc) and after each one
-# store how many they finished in a shared mapping: what the test reads after
-# the kill is what was done.
+# Two threads allocate 100 kB blocks (malloc, not pymalloc), each on its own
+# line, and after each one count it (malloc_capture.KILLABLE): what the test
+# reads after the kill is what each thread finished.
 KILLED = """\
-    import mmap, os, struct, threading
-    f = open("done", "w+b")
-    f.write(bytes(16))
-    f.flush()
-    done = mmap.mmap(f.fileno(), 16)
     def work(slot):
         i = 0
         while True:
-            b = bytearray(100_003 + slot)  # MARK
+            if slot:
+                b = bytearray(100_004)  # MARK1
+            else:
+                b = bytearray(100_003)  # MARK0
             i += 1
-            struct.pack_into("<Q", done, 8 * slot, i)
+            done[slot] = i
     threading.Thread(target=work, args=(1,), daemon=True).start()
-    with open("pid.tmp", "w") as p:
-        p.write(str(os.getpid()))
-    os.rename("pid.tmp", "pid")
+    started()
     work(0)
     """
 
 
 @pytest.mark.parametrize("run", range(4))
 def test_sigkill_at_a_random_moment_loses_at_most_the_record_being_written(tmp_path, run):
-    cmd, cap, script = traced(tmp_path, KILLED)
-    launcher = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    pid_file = tmp_path / "pid"
-    deadline = time.monotonic() + 60
-    while not pid_file.exists():
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
-        time.sleep(0.01)
-    time.sleep(random.Random(run).uniform(0.05, 1.0))
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    _, err = launcher.communicate(timeout=60)
-    assert launcher.returncode == 128 + 9, err
-    done = struct.unpack("<QQ", (tmp_path / "done").read_bytes())
+    cap = tmp_path / "t.cap"
+    script, rc, err, done = run_and_kill(
+        tmp_path, KILLED, [PY, "-m", "pymemtrace", "malloc", "-o", str(cap), "--"],
+        random.Random(run).uniform(0.05, 1.0))
+    assert rc == 128 + 9, err
     r = load(str(cap))
     assert not r["complete"] and not r["trailing_bytes"] > 64
-    got = count_at(r, script, line_of(script, "MARK"))
-    # each thread had at most one allocation recorded and not yet counted, or
-    # one being recorded when it died
+    got = [count_at(r, str(script), line_of(script, f"MARK{k}")) for k in (0, 1)]
+    # every block a thread counted was recorded, and at most one more: made
+    # and recorded but not yet counted, or being recorded when it died
     assert sum(done) > 0
-    assert sum(done) - 2 <= got <= sum(done) + 2, (got, done)
+    assert all(done[k] <= got[k] <= done[k] + 1 for k in (0, 1)), (got, done)
+
+
+def test_the_count_is_never_zero_while_it_is_being_stored(tmp_path, monkeypatch):
+    """The count run_and_kill reads is stored whole: a kill between two
+    instructions of the store leaves the old count or the new one, never 0
+    (struct.pack_into zeroes its destination before it converts the value)."""
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(KILLABLE, ns)
+    done = ns["done"]
+    done[1] = 39_583
+    seen = []
+
+    class Count:
+        def __index__(self):
+            seen.append(done[1])    # the slot, while the new value is converted
+            return 39_584
+
+    done[1] = Count()
+    assert (seen, done[1]) == ([39_583], 39_584)
 
 
 FULL = """\
