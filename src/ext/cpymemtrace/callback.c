@@ -79,19 +79,28 @@ names_of(CpmtTracer *self, PyCodeObject *code, int what, PyObject *cfunc, pmt_cp
         if (cfunc != NULL && CPMT_IS_DEF_KEY(cfunc)) {
             row->function = CPMT_DEF_OF_KEY(cfunc)->ml_name;
         }
-        else if (cfunc != NULL && PyCFunction_Check(cfunc)) {
-            row->function = ((PyCFunctionObject *)cfunc)->m_ml->ml_name;
-        }
         else if (cfunc != NULL && Py_IS_TYPE(cfunc, &PyMethodDescr_Type)) {
             /* sys.monitoring's CALL of list.append etc.: the name the legacy
-             * profiler's bound method has */
+             * profiler's bound method has (tested first: PyCFunction_Check
+             * walks a descriptor type's MRO) */
             row->function = ((PyMethodDescrObject *)cfunc)->d_method->ml_name;
+        }
+        else if (cfunc != NULL && PyCFunction_Check(cfunc)) {
+            row->function = ((PyCFunctionObject *)cfunc)->m_ml->ml_name;
         }
         else if (cfunc != NULL) {
             row->function = Py_TYPE(cfunc)->tp_name;
         }
-        if (row->function) {
+        if (row->function == self->nm_cname) {
+            /* the last C row's name: its owner is still held (fmt_cfunc,
+             * keep_names) or it is static, so the same address is the same
+             * text */
+            row->function_len = self->nm_cname_len;
+        }
+        else if (row->function) {
             row->function_len = strlen(row->function);
+            self->nm_cname = row->function;
+            self->nm_cname_len = row->function_len;
         }
     }
     else if (code != NULL) {
@@ -239,7 +248,8 @@ def_is_static(PyCFunctionObject *f)
 static inline PyObject *
 slot_of(PyObject *cfunc)
 {
-    if (cfunc != NULL && PyCFunction_Check(cfunc) && def_is_static((PyCFunctionObject *)cfunc)) {
+    if (cfunc != NULL && !Py_IS_TYPE(cfunc, &PyMethodDescr_Type) && PyCFunction_Check(cfunc)
+            && def_is_static((PyCFunctionObject *)cfunc)) {
         return CPMT_DEF_KEY(cfunc);
     }
     return cfunc;
@@ -335,8 +345,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
     hold_names(self, code, cfunc, &drops);
     /* An event that reads no RSS cannot be logged: RSS is the previous
      * event's, which was compared with the last row already. */
-    self->quiet_ok = self->state == ST_ACTIVE && !self->failed && !self->exact
-                     && self->seq.trigger > 0;
+    self->quiet_ok = !(self->failed | self->exact) && self->seq.trigger > 0;   /* ST_ACTIVE */
     /* Last: these may run destructors. */
     drop_now(&drops);
 }

@@ -106,6 +106,8 @@ typedef struct CpmtTracer {
     size_t nm_file_len;
     const char *nm_func;
     size_t nm_func_len;
+    const char *nm_cname;       /* the last C row's function name (its owner */
+    size_t nm_cname_len;        /*   is fmt_cfunc, or it is static) and length */
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
     PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
     struct CpmtTracer *reg_next;

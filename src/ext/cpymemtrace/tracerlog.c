@@ -33,6 +33,7 @@ cpmt_clear_refs(CpmtTracer *self)
     }
     Py_CLEAR(self->fmt_code);
     Py_CLEAR(self->fmt_cfunc);
+    self->nm_cname = NULL;
 }
 
 
