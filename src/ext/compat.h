@@ -118,6 +118,7 @@ pmt_cpmt_small_int(PyObject *o)
  * did not, the functions are used.  The line is f_lineno, which 3.11's
  * call_trace sets before every profile / trace event (0: not set, ask). */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define PMT_CPMT_FRAME311 1
 struct pmt_iframe311 {
     PyObject *f_func, *f_globals, *f_builtins, *f_locals;
     PyCodeObject *f_code;
@@ -169,6 +170,7 @@ pmt_cpmt_frame_line(PyFrameObject *f)
     return line != 0 ? line : PyFrame_GetLineNumber(f);
 }
 #else
+#define PMT_CPMT_FRAME311 0
 #define pmt_cpmt_frame_check() 0
 static inline PyCodeObject *
 pmt_cpmt_frame_code(PyFrameObject *f)
