@@ -49,8 +49,11 @@ def _sha256(path: Path) -> str:
 
 
 def _download_sdist(python: str, into: Path) -> Path:
+    # --no-binary for pymemtrace only: pip prepares the sdist's metadata in an
+    # isolated build environment, and ":all:" would build that environment's
+    # setuptools & co. from their sdists too (minutes, on a cold pip cache).
     cmd = [python, "-m", "pip", "download", f"pymemtrace=={ORIGINAL_VERSION}",
-           "--no-deps", "--no-binary", ":all:", "--timeout", "20", "--retries", "1",
+           "--no-deps", "--no-binary", "pymemtrace", "--timeout", "20", "--retries", "1",
            "--disable-pip-version-check", "-d", str(into)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -59,7 +62,7 @@ def _download_sdist(python: str, into: Path) -> Path:
     sdists = sorted(into.glob(f"pymemtrace-{ORIGINAL_VERSION}.tar.gz"))
     if r.returncode != 0 or not sdists:
         last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise Unavailable(f"pip download pymemtrace=={ORIGINAL_VERSION} --no-binary :all: "
+        raise Unavailable(f"pip download pymemtrace=={ORIGINAL_VERSION} --no-binary pymemtrace "
                           f"failed (exit {r.returncode}): {last}")
     digest = _sha256(sdists[0])
     if digest != ORIGINAL_SDIST_SHA256:

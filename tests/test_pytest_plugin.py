@@ -168,6 +168,8 @@ def test_the_plugin_is_installed_and_does_nothing_unless_asked(tmp_path):
     assert list((tmp_path / "tmp").iterdir()) == []       # no capture, no directory
 
 
+@pytest.mark.skipif(SANITIZE, reason="ASan replaces malloc: the Tracker around the marked "
+                    "test refuses another allocator (libasan's malloc)")
 @needs_tracker
 def test_an_untracked_test_beside_a_marked_one_is_left_alone(tmp_path):
     """Tracking one marked test wraps that test's function only, and the
