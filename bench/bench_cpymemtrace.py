@@ -24,7 +24,8 @@ Profile(0) against the no-op profile function and Trace() against the no-op trac
 on the same workload (targets 1.15, 2 and 1.15); on CPython 3.12+, where they attach through
 sys.monitoring, against a no-op sys.monitoring callback for the same events, and the legacy
 hook (set_backend('legacy')) against the no-op functions.  There the workload alone is timed,
-inside the hook (after __enter__, before __exit__); the fixed cost of a context (creating
+inside the hook (after __enter__, before __exit__; gc.collect() before each run, so that
+the cycles objects leaves are not collected in some runs and not in others); the fixed cost of a context (creating
 the log, its header, END line and close) is under context_fixed_us, beside the cost of
 creating, writing and closing such a file with os.*.  ROUNDS=15 rounds (PMT_BENCH_ROUNDS);
 in a round every workload's modes run once each, in a random (seeded) order, so the two
@@ -43,6 +44,7 @@ written (per_run_*), and the untraced time of one run.
 Run: make bench   (or: .venv/bin/python bench/run_all.py cpymemtrace)
 """
 import functools
+import gc
 import os
 import random
 import statistics
@@ -237,6 +239,7 @@ def _inside(attach, detach, work):
     entering and leaving a context (log file, header, END line) is not in the ratio; it is
     measured on its own (_context_cost)."""
     def run():
+        gc.collect()    # every run starts from the same collector state (objects makes cycles)
         attach()
         try:
             return _timed(work)
@@ -251,6 +254,7 @@ def _inside_ctx(factory, tmp, tag, work):
     def run():
         counter[0] += 1
         path = os.path.join(tmp, f"{tag}_{counter[0]}.log")
+        gc.collect()
         try:
             with factory(path):
                 return _timed(work)
