@@ -254,6 +254,19 @@ LIMITS = """\
     """
 
 
+def run_marked(tmp_path, source, passed, summary, conftest=None):
+    """Run `source`, which has tests over their limits: the run fails, the
+    tests named in `passed` pass and `summary` ("2 failed, 3 passed") is its
+    count.  Returns pytest's output."""
+    r = run_pytest(tmp_path, source, conftest=conftest)
+    out = r.stdout
+    assert r.returncode == 1, out + r.stderr
+    for name in passed:
+        assert re.search(rf"PASSED test_mem.py::{name}\b", out), out
+    assert summary in out, out
+    return out
+
+
 def _failure(out, name):
     """The text of test `name`'s entry in the FAILURES section."""
     m = re.search(rf"_+ {name} _+\n(.*?)(?=\n_+ \w+ _+\n|\n=+ )", out, re.S)
@@ -264,13 +277,8 @@ def _failure(out, name):
 @needs_tracer
 @needs_tracker
 def test_markers_fail_over_the_limit_with_the_stack_and_pass_under(tmp_path):
-    r = run_pytest(tmp_path, LIMITS, conftest=STATE)
-    out = r.stdout
-    assert r.returncode == 1, out + r.stderr
-    assert re.search(r"PASSED test_mem.py::test_under\b", out)
-    assert re.search(r"PASSED test_mem.py::test_no_leak\b", out)
-    assert re.search(r"PASSED test_mem.py::test_untracked\b", out)
-    assert "2 failed, 3 passed" in out
+    out = run_marked(tmp_path, LIMITS, ["test_under", "test_no_leak", "test_untracked"],
+                     "2 failed, 3 passed", conftest=STATE)
     src = "test_mem.py"     # under the rootdir: relative
     over = _failure(out, "test_over")
     assert "is over limit_memory('4 MB') = 4.0 MiB" in over
@@ -355,3 +363,131 @@ def test_xdist_workers_track_their_tests_and_the_summary_is_complete(tmp_path):
     assert names.index("test_ten") < names.index("test_five") < names.index("test_one")
     assert "is over limit_memory('4 MB')" in _failure(out, "test_over")
     assert len(set(re.findall(r"\[gw(\d)\]", out))) == 2       # both workers ran tests
+
+
+# -- async tests and current_thread_only, end to end ---------------------------------------
+
+# a minimal runner for `async def` tests (no pytest-asyncio: not a test dependency)
+ASYNC_RUNNER = """\
+    import asyncio, inspect
+    import pytest
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(pyfuncitem):
+        if not inspect.iscoroutinefunction(pyfuncitem.obj):
+            return None
+        names = pyfuncitem._fixtureinfo.argnames
+        asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
+        return True
+    """
+
+ASYNC = """\
+    import asyncio
+    import pytest
+    keep = []
+
+    def grow(n):
+        return [bytearray(1_000_000) for _ in range(n)]  # GROW
+
+    @pytest.mark.limit_memory("4 MB")
+    async def test_async_over():
+        await asyncio.sleep(0)
+        data = grow(8)  # OVER
+        await asyncio.sleep(0)
+        del data
+
+    @pytest.mark.limit_memory("24 MB")
+    async def test_async_under():
+        await asyncio.sleep(0)
+        data = grow(8)
+        await asyncio.sleep(0)
+
+    @pytest.mark.limit_leaks("1 MB")
+    async def test_async_leaks():
+        await asyncio.sleep(0)
+        keep.append(bytearray(3_000_000))  # LEAK
+
+    @pytest.mark.limit_memory("4 MB", current_thread_only=True)
+    async def test_async_other_task():
+        async def other():
+            return grow(8)  # TASK
+        held = await asyncio.ensure_future(other())
+    """
+
+
+@needs_tracer
+@needs_tracker
+def test_async_tests_are_tracked_across_their_awaits(tmp_path):
+    out = run_marked(tmp_path, ASYNC, ["test_async_under"], "3 failed, 1 passed",
+                     conftest=ASYNC_RUNNER)
+    over = _failure(out, "test_async_over")
+    assert "is over limit_memory('4 MB') = 4.0 MiB" in over
+    assert f"grow (test_mem.py:{line_of(ASYNC, '# GROW')})" in over
+    # the stack ends at the coroutine of the test, resumed by the event loop
+    first = over.split("  #2")[0]
+    assert first.rstrip().endswith(f"test_async_over (test_mem.py:{line_of(ASYNC, '# OVER')})")
+    leak = _failure(out, "test_async_leaks")
+    assert f"test_async_leaks (test_mem.py:{line_of(ASYNC, '# LEAK')})" in leak
+    # another task on the test's loop runs in the test's thread: it counts
+    task = _failure(out, "test_async_other_task")
+    assert "is over limit_memory('4 MB')" in task
+    assert f"other (test_mem.py:{line_of(ASYNC, '# TASK')})" in task
+
+
+THREADS = """\
+    import threading
+    import pytest
+    keep = []
+
+    def grow(n):
+        return [bytearray(1_000_000) for _ in range(n)]  # GROW
+
+    def in_thread(n):
+        out = []
+        t = threading.Thread(target=lambda: out.append(grow(n)))
+        t.start()
+        t.join()
+        return out
+
+    @pytest.mark.limit_memory("4 MB")
+    def test_all_threads():
+        held = in_thread(8)
+
+    @pytest.mark.limit_memory("4 MB", current_thread_only=True)
+    def test_other_thread_not_counted():
+        held = in_thread(8)
+        mine = grow(2)
+
+    @pytest.mark.limit_memory("4 MB", current_thread_only=True)
+    def test_own_still_counted():
+        held = in_thread(8)
+        mine = grow(6)  # MINE
+
+    @pytest.mark.limit_leaks("1 MB", current_thread_only=True)
+    def test_other_thread_leak_not_counted():
+        keep.append(in_thread(3))
+
+    @pytest.mark.limit_leaks("1 MB", current_thread_only=True)
+    def test_own_leak_counted():
+        keep.append(in_thread(3))
+        keep.append(bytearray(3_000_000))  # LEAK
+    """
+
+
+@needs_tracer
+@needs_tracker
+def test_current_thread_only_leaves_other_threads_out(tmp_path):
+    out = run_marked(tmp_path, THREADS, ["test_other_thread_not_counted",
+                                         "test_other_thread_leak_not_counted"],
+                     "3 failed, 2 passed")
+    # without the flag the other thread's 8 MB count, with the grow() in that thread
+    every = _failure(out, "test_all_threads")
+    assert "is over limit_memory('4 MB')" in every
+    assert f"grow (test_mem.py:{line_of(THREADS, '# GROW')})" in every
+    own = _failure(out, "test_own_still_counted")
+    assert re.search(r"peak memory 5\.\d MiB .* is over limit_memory\('4 MB'\)", own), own
+    assert f"test_own_still_counted (test_mem.py:{line_of(THREADS, '# MINE')})" in own
+    assert "current_thread_only=True" in own
+    leak = _failure(out, "test_own_leak_counted")
+    assert "1 stack leaked more than limit_leaks('1 MB')" in leak
+    assert f"test_own_leak_counted (test_mem.py:{line_of(THREADS, '# LEAK')})" in leak

@@ -8,6 +8,8 @@ The limits have pytest-memray's spelling and meaning, so a suite can switch:
   pytest-memray.  A plain int is bytes.
 * ``check_peak``: memory live at the high-water mark of the capture (the test
   body) above the limit fails; the message lists the stacks live at the peak.
+  With one thread asked for, only what that thread allocated and still held
+  at that high-water mark counts.
 * ``check_leaks``: the limit is per distinct call stack: memory allocated by
   the test and still live at its end, summed per stack (all threads together
   unless one thread is asked for), fails if one stack holds more than the
@@ -157,12 +159,16 @@ def check_peak(r: Dict[str, Any], limit: int, limit_text: str, *,
                depth: int = 10, root: Optional[str] = None) -> Optional[Problem]:
     """A Problem if the capture's peak (live at the high-water mark) is above
     `limit` bytes, else None.  `test` is the (file, function) of the test, to
-    cut the stacks there."""
-    peak = r["peak"]["bytes"]
+    cut the stacks there.  With one thread selected (``load_stacks(thread=)``)
+    the peak is what that thread allocated and still held at the capture's
+    high-water mark (pytest-memray's current_thread_only), not the heap."""
+    one = r.get("thread_selected") is not None
+    peak = r["peak_live_bytes"] if one else r["peak"]["bytes"]
     if peak <= limit:
         return None
-    summary = (f"peak memory {fmt_size(peak)} ({peak:,} bytes) is over "
-               f"limit_memory({limit_text!r}) = {fmt_size(limit)}")
+    summary = (f"peak memory {fmt_size(peak)} ({peak:,} bytes)"
+               + (" of the test's thread" if one else "")
+               + f" is over limit_memory({limit_text!r}) = {fmt_size(limit)}")
     rows = _merged(r, "peak")
     return Problem(summary, _stacks_text(r, rows, peak, "live at the peak", test, top, depth,
                                          root))
