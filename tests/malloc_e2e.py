@@ -1,8 +1,11 @@
 """Test helper for test_malloc.py and the files split from it: run a script under
-`pymemtrace malloc` (`trace`, `cli` with a cwd), find a line by its `# MARKER` comment,
-the Python sites of one script in a report, and the mark for tests that need the
-preload library (not under `make sanitize`)."""
+`pymemtrace malloc` (`trace`, `cli` with a cwd), find a line by its `# MARKER` comment
+(`line_of` in a file, `line_in` in a text), the Python sites of one script in a report,
+and what skips tests that cannot run under `make sanitize` (SANITIZE): the marks
+`needs_preload` and `skip_under_asan(reason)`, and `skip_if_sanitized()` for a fixture.
+The other malloc test files and test_pytest_plugin.py use these too."""
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -10,10 +13,23 @@ import textwrap
 
 import pytest
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-needs_preload = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition (its core C is sanitized through tests/c)")
+SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"   # set by `make sanitize`
+PRELOAD_UNDER_ASAN = ("the preload library is not meant to run under ASan's own malloc "
+                      "interposition")
+
+
+def skip_under_asan(reason=PRELOAD_UNDER_ASAN):
+    """Skip under `make sanitize`, saying why."""
+    return pytest.mark.skipif(SANITIZE, reason=reason)
+
+
+needs_preload = skip_under_asan(PRELOAD_UNDER_ASAN + " (its core C is sanitized through tests/c)")
+
+
+def skip_if_sanitized():
+    """For a fixture that runs the preload library: skip its tests under `make sanitize`."""
+    if SANITIZE:
+        pytest.skip("the preload library does not run under ASan")
 
 PY = sys.executable
 
@@ -34,12 +50,18 @@ def trace(tmp_path, source, *extra, name="w.py", out="w.cap"):
     return p, cap, script
 
 
-def line_of(script, marker):
-    """The line carrying the comment '# MARKER' (a whole word)."""
-    for i, text in enumerate(script.read_text().splitlines(), 1):
+def line_in(source, marker):
+    """The line of `source` (a text, dedented or not: the same lines) carrying the
+    comment '# MARKER' (a whole word)."""
+    for i, text in enumerate(source.splitlines(), 1):
         if re.search(r"# " + re.escape(marker) + r"(\s|$)", text):
             return i
     raise AssertionError(marker)
+
+
+def line_of(script, marker):
+    """The line of the file `script` carrying the comment '# MARKER' (a whole word)."""
+    return line_in(pathlib.Path(script).read_text(), marker)
 
 
 def in_comprehension(enclosing):

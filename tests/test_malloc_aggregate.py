@@ -19,15 +19,11 @@ import textwrap
 import pytest
 
 from malloc_capture import run_and_kill
+from malloc_e2e import PY, skip_under_asan
 from pymemtrace.readers.malloc_capture import capture_header, load
 from pymemtrace.readers.malloc_stacks import load_stacks
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
-
-PY = sys.executable
+pytestmark = skip_under_asan()
 
 # Deterministic: every object a malloc (--python-malloc), a fixed number of
 # iterations; `keep` grows (a leak in a list comprehension inside a named

@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
+from malloc_e2e import line_in, skip_under_asan
+
 pytestmark = [
     pytest.mark.skipif(shutil.which("gdb") is None,
                        reason="gdb is not installed (Debian package gdb; make system-deps)"),
-    pytest.mark.skipif(SANITIZE, reason="the tracer is not meant to run under ASan's own malloc "
-                                        "interposition"),
+    skip_under_asan("the tracer is not meant to run under ASan's own malloc interposition"),
 ]
 
 TARGET = """\
@@ -95,7 +95,7 @@ def test_attach_traces_for_the_duration_and_leaves_the_process_running(target, t
     rep = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "report", str(cap)],
                          capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
-    line = next(n for n, s in enumerate(textwrap.dedent(TARGET).splitlines(), 1) if "# CHURN" in s)
+    line = line_in(TARGET, "CHURN")
     assert f"churn ({prog}:{line})" in rep.stdout
     assert "no end" not in rep.stdout and "crashed" not in rep.stdout
 

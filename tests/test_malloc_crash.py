@@ -18,14 +18,10 @@ import textwrap
 import pytest
 
 from malloc_capture import KILLABLE, run_and_kill
+from malloc_e2e import PY, line_of, skip_under_asan
 from pymemtrace.readers.malloc_capture import load
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
-
-PY = sys.executable
+pytestmark = skip_under_asan()
 
 
 def traced(tmp_path, source, *args, cap=None, **kw):
@@ -34,14 +30,6 @@ def traced(tmp_path, source, *args, cap=None, **kw):
     cap = cap or tmp_path / "t.cap"
     cmd = [PY, "-m", "pymemtrace", "malloc", "-o", str(cap), "--", PY, str(script), *args]
     return cmd, cap, str(script)
-
-
-def line_of(script, marker):
-    with open(script) as f:
-        for n, line in enumerate(f, 1):
-            if marker in line:
-                return n
-    raise AssertionError(marker)
 
 
 def count_at(r, script, line):

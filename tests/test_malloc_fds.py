@@ -17,13 +17,9 @@ import pytest
 
 from pymemtrace.malloc import LIBRARY
 from pymemtrace.readers.malloc_capture import load
+from malloc_e2e import PY, skip_under_asan
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
-
-PY = sys.executable
+pytestmark = skip_under_asan()
 
 
 def run_traced(tmp_path, *command):

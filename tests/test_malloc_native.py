@@ -16,12 +16,10 @@ import textwrap
 
 import pytest
 
-from test_malloc_pyversions import interpreters, line_of
+from malloc_e2e import line_of, skip_under_asan
+from test_malloc_pyversions import interpreters
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
+pytestmark = skip_under_asan()
 
 LIB_C = """\
 #include <stdlib.h>

@@ -18,11 +18,9 @@ import pytest
 
 from pymemtrace.malloc import LIBRARY
 from pymemtrace.readers.malloc_capture import load
+from malloc_e2e import line_of, skip_under_asan
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-needs_preload = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
+needs_preload = skip_under_asan()
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PYENV = pathlib.Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
@@ -92,13 +90,6 @@ SCRIPT = """\
     t.join()
     print("done")
     """
-
-
-def line_of(script, marker):
-    for i, text in enumerate(script.read_text().splitlines(), 1):
-        if text.rstrip().endswith("# " + marker):
-            return i
-    raise AssertionError(marker)
 
 
 def trace_with(python, tmp_path):

@@ -20,12 +20,10 @@ import textwrap
 import pytest
 
 from malloc_capture import cli
+from malloc_e2e import line_of, skip_if_sanitized, skip_under_asan
 from pymemtrace.readers.malloc_stacks import frames_of, load_stacks, parse_range
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-needs_preload = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
+needs_preload = skip_under_asan()
 
 PROGRAM = """\
     import os
@@ -49,17 +47,9 @@ PROGRAM = """\
 
 
 
-def line_of(path, marker):
-    for n, text in enumerate(open(path), 1):
-        if f"# {marker}" in text:
-            return n
-    raise AssertionError(marker)
-
-
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    if SANITIZE:
-        pytest.skip("the preload library does not run under ASan")
+    skip_if_sanitized()
     d = tmp_path_factory.mktemp("reports")
     script = d / "app.py"
     script.write_text(textwrap.dedent(PROGRAM))

@@ -17,12 +17,10 @@ import pytest
 import malloc_capture
 from pymemtrace.malloc import LIBRARY
 from pymemtrace.readers.malloc_capture import load
-from test_malloc_pyversions import interpreters, line_of
+from malloc_e2e import line_of, skip_under_asan
+from test_malloc_pyversions import interpreters
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="the preload library is not meant to run under ASan's own malloc "
-                     "interposition")
+pytestmark = skip_under_asan()
 
 def stacks_of(path, size):
     """The stacks ([(function, line), ...], innermost first) of allocations of `size`."""

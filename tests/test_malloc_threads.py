@@ -6,14 +6,12 @@ THREAD record (OS thread id and name), so the reports split by thread and
 `--thread` says so.
 """
 import json
-import os
 
 import pytest
 
 from malloc_capture import cli, trace
+from malloc_e2e import skip_if_sanitized
 from pymemtrace.readers.malloc_stacks import load_stacks
-
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
 
 PROGRAM = """\
     import threading
@@ -42,8 +40,7 @@ PROGRAM = """\
 
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory):
-    if SANITIZE:
-        pytest.skip("the preload library does not run under ASan")
+    skip_if_sanitized()
     d = tmp_path_factory.mktemp("threads")
     out = {}
     for name, flags in (("stacks", ["--stacks"]), ("plain", [])):

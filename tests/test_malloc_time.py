@@ -6,15 +6,14 @@ graph's slider place each phase at the seconds it ran, and the process's RSS
 rises with the touched buffer.
 """
 import json
-import os
 
 import pytest
 
 from malloc_capture import HEADER_SIZE, cli, read_header, trace
+from malloc_e2e import skip_if_sanitized
 from pymemtrace.readers.malloc_stacks import load_stacks, parse_seconds
 from pymemtrace.reporters.flamegraph import page_data
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
 SLEEP = 0.8
 BIG = 120 * 1024 * 1024
 
@@ -46,8 +45,7 @@ PROGRAM = f"""\
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    if SANITIZE:
-        pytest.skip("the preload library does not run under ASan")
+    skip_if_sanitized()
     cap, _, out = trace(tmp_path_factory.mktemp("time"), "phases", PROGRAM, "--stacks",
                         "--python-malloc")
     # the sleep's middle, in seconds since the capture opened (its header's

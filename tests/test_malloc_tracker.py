@@ -14,12 +14,11 @@ import textwrap
 import pytest
 
 import malloc_capture
+from malloc_e2e import line_of, skip_under_asan
 from pymemtrace.readers.malloc_capture import capture_header, load
 from pymemtrace.readers.malloc_stacks import load_stacks
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-pytestmark = pytest.mark.skipif(
-    SANITIZE, reason="ASan replaces malloc: the Tracker refuses another allocator")
+pytestmark = skip_under_asan("ASan replaces malloc: the Tracker refuses another allocator")
 
 FLAG_PACKED = 4
 STATE_EXIT = 1
@@ -46,13 +45,6 @@ def functions(cap):
     for f in load_stacks(str(cap))["functions"]:
         out[f["function"]] = out.get(f["function"], 0) + f["allocated_bytes"]
     return out
-
-
-def line_of(path, marker):
-    for i, text in enumerate(path.read_text().splitlines(), 1):
-        if marker in text:
-            return i
-    raise AssertionError(marker)
 
 
 BLOCK = """\

@@ -18,20 +18,13 @@ import pytest
 import pymemtrace.malloc
 from pymemtrace.readers.malloc_stacks import load_stacks
 from pymemtrace.reporters import memory_limits as ml
+from malloc_e2e import line_in, skip_under_asan
 
-SANITIZE = os.environ.get("PYMEMTRACE_SANITIZE") == "1"
-needs_tracer = pytest.mark.skipif(
-    SANITIZE, reason="the malloc tracer is not meant to run under ASan's own malloc interposition")
+needs_tracer = skip_under_asan(
+    "the malloc tracer is not meant to run under ASan's own malloc interposition")
 needs_tracker = pytest.mark.skipif(
     not hasattr(pymemtrace.malloc, "Tracker"),
     reason="pymemtrace.malloc.Tracker (in-process tracking, issue 14) is not in this build")
-
-
-def line_of(source, marker):
-    for n, line in enumerate(textwrap.dedent(source).splitlines(), 1):
-        if marker in line:
-            return n
-    raise AssertionError(marker)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -95,9 +88,9 @@ def test_peak_over_the_limit_names_the_stacks_live_at_the_peak(body_capture):
     assert "is over limit_memory('1 MB') = 1.0 MiB" in p.summary
     first = p.details.split("  #2")[0]
     assert re.search(r"#1 4\.[78] MiB \(5,000,\d+ bytes\) in 50 blocks", first), first
-    assert f"make ({prog}:{line_of(BODY, '# MAKE')})" in first
+    assert f"make ({prog}:{line_in(BODY, 'MAKE')})" in first
     # the stack ends at the test function: what called it is the runner's business
-    assert first.rstrip().endswith(f"test_body ({prog}:{line_of(BODY, '# CALL')})")
+    assert first.rstrip().endswith(f"test_body ({prog}:{line_in(BODY, 'CALL')})")
     assert "<module>" not in first
 
 
@@ -107,7 +100,7 @@ def test_leaks_are_per_stack(body_capture):
     p = ml.check_leaks(r, ml.parse_size("200 KB"), "200 KB", test=(prog, "test_body"))
     assert "1 stack leaked more than limit_leaks('200 KB') = 200.0 KiB per stack" in p.summary
     assert "#1 293.0 KiB (300,001 bytes) in 1 block\n" in p.details
-    assert f"test_body ({prog}:{line_of(BODY, '# KEEP')})" in p.details
+    assert f"test_body ({prog}:{line_in(BODY, 'KEEP')})" in p.details
     assert "#2" not in p.details        # the 20 KB of small buffers are under the limit
     assert ml.check_leaks(r, ml.parse_size("400 KB"), "400 KB") is None
 
@@ -123,7 +116,7 @@ def test_leak_filter_sees_pytest_memrays_stack_and_can_drop_it(body_capture):
 
     assert ml.check_leaks(r, 200 << 10, "200 KB", filter_fn=keep_none) is None
     [stack] = seen
-    assert stack.frames[0] == ml.StackFrame("test_body", prog, line_of(BODY, "# KEEP"))
+    assert stack.frames[0] == ml.StackFrame("test_body", prog, line_in(BODY, "KEEP"))
     assert stack.frames[-1].function == "<module>"      # the whole stack, innermost first
 
 
@@ -168,8 +161,8 @@ def test_the_plugin_is_installed_and_does_nothing_unless_asked(tmp_path):
     assert list((tmp_path / "tmp").iterdir()) == []       # no capture, no directory
 
 
-@pytest.mark.skipif(SANITIZE, reason="ASan replaces malloc: the Tracker around the marked "
-                    "test refuses another allocator (libasan's malloc)")
+@skip_under_asan("ASan replaces malloc: the Tracker around the marked "
+                 "test refuses another allocator (libasan's malloc)")
 @needs_tracker
 def test_an_untracked_test_beside_a_marked_one_is_left_alone(tmp_path):
     """Tracking one marked test wraps that test's function only, and the
@@ -283,11 +276,11 @@ def test_markers_fail_over_the_limit_with_the_stack_and_pass_under(tmp_path):
     over = _failure(out, "test_over")
     assert "is over limit_memory('4 MB') = 4.0 MiB" in over
     assert re.search(r"#1 7\.\d MiB \(8,000,\d+ bytes\) in 8 blocks", over), over
-    assert f"grow ({src}:{line_of(LIMITS, '# GROW')})" in over
-    assert f"test_over ({src}:{line_of(LIMITS, '# OVER')})" in over
+    assert f"grow ({src}:{line_in(LIMITS, 'GROW')})" in over
+    assert f"test_over ({src}:{line_in(LIMITS, 'OVER')})" in over
     leak = _failure(out, "test_leaks")
     assert "leaked more than limit_leaks('1 MB') = 1.0 MiB per stack" in leak
-    assert f"test_leaks ({src}:{line_of(LIMITS, '# LEAK')})" in leak
+    assert f"test_leaks ({src}:{line_in(LIMITS, 'LEAK')})" in leak
     assert "pymemtrace: peak memory by test" not in out        # no summary unless asked
     assert list((tmp_path / "tmp").iterdir()) == []            # temporary captures removed
 
@@ -318,7 +311,7 @@ def test_summary_lists_the_tests_with_the_highest_peaks(tmp_path):
     assert "2 of 4 tracked tests, highest peak first" in summary
     names = re.findall(r"leaked  test_mem\.py::(\w+)", summary)
     assert names == ["test_ten", "test_five"]
-    assert f"in test_ten (test_mem.py:{line_of(SIZES, '# TEN')})" in summary
+    assert f"in test_ten (test_mem.py:{line_in(SIZES, 'TEN')})" in summary
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -336,7 +329,7 @@ def test_failed_tests_captures_are_kept_in_the_directory(tmp_path):
     rep = subprocess.run([sys.executable, "-m", "pymemtrace", "malloc", "report",
                           str(kept / names[1])], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
-    assert f"test_mem.py:{line_of(LIMITS, '# GROW')}" in rep.stdout
+    assert f"test_mem.py:{line_in(LIMITS, 'GROW')}" in rep.stdout
 
 
 def test_an_unwritable_directory_is_one_line(tmp_path):
@@ -422,16 +415,16 @@ def test_async_tests_are_tracked_across_their_awaits(tmp_path):
                      conftest=ASYNC_RUNNER)
     over = _failure(out, "test_async_over")
     assert "is over limit_memory('4 MB') = 4.0 MiB" in over
-    assert f"grow (test_mem.py:{line_of(ASYNC, '# GROW')})" in over
+    assert f"grow (test_mem.py:{line_in(ASYNC, 'GROW')})" in over
     # the stack ends at the coroutine of the test, resumed by the event loop
     first = over.split("  #2")[0]
-    assert first.rstrip().endswith(f"test_async_over (test_mem.py:{line_of(ASYNC, '# OVER')})")
+    assert first.rstrip().endswith(f"test_async_over (test_mem.py:{line_in(ASYNC, 'OVER')})")
     leak = _failure(out, "test_async_leaks")
-    assert f"test_async_leaks (test_mem.py:{line_of(ASYNC, '# LEAK')})" in leak
+    assert f"test_async_leaks (test_mem.py:{line_in(ASYNC, 'LEAK')})" in leak
     # another task on the test's loop runs in the test's thread: it counts
     task = _failure(out, "test_async_other_task")
     assert "is over limit_memory('4 MB')" in task
-    assert f"other (test_mem.py:{line_of(ASYNC, '# TASK')})" in task
+    assert f"other (test_mem.py:{line_in(ASYNC, 'TASK')})" in task
 
 
 THREADS = """\
@@ -483,11 +476,11 @@ def test_current_thread_only_leaves_other_threads_out(tmp_path):
     # without the flag the other thread's 8 MB count, with the grow() in that thread
     every = _failure(out, "test_all_threads")
     assert "is over limit_memory('4 MB')" in every
-    assert f"grow (test_mem.py:{line_of(THREADS, '# GROW')})" in every
+    assert f"grow (test_mem.py:{line_in(THREADS, 'GROW')})" in every
     own = _failure(out, "test_own_still_counted")
     assert re.search(r"peak memory 5\.\d MiB .* is over limit_memory\('4 MB'\)", own), own
-    assert f"test_own_still_counted (test_mem.py:{line_of(THREADS, '# MINE')})" in own
+    assert f"test_own_still_counted (test_mem.py:{line_in(THREADS, 'MINE')})" in own
     assert "current_thread_only=True" in own
     leak = _failure(out, "test_own_leak_counted")
     assert "1 stack leaked more than limit_leaks('1 MB')" in leak
-    assert f"test_own_leak_counted (test_mem.py:{line_of(THREADS, '# LEAK')})" in leak
+    assert f"test_own_leak_counted (test_mem.py:{line_in(THREADS, 'LEAK')})" in leak
