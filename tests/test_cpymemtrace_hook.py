@@ -1,7 +1,7 @@
 """cPyMemTrace's per-event hook: the names and lines its rows give where the quiet path
 and the row path take short cuts (PREV rows of C methods the legacy hook binds afresh
 at every call, heap types' methods, the (code, offset) line memo of 3.12+, the frame
-fields read directly on 3.11), on each backend of this interpreter."""
+fields read directly on 3.11+), on each backend of this interpreter."""
 import array
 import sys
 import textwrap
@@ -154,3 +154,69 @@ def test_lines_stay_right_across_alternating_functions(backend):
             assert r.line == want[key], (r.event, key, r.line)
             seen[key] = seen.get(key, 0) + 1
     assert seen == {k: 50 for k in want}
+
+
+# Lines of the legacy hook on 3.12+: f_lineno when the interpreter set it for the
+# callback (a trace function's LINE events, backward jumps on one line included),
+# else the (code, offset) memo; the same lines as PyFrame_GetLineNumber, which the
+# monitoring backend's rows match event for event.
+LINES = textwrap.dedent("""\
+    def step(n):
+        out = []
+        for i in range(n):
+            out.append(
+                len(str(i)))
+        while n: n -= 1
+        try:
+            int("x")
+        except ValueError:
+            out.append(0)
+        return out
+    def run():
+        g = (step(k) for k in range(3))
+        return [len(x) for x in g]
+    """)
+
+
+def _lines_rows(kind, backend, name):
+    old = cPyMemTrace.set_backend(backend)
+    ns = {}
+    exec(compile(LINES, "lines.py", "exec"), ns)
+    try:
+        with getattr(cPyMemTrace, kind)(0, filepath=name):
+            ns["run"]()
+    finally:
+        cPyMemTrace.set_backend(old)
+    return [(r.kind, r.what, r.line, r.function) for r in cpmt_log.read(name).records
+            if r.file == "lines.py"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="one backend before 3.12")
+@pytest.mark.parametrize("kind", ["Profile", "Trace"])
+def test_legacy_rows_name_the_lines_of_the_monitoring_rows(kind):
+    legacy = _lines_rows(kind, "legacy", "legacy.log")
+    mon = _lines_rows(kind, "monitoring", "mon.log")
+    assert len(legacy) > 30
+    assert legacy == mon
+    # every statement of step is a row's line (LINE events of Trace, its one-line loop's
+    # back edge twice in a row), and every C call's for Profile
+    lines = [line for _, _, line, _ in legacy]
+    if kind == "Trace":
+        assert set(lines) == set(range(1, 15))
+        assert any(a == b == 6 for a, b in zip(lines, lines[1:]))
+    else:
+        assert set(lines) == {1, 4, 5, 10, 11, 12, 13, 14}
+
+
+def test_a_prev_row_of_a_line_event_names_its_line(backend):
+    # Trace(): the row for the line that allocated is written at the next event, as the
+    # PREV row of that line's LINE event.
+    with cPyMemTrace.Trace(filepath="t.log"):
+        x = 1
+        b = bytearray(BIG)  # <big line>
+        x = len(b)
+        del b
+    rows = cpmt_log.read("t.log").records
+    i = next(i for i, r in enumerate(rows) if r.kind == "NEXT" and r.line == _line_of("<big line>") + 1)
+    assert (rows[i - 1].kind, rows[i - 1].what, rows[i - 1].line) == \
+        ("PREV", "LINE", _line_of("<big line>"))

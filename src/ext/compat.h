@@ -101,10 +101,29 @@ pmt_cpmt_small_int(PyObject *o)
  * row needs it.  Before 3.12 the line is at hand and taken at once. */
 #if PY_VERSION_HEX >= 0x030C0000
 #define PMT_CPMT_DEFER_LINE 1
-#define pmt_cpmt_frame_lasti(f) PyFrame_GetLasti(f)
 #else
 #define PMT_CPMT_DEFER_LINE 0
 #define pmt_cpmt_frame_lasti(f) ((void)(f), -1)
+#endif
+
+/* 3.11 to 3.13: the leading fields of the frame object
+ * (Include/internal/pycore_frame.h); f_frame is the version's interpreter
+ * frame (PMT_IFRAME).  pmt_cpmt_frame_direct: they are read directly. */
+#if PY_VERSION_HEX >= 0x030B0000
+struct pmt_frame_head {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    void *f_frame;
+    PyObject *f_trace;
+    int f_lineno;
+};
+#define PMT_FRAME_LINENO(f) (((const struct pmt_frame_head *)(f))->f_lineno)
+#define PMT_IFRAME(f, T) ((const struct T *)((const struct pmt_frame_head *)(f))->f_frame)
+#if defined(__GNUC__) && defined(__ELF__)
+extern int pmt_cpmt_frame_direct __attribute__((visibility("hidden")));
+#else
+extern int pmt_cpmt_frame_direct;
+#endif
 #endif
 
 /* The code object (borrowed: the frame holds it) and the line of a frame,
@@ -124,18 +143,6 @@ struct pmt_iframe311 {
     PyCodeObject *f_code;
     PyFrameObject *frame_obj;
 };
-struct pmt_frame311 {
-    PyObject_HEAD
-    PyFrameObject *f_back;
-    struct pmt_iframe311 *f_frame;
-    PyObject *f_trace;
-    int f_lineno;
-};
-#if defined(__GNUC__) && defined(__ELF__)
-extern int pmt_cpmt_frame_direct __attribute__((visibility("hidden")));
-#else
-extern int pmt_cpmt_frame_direct;
-#endif
 
 static inline int
 pmt_cpmt_frame_check(void)
@@ -144,43 +151,116 @@ pmt_cpmt_frame_check(void)
     if (f == NULL) {
         return 0;
     }
-    const struct pmt_frame311 *m = (const struct pmt_frame311 *)f;
+    const struct pmt_iframe311 *i = PMT_IFRAME(f, pmt_iframe311);
     PyCodeObject *code = PyFrame_GetCode(f);
-    int ok = m->f_frame != NULL && m->f_frame->frame_obj == f && m->f_frame->f_code == code
-             && (m->f_lineno == 0 || m->f_lineno == PyFrame_GetLineNumber(f));
+    int ok = i != NULL && i->frame_obj == f && i->f_code == code
+             && (PMT_FRAME_LINENO(f) == 0 || PMT_FRAME_LINENO(f) == PyFrame_GetLineNumber(f));
     Py_DECREF(code);
     return ok;
-}
-
-static inline PyCodeObject *
-pmt_cpmt_frame_code(PyFrameObject *f)
-{
-    if (pmt_cpmt_frame_direct) {
-        return ((const struct pmt_frame311 *)f)->f_frame->f_code;
-    }
-    PyCodeObject *code = PyFrame_GetCode(f);
-    Py_DECREF(code);    /* the frame holds another */
-    return code;
 }
 
 static inline int
 pmt_cpmt_frame_line(PyFrameObject *f)
 {
-    int line = pmt_cpmt_frame_direct ? ((const struct pmt_frame311 *)f)->f_lineno : 0;
+    int line = pmt_cpmt_frame_direct ? PMT_FRAME_LINENO(f) : 0;
     return line != 0 ? line : PyFrame_GetLineNumber(f);
 }
 #else
 #define PMT_CPMT_FRAME311 0
+#define pmt_cpmt_frame_line(f) PyFrame_GetLineNumber(f)
+#endif
+
+/* 3.12 and 3.13: the legacy hook's code object, instruction offset and set
+ * line of a frame.  PyFrame_GetLineNumber returns f_lineno when it is not 0
+ * (the legacy trace function's LINE events set it to the event's line for
+ * the callback, Python/legacy_tracing.c; a debugger's jump may too) and else
+ * decodes the line table at PyCode_Addr2Line(code, PyFrame_GetLasti(f))
+ * (PyUnstable_InterpreterFrame_GetLine: a negative offset gives
+ * co_firstlineno either way), ~340 instructions a row.  So a row's line is
+ * f_lineno when set, else the callback's (code, offset) memo.  The leading
+ * fields of the frame object (f_lineno after f_trace, as on 3.11) and of the
+ * interpreter frame (Include/internal/pycore_frame.h: the code object first,
+ * 3.12's f_code and 3.13's f_executable; frame_obj; then 3.12's prev_instr,
+ * 3.13's instr_ptr, the offset being its distance from co_code_adaptive) are
+ * read directly once pmt_cpmt_frame_check() found them where the public
+ * getters do on a live frame (cPyMemTrace's init); else the getters are
+ * used and f_lineno is not known (pmt_cpmt_frame_lineno: -1). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PMT_CPMT_FRAME312 1
+struct pmt_iframe312 {
+    PyObject *f_executable;
+    void *previous;
+    PyObject *f_funcobj, *f_globals, *f_builtins, *f_locals;
+    PyFrameObject *frame_obj;
+    const char *instr;
+};
+
+static inline int
+pmt_cpmt_frame_lasti_of(const struct pmt_iframe312 *i)
+{
+    const PyCodeObject *code = (const PyCodeObject *)i->f_executable;
+    Py_ssize_t b = i->instr - code->co_code_adaptive;
+    return b < 0 ? -1 : (int)b;
+}
+
+static inline int
+pmt_cpmt_frame_check(void)
+{
+    PyFrameObject *f = PyEval_GetFrame();       /* borrowed */
+    if (f == NULL) {
+        return 0;
+    }
+    const struct pmt_iframe312 *i = PMT_IFRAME(f, pmt_iframe312);
+    PyCodeObject *code = PyFrame_GetCode(f);
+    PyObject *globals = PyFrame_GetGlobals(f), *builtins = PyFrame_GetBuiltins(f);
+    int ok = i != NULL && i->frame_obj == f && i->f_executable == (PyObject *)code
+             && i->f_globals == globals && i->f_builtins == builtins
+             && pmt_cpmt_frame_lasti_of(i) == PyFrame_GetLasti(f)
+             && (PMT_FRAME_LINENO(f) == 0 || PMT_FRAME_LINENO(f) == PyFrame_GetLineNumber(f));
+    Py_DECREF(code);
+    Py_DECREF(globals);
+    Py_DECREF(builtins);
+    return ok;
+}
+
+static inline int
+pmt_cpmt_frame_lasti(PyFrameObject *f)
+{
+    return pmt_cpmt_frame_direct ? pmt_cpmt_frame_lasti_of(PMT_IFRAME(f, pmt_iframe312))
+                                 : PyFrame_GetLasti(f);
+}
+
+/* f_lineno (0: not set), or -1: not known (ask PyFrame_GetLineNumber). */
+static inline int
+pmt_cpmt_frame_lineno(PyFrameObject *f)
+{
+    return pmt_cpmt_frame_direct ? PMT_FRAME_LINENO(f) : -1;
+}
+#else
+#define PMT_CPMT_FRAME312 0
+#endif
+
+#if !PMT_CPMT_FRAME311 && !PMT_CPMT_FRAME312
 #define pmt_cpmt_frame_check() 0
+#endif
+
+/* The code object of a frame (borrowed: the frame holds it). */
 static inline PyCodeObject *
 pmt_cpmt_frame_code(PyFrameObject *f)
 {
+#if PMT_CPMT_FRAME311
+    if (pmt_cpmt_frame_direct) {
+        return PMT_IFRAME(f, pmt_iframe311)->f_code;
+    }
+#elif PMT_CPMT_FRAME312
+    if (pmt_cpmt_frame_direct) {
+        return (PyCodeObject *)PMT_IFRAME(f, pmt_iframe312)->f_executable;
+    }
+#endif
     PyCodeObject *code = PyFrame_GetCode(f);
     Py_DECREF(code);    /* the frame holds another */
     return code;
 }
-#define pmt_cpmt_frame_line(f) PyFrame_GetLineNumber(f)
-#endif
 
 /* The name of the interpreter's allocators as PYTHONMALLOC spells it
  * ("pymalloc", "malloc", "pymalloc_debug", ...), or NULL if hooks that are

@@ -369,12 +369,19 @@ cpmt_callback(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         return 0;
     }
     /* On 3.12+ the line of an event that may get no row is computed from
-     * its instruction offset only if a row needs it (compat.h). */
+     * its instruction offset only if a row needs it, or is f_lineno when
+     * that is set (compat.h); frame stays only if f_lineno is not known. */
+    PyCodeObject *code = pmt_cpmt_frame_code(frame);
 #if PMT_CPMT_DEFER_LINE
     int lasti = pmt_cpmt_frame_lasti(frame), line = CPMT_LINE_LATER;
+    int set = pmt_cpmt_frame_lineno(frame);
+    if (set >= 0) {
+        line = set != 0 ? set : CPMT_LINE_LATER;
+        frame = NULL;
+    }
 #else
     int lasti = -1, line = pmt_cpmt_frame_line(frame);
 #endif
-    cpmt_event(self, pmt_cpmt_frame_code(frame), lasti, line, frame, what, cfunc);
+    cpmt_event(self, code, lasti, line, frame, what, cfunc);
     return 0;
 }

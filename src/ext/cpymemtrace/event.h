@@ -33,8 +33,10 @@ void cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
 
 /* One event of self.  code is borrowed (or NULL); the line is line, or, if
  * that is CPMT_LINE_LATER, the line of instruction offset lasti (bytes),
- * computed only if a row needs it; frame (legacy hook only, else NULL) gives
- * a row's line; cfunc is the C function or method descriptor of a C_* event. */
+ * computed only if a row needs it; frame (legacy hook only, when the line
+ * cannot be known otherwise, else NULL) gives a row's line
+ * (PyFrame_GetLineNumber); cfunc is the C function or method descriptor of a
+ * C_* event. */
 static inline void
 cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
            int what, PyObject *cfunc)

@@ -22,7 +22,7 @@ int64_t cpmt_gate_limit_blocks = PMT_GATE_LIMIT_BLOCKS;
 uint32_t cpmt_gate_limit_events = PMT_GATE_LIMIT_EVENTS;
 int64_t cpmt_gate_limit_ns = PMT_GATE_LIMIT_NS;
 int cpmt_use_monitoring = PMT_CPMT_HAVE_MONITORING;
-#if PMT_CPMT_FRAME311
+#if PMT_CPMT_FRAME311 || PMT_CPMT_FRAME312
 int pmt_cpmt_frame_direct;      /* compat.h */
 #endif
 
@@ -321,7 +321,7 @@ PyInit_cPyMemTrace(void)
         return NULL;
     }
     pmt_tickclock_init(&cpmt_tclock, 200000, getenv("PYMEMTRACE_NO_TSC") != NULL);
-#if PMT_CPMT_FRAME311
+#if PMT_CPMT_FRAME311 || PMT_CPMT_FRAME312
     pmt_cpmt_frame_direct = pmt_cpmt_frame_check();
 #endif
     cpmt_origin_ns = cpmt_tclock.ns0;
