@@ -143,6 +143,8 @@ struct pmt_iframe311 {
     PyCodeObject *f_code;
     PyFrameObject *frame_obj;
 };
+/* when pmt_cpmt_frame_direct is known set */
+#define pmt_cpmt_direct_code(f) (PMT_IFRAME(f, pmt_iframe311)->f_code)
 
 static inline int
 pmt_cpmt_frame_check(void)
@@ -202,6 +204,9 @@ pmt_cpmt_frame_lasti_of(const struct pmt_iframe312 *i)
     Py_ssize_t b = i->instr - code->co_code_adaptive;
     return b < 0 ? -1 : (int)b;
 }
+/* when pmt_cpmt_frame_direct is known set */
+#define pmt_cpmt_direct_code(f) ((PyCodeObject *)PMT_IFRAME(f, pmt_iframe312)->f_executable)
+#define pmt_cpmt_direct_lasti(f) pmt_cpmt_frame_lasti_of(PMT_IFRAME(f, pmt_iframe312))
 
 static inline int
 pmt_cpmt_frame_check(void)
@@ -226,8 +231,7 @@ pmt_cpmt_frame_check(void)
 static inline int
 pmt_cpmt_frame_lasti(PyFrameObject *f)
 {
-    return pmt_cpmt_frame_direct ? pmt_cpmt_frame_lasti_of(PMT_IFRAME(f, pmt_iframe312))
-                                 : PyFrame_GetLasti(f);
+    return pmt_cpmt_frame_direct ? pmt_cpmt_direct_lasti(f) : PyFrame_GetLasti(f);
 }
 
 /* f_lineno (0: not set), or -1: not known (ask PyFrame_GetLineNumber). */
@@ -248,13 +252,9 @@ pmt_cpmt_frame_lineno(PyFrameObject *f)
 static inline PyCodeObject *
 pmt_cpmt_frame_code(PyFrameObject *f)
 {
-#if PMT_CPMT_FRAME311
+#if PMT_CPMT_FRAME311 || PMT_CPMT_FRAME312
     if (pmt_cpmt_frame_direct) {
-        return PMT_IFRAME(f, pmt_iframe311)->f_code;
-    }
-#elif PMT_CPMT_FRAME312
-    if (pmt_cpmt_frame_direct) {
-        return (PyCodeObject *)PMT_IFRAME(f, pmt_iframe312)->f_executable;
+        return pmt_cpmt_direct_code(f);
     }
 #endif
     PyCodeObject *code = PyFrame_GetCode(f);

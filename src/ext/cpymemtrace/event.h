@@ -31,6 +31,48 @@ void cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc);
 void cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
                      PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now);
 
+/* The quiet part of an event at which the gate asked for no RSS read (see
+ * cpmt_event): 1 if names must be held still (cpmt_hold_names), else 0. */
+static inline int
+cpmt_quiet(CpmtTracer *self, PyCodeObject *code, int lasti, int line, int what, PyObject *cfunc,
+           uint64_t now)
+{
+#if PMT_CPMT_DEFER_LINE
+    self->prev_lasti = lasti;
+#else
+    (void)lasti;
+#endif
+    /* quiet_ok: an event was remembered, and RSS was not read since */
+    (void)pmt_cpmt_seq_remember_quiet(&self->seq, now, what, line);
+    int more = 0;
+    if (cfunc != NULL && cfunc != self->prev_cfunc) {
+        PyObject *key = cfunc;
+        if (key != self->spare_cfunc && Py_IS_TYPE(cfunc, &PyCFunction_Type)) {
+            key = CPMT_DEF_KEY(cfunc);      /* equal to a slot: proven static */
+        }
+        if (key == self->prev_cfunc) {
+            /* the same static method again (its C_RETURN) */
+        }
+        else if (key == self->spare_cfunc) {    /* alternating: swap, no counts */
+            self->spare_cfunc = self->prev_cfunc;
+            self->prev_cfunc = key;
+        }
+        else {
+            more = 1;
+        }
+    }
+    if (code != self->prev_code) {
+        if (code == self->spare_code) {
+            self->spare_code = self->prev_code;
+            self->prev_code = code;
+        }
+        else {
+            more = 1;
+        }
+    }
+    return more;
+}
+
 /* One event of self.  code is borrowed (or NULL); the line is line, or, if
  * that is CPMT_LINE_LATER, the line of instruction offset lasti (bytes),
  * computed only if a row needs it; frame (legacy hook only, when the line
@@ -43,38 +85,7 @@ cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObj
 {
     uint64_t now = pmt_ticks(&cpmt_tclock);
     if (self->quiet_ok && !pmt_gate_due_attached(&self->gate, now)) {
-#if PMT_CPMT_DEFER_LINE
-        self->prev_lasti = lasti;
-#endif
-        /* quiet_ok: an event was remembered, and RSS was not read since */
-        (void)pmt_cpmt_seq_remember_quiet(&self->seq, now, what, line);
-        int more = 0;
-        if (cfunc != NULL && cfunc != self->prev_cfunc) {
-            PyObject *key = cfunc;
-            if (key != self->spare_cfunc && Py_IS_TYPE(cfunc, &PyCFunction_Type)) {
-                key = CPMT_DEF_KEY(cfunc);      /* equal to a slot: proven static */
-            }
-            if (key == self->prev_cfunc) {
-                /* the same static method again (its C_RETURN) */
-            }
-            else if (key == self->spare_cfunc) {    /* alternating: swap, no counts */
-                self->spare_cfunc = self->prev_cfunc;
-                self->prev_cfunc = key;
-            }
-            else {
-                more = 1;
-            }
-        }
-        if (code != self->prev_code) {
-            if (code == self->spare_code) {
-                self->spare_code = self->prev_code;
-                self->prev_code = code;
-            }
-            else {
-                more = 1;
-            }
-        }
-        if (more) {
+        if (cpmt_quiet(self, code, lasti, line, what, cfunc, now)) {
             cpmt_hold_names(self, code, cfunc);
         }
         return;
