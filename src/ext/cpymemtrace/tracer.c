@@ -50,6 +50,9 @@ tracer_args(PyObject *args, PyObject *kwds, PyObject *arg[3])
         }
         arg[0] = arg[1] = arg[2] = NULL;
     }
+    /* No ":Profile" in the format: the original pymemtrace's own tests assert
+     * its exact words, "function takes at most 3 arguments (4 given)"
+     * (tests/test_original_suite.py runs them). */
     return PyArg_ParseTupleAndKeywords(args, kwds, "|OOO", kwlist, &arg[0], &arg[1], &arg[2])
            ? 0 : -1;
 }
