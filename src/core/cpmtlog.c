@@ -169,7 +169,7 @@ pmt_cpmt_default_name(char *out, size_t cap, time_t t, pid_t pid, char kind, int
 
 int
 pmt_cpmt_open_default(pmt_logwriter *w, char *path, size_t cap, const char *dir, time_t t,
-                      pid_t pid, char kind, int depth, const char *version)
+                      pid_t pid, char kind, int depth, const char *version, size_t bufsize)
 {
     size_t dlen = dir ? strlen(dir) : 0;
     if (dlen + 2 >= cap) {
@@ -188,7 +188,7 @@ pmt_cpmt_open_default(pmt_logwriter *w, char *path, size_t cap, const char *dir,
             errno = ENAMETOOLONG;
             return -1;
         }
-        if (pmt_lw_open(w, path, PMT_LW_EXCLUSIVE) == 0) {
+        if (pmt_lw_open_size(w, path, PMT_LW_EXCLUSIVE, bufsize) == 0) {
             return 0;
         }
         if (errno != EEXIST) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,39 +39,89 @@ owned(const pmt_logwriter *w)
     return w->fd >= 0 && w->owner == getpid();
 }
 
+void
+pmt_lw_init(pmt_logwriter *w)
+{
+    w->fd = -1;
+    w->owner = 0;
+    w->err = 0;
+    w->len = 0;
+    w->cap = 0;
+    w->buf = NULL;
+    w->written = 0;
+}
+
+/* A buffer of cap bytes, every page of it written once so that it is
+ * resident from here on: through a volatile pointer, so the compiler keeps
+ * the stores (malloc + memset 0 may become calloc, which need not touch
+ * fresh pages).  Stride 4096: every page whatever the page size (4 KiB or
+ * more). */
+static char *
+alloc_touched(size_t cap)
+{
+    char *buf = malloc(cap);
+    if (buf != NULL) {
+        volatile char *p = buf;
+        for (size_t i = 0; i < cap; i += 4096) {
+            p[i] = 0;
+        }
+        p[cap - 1] = 0;
+    }
+    return buf;
+}
+
 int
-pmt_lw_open(pmt_logwriter *w, const char *path, int flags)
+pmt_lw_open_size(pmt_logwriter *w, const char *path, int flags, size_t bufsize)
 {
     int oflags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
     if (flags & PMT_LW_EXCLUSIVE) {
         oflags |= O_EXCL;
     }
     oflags |= (flags & PMT_LW_APPEND) ? O_APPEND : O_TRUNC;
-    w->fd = -1;
-    w->len = 0;
-    w->err = 0;
-    w->written = 0;
+    pmt_lw_init(w);
     w->owner = getpid();
+    /* The buffer first: no memory leaves no file behind. */
+    size_t cap = bufsize ? bufsize : PMT_LW_BUFSIZE;
+    char *buf = alloc_touched(cap);
+    if (buf == NULL) {
+        w->err = errno = ENOMEM;
+        return -1;
+    }
     int fd;
     do {
         fd = open(path, oflags, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        w->err = errno;
+        int e = errno;
+        free(buf);
+        w->err = errno = e;
         return -1;
     }
     w->fd = fd;
+    w->buf = buf;
+    w->cap = cap;
     return 0;
+}
+
+int
+pmt_lw_open(pmt_logwriter *w, const char *path, int flags)
+{
+    return pmt_lw_open_size(w, path, flags, PMT_LW_BUFSIZE);
 }
 
 void
 pmt_lw_adopt(pmt_logwriter *w, int fd)
 {
+    pmt_lw_init(w);
     w->fd = fd;
-    w->len = 0;
-    w->err = 0;
-    w->written = 0;
     w->owner = getpid();
+    w->buf = alloc_touched(PMT_LW_BUFSIZE);
+    if (w->buf == NULL) {
+        w->err = ENOMEM;
+    }
+    else {
+        w->cap = PMT_LW_BUFSIZE;
+    }
 }
 
 /* Write out the buffer if this process owns the writer (mine: owned(w), when
@@ -101,12 +152,12 @@ drain(pmt_logwriter *w)
 void
 pmt_lw_bytes(pmt_logwriter *w, const char *s, size_t n)
 {
-    if (w->err) {
+    if (w->err || n == 0) {
         return;
     }
-    if (w->len + n > sizeof(w->buf)) {
+    if (w->len + n > w->cap) {
         drain(w);
-        if (n > sizeof(w->buf)) {
+        if (n > w->cap) {
             if (w->err == 0 && owned(w)) {
                 if (write_all(w->fd, s, n) != 0) {
                     w->err = errno;
@@ -131,8 +182,11 @@ pmt_lw_str(pmt_logwriter *w, const char *s)
 void
 pmt_lw_char(pmt_logwriter *w, char c)
 {
-    if (w->len + 1 > sizeof(w->buf)) {
+    if (w->len + 1 > w->cap) {
         drain(w);
+        if (w->cap == 0) {
+            return;     /* closed, or no buffer */
+        }
     }
     if (w->err) {
         return;
@@ -258,23 +312,22 @@ pmt_lw_flush(pmt_logwriter *w)
 int
 pmt_lw_close(pmt_logwriter *w)
 {
-    if (w->fd < 0) {
-        if (w->err) {
-            errno = w->err;
-            return -1;
+    if (w->fd >= 0) {
+        if (owned(w)) {
+            drain_mine(w, 1);
         }
-        return 0;
+        else {
+            w->len = 0;     /* a forked child drops its copy of the parent's buffer */
+        }
+        if (close(w->fd) != 0 && w->err == 0 && errno != EINTR) {
+            w->err = errno;
+        }
+        w->fd = -1;
     }
-    if (owned(w)) {
-        drain_mine(w, 1);
-    }
-    else {
-        w->len = 0;     /* a forked child drops its copy of the parent's buffer */
-    }
-    if (close(w->fd) != 0 && w->err == 0 && errno != EINTR) {
-        w->err = errno;
-    }
-    w->fd = -1;
+    free(w->buf);
+    w->buf = NULL;
+    w->cap = 0;
+    w->len = 0;
     if (w->err) {
         errno = w->err;
         return -1;

@@ -40,7 +40,7 @@ pmt_rt_open(pmt_logwriter *w, const char *path, char *out, size_t cap, const cha
         rc = pmt_lw_open(w, path, 0);
     }
     else {
-        rc = pmt_cpmt_open_default(w, out, cap, dir, t, pid, 'O', depth, version);
+        rc = pmt_cpmt_open_default(w, out, cap, dir, t, pid, 'O', depth, version, 0);
     }
     if (rc != 0) {
         return -1;

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static pmt_logwriter w;   /* 64 KiB: keep off the stack */
+static pmt_logwriter w;
 
 static char *
 slurp(const char *path, char *buf, size_t cap)
@@ -131,7 +131,7 @@ test_log_and_names(const char *dir)
 
     /* never overwrite: the second and third opens get suffixes */
     char p1[512], p2[512], p3[512];
-    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, dir, t, 7, 'P', 1, "3.11.7", 0), 0);
     pmt_cpmt_write_start(&w, "hello", 5);
     pmt_cpmt_row r = row_of(1, 0, 0, 1000, PMT_EV_CALL, "x.py", 1, "f", 4096, 4096);
     pmt_cpmt_write_row(&w, &r, NULL);
@@ -142,9 +142,9 @@ test_log_and_names(const char *dir)
     pmt_cpmt_write_resume(&w, 1, 3500000);
     pmt_cpmt_write_end(&w, 2, 4000000, 8192, 12288, NULL);
     CHECK_EQ_INT(pmt_lw_close(&w), 0);
-    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p2, sizeof p2, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p2, sizeof p2, dir, t, 7, 'P', 1, "3.11.7", 0), 0);
     CHECK_EQ_INT(pmt_lw_close(&w), 0);
-    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p3, sizeof p3, dir, t, 7, 'P', 1, "3.11.7"), 0);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p3, sizeof p3, dir, t, 7, 'P', 1, "3.11.7", 0), 0);
     CHECK_EQ_INT(pmt_lw_close(&w), 0);
     CHECK(strstr(p1, "/20241107_195847_7_P_1_PY3.11.7.log") != NULL);
     CHECK(strstr(p2, "/20241107_195847_7_P_1_PY3.11.7-1.log") != NULL);
@@ -167,7 +167,7 @@ test_log_and_names(const char *dir)
     char missing[512];
     snprintf(missing, sizeof missing, "%s/no/such", dir);
     errno = 0;
-    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, missing, t, 7, 'P', 1, "3"), -1);
+    CHECK_EQ_INT(pmt_cpmt_open_default(&w, p1, sizeof p1, missing, t, 7, 'P', 1, "3", 0), -1);
     CHECK_EQ_INT(errno, ENOENT);
 }
 

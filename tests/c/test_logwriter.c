@@ -4,11 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static pmt_logwriter w;   /* 64 KiB: keep off the stack */
+static pmt_logwriter w;
 
 static char *
 slurp(const char *path, char *buf, size_t cap)
@@ -20,6 +21,110 @@ slurp(const char *path, char *buf, size_t cap)
     }
     buf[n > 0 ? n : 0] = '\0';
     return buf;
+}
+
+static long long
+file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Every page of [p, p + n) is resident (mincore). */
+static int
+resident(const char *p, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t len = (uintptr_t)p + n - lo;
+    static unsigned char vec[1 << 12];
+    size_t pages = (len + page - 1) / page;
+    if (pages > sizeof vec || mincore((void *)lo, len, vec) != 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < pages; i++) {
+        if (!(vec[i] & 1)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The buffer's size is chosen at open.  A 256 KiB writer holds 256 KiB
+ * without a write(2), the next byte sends exactly the full buffer, and
+ * 95-byte rows across its boundaries (and a write bigger than the buffer)
+ * arrive byte-exact.  The buffer is resident from open. */
+static void
+test_buffer_size(const char *dir)
+{
+    enum { CAP = 256 * 1024, ROW = 95 };
+    static char expect[4 * CAP], got[4 * CAP + 1];
+    char path[256];
+    snprintf(path, sizeof path, "%s/size.log", dir);
+
+    CHECK_EQ_INT(pmt_lw_open(&w, path, 0), 0);
+    CHECK_EQ_INT(w.cap, PMT_LW_BUFSIZE);
+    CHECK(resident(w.buf, w.cap));
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);
+    CHECK(w.buf == NULL && w.cap == 0);
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);      /* again: a no-op */
+    pmt_lw_str(&w, "after close");          /* dropped, no crash */
+    pmt_lw_char(&w, 'x');
+    CHECK_EQ_INT(file_size(path), 0);
+
+    CHECK_EQ_INT(pmt_lw_open_size(&w, path, 0, CAP), 0);
+    CHECK_EQ_INT(w.cap, CAP);
+    CHECK(resident(w.buf, w.cap));
+    size_t n = 0;
+    int i = 0;
+    char row[ROW];
+    for (; n + ROW <= CAP; i++, n += ROW) {
+        snprintf(row, sizeof row, "row %07d %.*s", i, ROW - 13, "abcdefghijklmnopqrstuvwxyz"
+                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMN");
+        row[ROW - 1] = '\n';
+        memcpy(expect + n, row, ROW);
+        pmt_lw_bytes(&w, row, ROW);
+    }
+    for (; n < CAP; n++) {
+        expect[n] = (char)('a' + n % 26);
+        pmt_lw_char(&w, expect[n]);
+    }
+    CHECK_EQ_INT(w.len, CAP);
+    CHECK_EQ_INT(file_size(path), 0);       /* 64 KiB would have gone out 4 times */
+    for (; n + ROW <= 2 * CAP; i++, n += ROW) {
+        snprintf(row, sizeof row, "row %07d ", i);
+        memset(row + 12, (int)('A' + i % 26), ROW - 13);
+        row[ROW - 1] = '\n';
+        memcpy(expect + n, row, ROW);
+        pmt_lw_bytes(&w, row, ROW);
+        if (n == CAP) {
+            CHECK_EQ_INT(file_size(path), CAP); /* the full buffer, no more */
+            CHECK_EQ_INT(w.len, ROW);
+        }
+    }
+    CHECK_EQ_INT(file_size(path), CAP);     /* the rest is pending */
+    /* bigger than the buffer: what is pending, then it, straight */
+    size_t pending = n - CAP;
+    for (size_t k = 0; k < CAP + 1000; k++) {
+        expect[n + k] = (char)('0' + k % 10);
+    }
+    pmt_lw_bytes(&w, expect + n, CAP + 1000);
+    n += CAP + 1000;
+    CHECK_EQ_INT(w.len, 0);
+    CHECK_EQ_INT(file_size(path), (long long)n);
+    CHECK(pending > CAP / 2);
+    pmt_lw_str(&w, "end\n");
+    memcpy(expect + n, "end\n", 4);
+    n += 4;
+    CHECK_EQ_INT(pmt_lw_close(&w), 0);
+    int fd = open(path, O_RDONLY);
+    ssize_t k = fd >= 0 ? read(fd, got, sizeof got) : -1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    CHECK_EQ_INT(k, (long long)n);
+    CHECK(k == (ssize_t)n && memcmp(got, expect, n) == 0);
+    unlink(path);
 }
 
 int
@@ -105,9 +210,12 @@ main(void)
         CHECK_EQ_INT(pmt_lw_close(&w), -1);
         CHECK_EQ_INT(errno, ENOSPC);
     }
-    /* A missing directory fails at open with ENOENT. */
+    /* A missing directory fails at open with ENOENT, holding nothing. */
     CHECK_EQ_INT(pmt_lw_open(&w, "/nonexistent-dir-pmt/x.log", 0), -1);
     CHECK_EQ_INT(errno, ENOENT);
+    CHECK(w.buf == NULL && w.fd == -1);
+
+    test_buffer_size(dir);
 
     unlink(link);
     unlink(path);
