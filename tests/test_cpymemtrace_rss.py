@@ -160,6 +160,31 @@ def test_rss_in_rows_agrees_with_the_kernel():
     assert abs(last.rss - now) <= 64 * 1024
 
 
+@pytest.mark.parametrize("kind", ["Profile", "Trace"])
+def test_every_event_log_does_not_charge_its_buffer_to_the_code(kind):
+    # fib(18), run once before, allocates nothing: RSS rises in its every-event log
+    # are the tracer's.  The writer's buffer is resident from open, before event 0
+    # reads RSS; a buffer faulting in as its rows are written showed its pages as
+    # rises charged to fib: +65536 by event 1024 with the old 64 KiB buffer (256 KiB
+    # now).  What may remain is a page or two of the interpreter's (3.11's legacy
+    # hook gives each frame a frame object): at most 8192 bytes.  In a plain
+    # interpreter of its own: in the pytest process malloc reuses resident memory
+    # freed by earlier tests and the old buffer's pages did not show.
+    script = textwrap.dedent(f"""
+        from pymemtrace import cPyMemTrace
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        fib(18)
+        with cPyMemTrace.{kind}(0, filepath="fib.log"):
+            fib(18)
+        """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    log = cpmt_log.read("fib.log")
+    assert len(log.next_records) > 16000
+    rises = sum(r.d_rss for r in log.next_records if r.event != 0 and r.d_rss > 0)
+    assert rises <= 8192, [(r.event, r.d_rss) for r in log.next_records if r.d_rss > 0]
+
+
 @needs_fixed_mmap
 @in_fresh_interpreter
 def test_tracemalloc_before_and_after(tmp_path):

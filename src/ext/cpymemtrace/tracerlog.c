@@ -59,6 +59,11 @@ cpmt_open_log(CpmtTracer *self)
         PyErr_NoMemory();
         return -1;
     }
+    pmt_lw_init(self->w);   /* cpmt_discard_log may close it before it is opened */
+    /* Every event a row: a bigger buffer.  The writer touches all of it at
+     * open, before the first event reads RSS, so the log never shows the
+     * buffer's pages faulting in as RSS steps of the traced code. */
+    size_t bufsize = pmt_cpmt_bufsize(self->trigger);
     if (self->filepath != NULL) {
         PyObject *b = NULL;
         if (!PyUnicode_FSConverter(self->filepath, &b)) {
@@ -73,7 +78,7 @@ cpmt_open_log(CpmtTracer *self)
             PyErr_SetString(PyExc_ValueError, "filepath: embedded null byte");
             return -1;
         }
-        if (pmt_lw_open(self->w, PyBytes_AS_STRING(b), 0) != 0) {
+        if (pmt_lw_open_size(self->w, PyBytes_AS_STRING(b), 0, bufsize) != 0) {
             PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->path);
             return -1;
         }
@@ -86,7 +91,7 @@ cpmt_open_log(CpmtTracer *self)
     }
     char path[PATH_MAX + 128];
     if (pmt_cpmt_open_default(self->w, path, sizeof path, cwd, time(NULL), getpid(),
-                              self->kind, self->depth, cpmt_py_version) != 0) {
+                              self->kind, self->depth, cpmt_py_version, bufsize) != 0) {
         int e = errno;
         PyObject *p = PyUnicode_DecodeFSDefault(path);
         errno = e;
