@@ -108,6 +108,7 @@ def main(argv: Sequence[str]) -> int:
         raise UserError(f"the tracer library is missing: {LIBRARY} (reinstall pymemtrace)")
     explicit = a.output is not None
     path = os.path.abspath(a.output if explicit else f"pymemtrace-attach-{a.pid}.cap")
+    _probe(gdb, a.pid)
     _prepare_capture(path, explicit)
 
     _call(gdb, a.pid, "start", path, _NATIVE if a.native else 0)
@@ -138,6 +139,60 @@ def _check_process(pid: int) -> None:
         raise UserError(f"no process {pid}") from None
     if os.geteuid() != 0 and st.st_uid != os.geteuid():
         raise UserError(f"process {pid} belongs to uid {st.st_uid}, not to you")
+
+
+def _probe(gdb: str, pid: int) -> None:
+    """Check that gdb can call a function in a process and give it back intact.
+
+    On some kernel and gdb pairs gdb cannot write the registers back after a
+    call ("Couldn't write extended state status: Bad address", gdb 13.1 on a
+    6.18 kernel): the process then resumes with a broken system call (a
+    Python program dies with OSError errno 514).  So a throwaway `sleep`,
+    asleep in a system call as most targets are, takes the same kind of call
+    first; the user's process is not touched unless it comes through alive.
+    """
+    sleep = shutil.which("sleep")
+    if sleep is None:
+        return                  # nothing to try it on: go ahead as before
+    victim = subprocess.Popen([sleep, "60"], start_new_session=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while _state(victim.pid) != "S" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cmd = [gdb, "-nx", "-batch", "-q", "-iex", "set auto-load off", "-ex", "set confirm off",
+               "-ex", "set unwindonsignal on", "-ex", "print (int)getpid()", "-p", str(victim.pid)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                               start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise UserError("gdb did not answer within 120 s on a test process; "
+                            f"process {pid} was not touched") from None
+        time.sleep(0.1)         # a broken system call ends the sleep at once
+        if f"= {victim.pid}" in r.stdout and victim.poll() is None and _state(victim.pid) == "S":
+            return
+        lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+        why = [ln for ln in lines if "ptrace" in ln or "not permitted" in ln
+               or "Couldn't" in ln or "Cannot" in ln or "rror" in ln]
+        what = (why or lines or ["no answer"])[-1].rstrip(".")
+        if victim.poll() is not None and not why:
+            what = f"the test process died (exit status {victim.returncode})"
+        raise UserError(f"gdb cannot call a function in a process and resume it intact on this "
+                        f"machine (tried on a test process: {what}); process {pid} was not "
+                        "touched. Trace from the start instead: pymemtrace malloc -- CMD, or "
+                        "pymemtrace.malloc.Tracker inside the program")
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
 
 
 def _call(gdb: str, pid: int, action: str, path: str, flags: int) -> List[str]:
@@ -186,8 +241,5 @@ def _wait(pid: int, duration: Optional[float]) -> bool:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    state = _state(pid)
+    return state in ("Z", "")
