@@ -132,20 +132,39 @@ keep_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc, Drops *d)
  * 2-way set associative (CPMT_LINE_MEMO / 2 sets, a Fibonacci hash of both
  * keys): a direct-mapped one of 16 missed a third of the asks on the
  * objects workload (~12 places), two places sharing a slot in turns. */
+static inline size_t
+line_set(PyCodeObject *code, int lasti)
+{
+    uint32_t k = (uint32_t)((uintptr_t)code >> 4) ^ (uint32_t)lasti;
+    return (size_t)((k * 0x9E3779B1u) >> (32 - CPMT_LINE_SETS_LOG2)) * 2;
+}
+
+/* The memo's line of (code, lasti) in *line: 0 if it has none. */
+static inline int
+line_known_of(const CpmtTracer *self, PyCodeObject *code, int lasti, int *line)
+{
+    size_t set = line_set(code, lasti);
+    for (size_t i = set; i < set + 2; i++) {
+        if (self->lines[i].code == code && self->lines[i].lasti == lasti) {
+            *line = self->lines[i].line;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int
 line_of(CpmtTracer *self, PyCodeObject *code, int lasti, Drops *d)
 {
+    int line;
     if (code == NULL) {
         return 0;
     }
-    uint32_t k = (uint32_t)((uintptr_t)code >> 4) ^ (uint32_t)lasti;
-    size_t set = (size_t)((k * 0x9E3779B1u) >> (32 - CPMT_LINE_SETS_LOG2)) * 2;
-    for (size_t i = set; i < set + 2; i++) {
-        if (self->lines[i].code == code && self->lines[i].lasti == lasti) {
-            return self->lines[i].line;
-        }
+    if (line_known_of(self, code, lasti, &line)) {
+        return line;
     }
-    int line = PyCode_Addr2Line(code, lasti);
+    size_t set = line_set(code, lasti);
+    line = PyCode_Addr2Line(code, lasti);
     /* the newer entry goes first, the one it displaces second */
     drop_later(d, (PyObject *)self->lines[set + 1].code);
     self->lines[set + 1] = self->lines[set];
@@ -154,6 +173,18 @@ line_of(CpmtTracer *self, PyCodeObject *code, int lasti, Drops *d)
     self->lines[set].lasti = lasti;
     self->lines[set].line = line;
     return line;
+}
+
+/* The line of a NEXT row: the frame's (legacy hook, when it is not known
+ * otherwise), else line, else (CPMT_LINE_LATER) that of (code, lasti). */
+static inline int
+row_line(CpmtTracer *self, PyFrameObject *frame, PyCodeObject *code, int lasti, int line,
+         Drops *d)
+{
+    if (frame != NULL) {
+        return PyFrame_GetLineNumber(frame);
+    }
+    return line == CPMT_LINE_LATER ? line_of(self, code, lasti, d) : line;
 }
 
 static void
@@ -243,6 +274,20 @@ def_is_static(PyCFunctionObject *f)
     return def_memo[h].is_static;
 }
 
+/* The same for a method descriptor (sys.monitoring's CALL of list.append):
+ * its PyMethodDef in the tp_methods of its type's MRO. */
+static int
+descr_is_static(PyMethodDescrObject *f)
+{
+    const PyMethodDef *ml = f->d_method;
+    size_t h = ((uintptr_t)ml >> 5) & (DEF_MEMO - 1);
+    if (def_memo[h].ml != ml) {
+        def_memo[h].ml = ml;
+        def_memo[h].is_static = in_static_methods(ml, PyDescr_TYPE(f));
+    }
+    return def_memo[h].is_static;
+}
+
 /* What a C function slot takes for cfunc: its key if its method is a
  * static type's, else cfunc itself. */
 static inline PyObject *
@@ -279,12 +324,223 @@ cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc)
     drop_now(&drops);
 }
 
-/* Any other event than a quiet one (event.h): the first one, one at which
- * the gate says read RSS, every event of Profile(0) and of exact mode, and
- * any event of a tracer no longer active (ignored). */
+/* Read RSS at an event the gate (or exact mode, or event 0) asks it at:
+ * the new RSS, or the last one if it cannot be read. */
+static inline __attribute__((always_inline)) int64_t
+read_rss(CpmtTracer *self, uint64_t now)
+{
+    if (!self->exact) {
+        /* Put back wrappers someone took out (tracemalloc stopped).  Asking
+         * costs ~800 instructions on 3.12 (the allocators' lock): only when
+         * the counters saw nothing since the last read (the wrappers may be
+         * gone), and at every 16th read. */
+        if ((PMT_GATE_LOAD(pmt_gate_bytes) == self->gate.bytes
+                && PMT_GATE_LOAD(pmt_gate_blocks) == self->gate.blocks)
+                || (self->rss_reads & 15) == 0) {
+            cpmt_hooks_ensure();
+        }
+        pmt_tickclock_anchor(&cpmt_tclock);
+    }
+    else if (now - cpmt_tclock.ta > cpmt_anchor_every) {
+        pmt_tickclock_anchor(&cpmt_tclock);
+    }
+    int64_t v = pmt_rss_current();
+    if (v >= 0) {
+        self->rss = v;
+    }
+    self->rss_reads++;
+    pmt_gate_mark_rss(&self->gate, now, v);
+    return self->rss;
+}
+
+/* ---- cpmt_every_event: Profile(0) / Trace(0) ----
+ * With trigger 0 every event gets a NEXT row (pmt_cpmt_seq_event: |dRSS| >=
+ * 0 always holds), so the event before it always has one and no PREV row is
+ * ever written: nothing is remembered for one (the previous event's numbers,
+ * offset, code and C function), and no quiet path is taken (quiet_ok stays
+ * 0).  The rows' bytes are those cpmt_general_event writes; what differs is what
+ * is held: the last row's code (nm_code, which also owns the names the
+ * formatter's cache points at) and its C function when that is not a static
+ * type's method (fmt_cfunc), not the previous event's and the spare ones. */
+
+/* This row's code is not the last one's: take its names. */
+static void __attribute__((noinline))
+every_new_code(CpmtTracer *self, PyCodeObject *code, Drops *d)
+{
+    Py_INCREF(code);
+    drop_later(d, (PyObject *)self->nm_code);
+    self->nm_code = code;
+    self->nm_file = utf8_of(code->co_filename, &self->nm_file_len);
+    self->nm_func = utf8_of(code->co_name, &self->nm_func_len);
+}
+
+static int descr_is_static(PyMethodDescrObject *f);
+
+/* A C row's function name when every_function does not know it: the
+ * name names_of gives it, and then known, as a static method's (st_ml) or as
+ * fmt_cfunc's, which is held (as keep_names holds it). */
+static const char * __attribute__((noinline))
+every_c_name(CpmtTracer *self, PyObject *cfunc, const PyMethodDef *ml, size_t *len, Drops *d)
+{
+    if (cfunc == NULL) {
+        *len = 0;
+        return NULL;
+    }
+    const char *name;
+    int is_static = 0;
+    if (Py_IS_TYPE(cfunc, &PyMethodDescr_Type)) {
+        name = ((PyMethodDescrObject *)cfunc)->d_method->ml_name;
+        is_static = descr_is_static((PyMethodDescrObject *)cfunc);
+    }
+    else if (PyCFunction_Check(cfunc)) {
+        name = ((PyCFunctionObject *)cfunc)->m_ml->ml_name;
+        is_static = CPMT_IS_DEF_KEY(slot_of(cfunc));
+    }
+    else {
+        name = Py_TYPE(cfunc)->tp_name;     /* may change (a heap type's __name__): not kept */
+    }
+    *len = name != NULL ? strlen(name) : 0;
+    if (is_static && ml != NULL) {
+        self->st_ml[1] = self->st_ml[0];
+        self->st_len[1] = self->st_len[0];
+        self->st_ml[0] = ml;
+        self->st_len[0] = *len;
+    }
+    else if (!is_static) {
+        if (cfunc != self->fmt_cfunc) {
+            Py_INCREF(cfunc);
+            drop_later(d, self->fmt_cfunc);
+            self->fmt_cfunc = cfunc;
+        }
+        self->fmt_cname = ml != NULL ? name : NULL;
+        self->fmt_clen = *len;
+    }
+    return name;
+}
+
+/* The PyMethodDef of a C function whose type is exactly PyCFunction,
+ * PyCMethod or a method descriptor (its name is that one's for good), or
+ * NULL. */
+static inline const PyMethodDef *
+exact_ml(PyObject *cfunc)
+{
+    if (cfunc == NULL) {
+        return NULL;
+    }
+    PyTypeObject *tp = Py_TYPE(cfunc);
+    if (tp == &PyCFunction_Type || tp == &PyCMethod_Type) {
+        return ((PyCFunctionObject *)cfunc)->m_ml;
+    }
+    return tp == &PyMethodDescr_Type ? ((PyMethodDescrObject *)cfunc)->d_method : NULL;
+}
+
+/* The Function of an every_event row whose code is nm_code (or NULL) when
+ * it is known without a call: 1, or 0 (a C function not known yet). */
+static inline int
+every_function(CpmtTracer *self, PyCodeObject *code, int what, PyObject *cfunc,
+               pmt_cpmt_row *row)
+{
+    if ((unsigned)(what - PyTrace_C_CALL) > (unsigned)(PyTrace_C_RETURN - PyTrace_C_CALL)) {
+        /* not C_CALL, C_EXCEPTION, C_RETURN */
+        row->function = code != NULL ? self->nm_func : NULL;
+        row->function_len = code != NULL ? self->nm_func_len : 0;
+        return 1;
+    }
+    if (cfunc == self->fmt_cfunc && self->fmt_cname != NULL) {
+        row->function = self->fmt_cname;
+        row->function_len = self->fmt_clen;
+        return 1;
+    }
+    const PyMethodDef *ml = exact_ml(cfunc);
+    if (ml == NULL) {
+        return 0;
+    }
+    if (ml == self->st_ml[1]) {     /* alternating: swap */
+        self->st_ml[1] = self->st_ml[0];
+        self->st_ml[0] = ml;
+        size_t n = self->st_len[1];
+        self->st_len[1] = self->st_len[0];
+        self->st_len[0] = n;
+    }
+    if (ml != self->st_ml[0]) {
+        return 0;
+    }
+    row->function = ml->ml_name;
+    row->function_len = self->st_len[0];
+    return 1;
+}
+
+/* An every_event row that needs a call: RSS read (due), a name or a line
+ * not known yet, the log's buffer full or in error, or the legacy hook's
+ * frame.  Rows are written as cpmt_general_event writes them. */
+static void __attribute__((noinline))
+every_slow(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+           int what, PyObject *cfunc, uint64_t now)
+{
+    int64_t rss = self->every_due ? read_rss(self, now) : self->rss;
+    int64_t ev = self->seq.event++;
+    Drops drops;
+    drops.n = 0;
+    line = row_line(self, frame, code, lasti, line, &drops);
+    pmt_cpmt_row row;
+    pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
+    if (code != self->nm_code && code != NULL) {
+        every_new_code(self, code, &drops);
+    }
+    row.file = code != NULL ? self->nm_file : NULL;
+    row.file_len = code != NULL ? self->nm_file_len : 0;
+    if (!every_function(self, code, what, cfunc, &row)) {
+        row.function = every_c_name(self, cfunc, exact_ml(cfunc), &row.function_len, &drops);
+    }
+    pmt_logwriter *w = self->w;
+    pmt_cpmt_write_row(w, &row, &self->fmt);
+    if (w->err != 0) {      /* pmt_lw_error, read directly */
+        self->failed = 1;   /* reported at __exit__ */
+        self->every = 0;
+    }
+    /* Last: these may run destructors. */
+    drop_now(&drops);
+}
+
+/* Most events: no call but the formatter's, last (no register to save).
+ * Its row is the tracer's (erow): no address of this frame goes to it. */
 void
-cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
-                int what, PyObject *cfunc, uint64_t now)
+cpmt_every_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+                 int what, PyObject *cfunc, uint64_t now)
+{
+    /* the due test of cpmt_general_event with quiet_ok 0 */
+    self->every_due = self->exact || self->seq.event == 0
+                      || pmt_gate_due_attached(&self->gate, now);
+    pmt_logwriter *w = self->w;
+    pmt_cpmt_row *row = &self->erow;
+    if (self->every_due | (frame != NULL) | (w->err != 0)
+            | (w->len + PMT_CPMT_ROW_MAX > w->cap)            /* pmt_cpmt_write_row's test */
+            | (code != self->nm_code && code != NULL)) {
+        goto slow;
+    }
+    if (line == CPMT_LINE_LATER && (code == NULL || !line_known_of(self, code, lasti, &line))) {
+        goto slow;
+    }
+    if (!every_function(self, code, what, cfunc, row)) {
+        goto slow;
+    }
+    row->file = code != NULL ? self->nm_file : NULL;
+    row->file_len = code != NULL ? self->nm_file_len : 0;
+    int64_t ev = self->seq.event++;
+    pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, self->rss, row);
+    pmt_cpmt_write_row(w, row, &self->fmt);     /* into the buffer: cannot fail */
+    return;
+slow:
+    every_slow(self, code, lasti, line, frame, what, cfunc, now);
+}
+
+/* Any other event than a quiet one (event.h) of a tracer that does not
+ * take every_event: the first one, one at which the gate says read RSS,
+ * every event of exact mode, and any event of a tracer no longer active
+ * (ignored). */
+void
+cpmt_general_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+                   int what, PyObject *cfunc, uint64_t now)
 {
     if (self->state != ST_ACTIVE || self->failed) {
         return;
@@ -292,30 +548,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
     int due = !self->quiet_ok    /* else the gate said so already */
               ? self->exact || self->seq.event == 0 || pmt_gate_due_attached(&self->gate, now)
               : 1;
-    int64_t rss = self->rss;
-    if (due) {
-        if (!self->exact) {
-            /* Put back wrappers someone took out (tracemalloc stopped).  Asking
-             * costs ~800 instructions on 3.12 (the allocators' lock): only when
-             * the counters saw nothing since the last read (the wrappers may be
-             * gone), and at every 16th read. */
-            if ((PMT_GATE_LOAD(pmt_gate_bytes) == self->gate.bytes
-                    && PMT_GATE_LOAD(pmt_gate_blocks) == self->gate.blocks)
-                    || (self->rss_reads & 15) == 0) {
-                cpmt_hooks_ensure();
-            }
-            pmt_tickclock_anchor(&cpmt_tclock);
-        }
-        else if (now - cpmt_tclock.ta > cpmt_anchor_every) {
-            pmt_tickclock_anchor(&cpmt_tclock);
-        }
-        int64_t v = pmt_rss_current();
-        if (v >= 0) {
-            rss = self->rss = v;
-        }
-        self->rss_reads++;
-        pmt_gate_mark_rss(&self->gate, now, v);
-    }
+    int64_t rss = due ? read_rss(self, now) : self->rss;
     int64_t ev;
     int prev_due;
     int logged = pmt_cpmt_seq_event(&self->seq, rss, &ev, &prev_due);
@@ -325,12 +558,7 @@ cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFra
         if (prev_due) {
             write_prev_row(self, &drops);   /* before prev_lasti changes */
         }
-        if (frame != NULL) {
-            line = PyFrame_GetLineNumber(frame);
-        }
-        else if (line == CPMT_LINE_LATER) {
-            line = line_of(self, code, lasti, &drops);
-        }
+        line = row_line(self, frame, code, lasti, line, &drops);
         pmt_cpmt_row row;
         pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, rss, &row);
         names_of(self, code, what, cfunc, &row, &drops);
@@ -420,7 +648,7 @@ quick_full(CpmtTracer *self, PyFrameObject *frame, int what, PyObject *cfunc, ui
     PyCodeObject *code;
     int lasti, line;
     direct_place(frame, &code, &lasti, &line);
-    cpmt_full_event(self, code, lasti, line, NULL, what, cfunc, now);
+    cpmt_full_event(self, code, lasti, line, NULL, what, cfunc, now);   /* event.h */
     return 0;
 }
 

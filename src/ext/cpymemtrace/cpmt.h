@@ -40,6 +40,7 @@ extern int64_t cpmt_origin_ns;          /* the Clock column's zero */
 extern uint64_t cpmt_anchor_every;      /* ticks between clock anchors in exact mode */
 extern char cpmt_py_version[32];        /* "3.11.7" */
 extern int cpmt_exact_rss;              /* read RSS at every event */
+extern int cpmt_every_path;             /* trigger 0 takes cpmt_every_event (callback.c) */
 extern uint64_t cpmt_gate_limit_bytes;
 extern int64_t cpmt_gate_limit_blocks;
 extern uint32_t cpmt_gate_limit_events;
@@ -74,6 +75,8 @@ typedef struct CpmtTracer {
                                    thread's profile / trace function */
     int quiet_ok;               /* active, not failed, not exact, trigger > 0, past
                                    event 0: an event that reads no RSS gets no row */
+    int every;                  /* active, not failed, trigger 0: every event gets a
+                                   NEXT row and none a PREV row (callback.c cpmt_every_event) */
     int64_t trigger;
     PyObject *message;          /* str or NULL */
     PyObject *filepath;         /* str or bytes (os.fspath) or NULL */
@@ -110,6 +113,15 @@ typedef struct CpmtTracer {
     size_t nm_cname_len;        /*   is fmt_cfunc, or it is static) and length */
     PyCodeObject *fmt_code;     /* strong: the owners of the names the row */
     PyObject *fmt_cfunc;        /*   formatter's cache points at (cpmtlog.h) */
+    /* cpmt_every_event's C function names: fmt_cfunc's (when it is a PyCFunction,
+     * PyCMethod or method descriptor: its PyMethodDef's name, which lives as
+     * long as it is held), and those of the last two static methods */
+    const char *fmt_cname;      /* NULL: not known */
+    size_t fmt_clen;
+    const PyMethodDef *st_ml[2];
+    size_t st_len[2];
+    int every_due;              /* cpmt_every_event: RSS is read at this event */
+    pmt_cpmt_row erow;          /* cpmt_every_event's row */
     struct CpmtTracer *reg_next;
     struct CpmtTracer *reg_prev;
 } CpmtTracer;

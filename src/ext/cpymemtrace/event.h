@@ -27,9 +27,24 @@
 
 /* The slow part of holding names (callback.c). */
 void cpmt_hold_names(CpmtTracer *self, PyCodeObject *code, PyObject *cfunc);
-/* Any other event (callback.c); code is borrowed. */
-void cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
-                     PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now);
+/* Any other event (callback.c); code is borrowed: of Profile(0) / Trace(0)
+ * (every event gets a NEXT row, none a PREV row), or of any other tracer. */
+void cpmt_every_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
+                      PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now);
+void cpmt_general_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line,
+                        PyFrameObject *frame, int what, PyObject *cfunc, uint64_t now);
+
+static inline void
+cpmt_full_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObject *frame,
+                int what, PyObject *cfunc, uint64_t now)
+{
+    if (self->every) {
+        cpmt_every_event(self, code, lasti, line, frame, what, cfunc, now);
+    }
+    else {
+        cpmt_general_event(self, code, lasti, line, frame, what, cfunc, now);
+    }
+}
 
 /* The quiet part of an event at which the gate asked for no RSS read (see
  * cpmt_event): 1 if names must be held still (cpmt_hold_names), else 0. */

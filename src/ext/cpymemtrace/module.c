@@ -17,6 +17,7 @@ int64_t cpmt_origin_ns;
 uint64_t cpmt_anchor_every;
 char cpmt_py_version[32];
 int cpmt_exact_rss;
+int cpmt_every_path = 1;
 uint64_t cpmt_gate_limit_bytes = PMT_GATE_LIMIT_BYTES;
 int64_t cpmt_gate_limit_blocks = PMT_GATE_LIMIT_BLOCKS;
 uint32_t cpmt_gate_limit_events = PMT_GATE_LIMIT_EVENTS;
@@ -125,16 +126,31 @@ cpmt_trace_write_message_to_log(PyObject *Py_UNUSED(m), PyObject *msg)
     return write_message_of('T', msg, "trace_write_message_to_log");
 }
 
+/* Set *setting to the truth of flag; the previous setting as a bool. */
 static PyObject *
-cpmt_set_exact_rss(PyObject *Py_UNUSED(m), PyObject *flag)
+swap_setting(int *setting, PyObject *flag)
 {
     int v = PyObject_IsTrue(flag);
     if (v < 0) {
         return NULL;
     }
-    int old = cpmt_exact_rss;
-    cpmt_exact_rss = v;
+    int old = *setting;
+    *setting = v;
     return PyBool_FromLong(old);
+}
+
+static PyObject *
+cpmt_set_exact_rss(PyObject *Py_UNUSED(m), PyObject *flag)
+{
+    return swap_setting(&cpmt_exact_rss, flag);
+}
+
+/* For the tests: 0 makes Profile(0) / Trace(0) entered from now on take
+ * the general path (cpmt_general_event), whose rows cpmt_every_event must equal. */
+static PyObject *
+cpmt_set_every_path(PyObject *Py_UNUSED(m), PyObject *flag)
+{
+    return swap_setting(&cpmt_every_path, flag);
 }
 
 static PyObject *
@@ -301,6 +317,9 @@ static PyMethodDef cpmt_methods[] = {
      "set_gate_limits(*, bytes, blocks, events, seconds) -> dict\n\nChange the limits for "
      "Profile/Trace entered from now on; returns the previous ones.\nevents=0 or seconds=0 "
      "switches that bound off."},
+    {"_set_every_path", cpmt_set_every_path, METH_O,
+     "_set_every_path(flag) -> bool\n\nFor tests: False makes Profile(0)/Trace(0) entered from "
+     "now on\nwrite their rows through the general path.  Returns the previous setting."},
     {"_flush_all", cpmt_flush_all, METH_NOARGS, "Flush every open log (run at exit)."},
     {"__getattr__", cpmt_getattr, METH_O, NULL},
     {"__dir__", cpmt_dir, METH_NOARGS, NULL},

@@ -154,6 +154,7 @@ tracer_dealloc(CpmtTracer *self)
         cpmt_registry_remove(self);
         pmt_gate_detach(&self->gate);
         self->state = ST_DONE;
+        self->every = 0;
 #if PMT_CPMT_HAVE_MONITORING
         if (self->mon) {
             (void)cpmt_mon_detach(self, NULL);
@@ -240,6 +241,7 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
         pmt_cpmt_write_detach(outer->w, outer->seq.event, cpmt_clock_now(), self->depth, cpmt_path_cstr(self));
     }
     self->state = ST_ACTIVE;
+    self->every = self->trigger == 0 && cpmt_every_path;     /* ST_ACTIVE, failed 0 */
     self->tstate = ts;
     int rc;
 #if PMT_CPMT_HAVE_MONITORING
@@ -261,6 +263,7 @@ tracer_enter(CpmtTracer *self, PyObject *Py_UNUSED(ignored))
     }
     if (rc < 0) {
         self->state = ST_NEW;
+        self->every = 0;
         self->tstate = NULL;
         pmt_gate_detach(&self->gate);
         if (outer != NULL) {

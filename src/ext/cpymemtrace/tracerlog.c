@@ -33,6 +33,7 @@ cpmt_clear_refs(CpmtTracer *self)
     }
     Py_CLEAR(self->fmt_code);
     Py_CLEAR(self->fmt_cfunc);
+    self->fmt_cname = NULL;
     self->nm_cname = NULL;
 }
 
@@ -128,6 +129,7 @@ cpmt_finish(CpmtTracer *self, const char *why)
 {
     PyThreadState *ts = PyThreadState_Get();
     self->quiet_ok = 0;
+    self->every = 0;
     self->state = ST_DONE;
     pmt_gate_detach(&self->gate);
 #if PMT_CPMT_HAVE_MONITORING
