@@ -480,9 +480,15 @@ void
 pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache)
 {
     /* Straight into the writer's buffer when it has room (the common case). */
-    if (cache != NULL && w->err == 0 && w->len + PMT_CPMT_ROW_MAX <= w->cap) {
+    if (cache != NULL && pmt_cpmt_row_fits(w)) {
         w->len += format_row(w->buf + w->len, row, cache);
         return;
     }
     write_row_copied(w, row, cache);
+}
+
+void
+pmt_cpmt_append_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache)
+{
+    w->len += format_row(w->buf + w->len, row, cache);
 }

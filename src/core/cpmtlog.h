@@ -110,6 +110,15 @@ char *pmt_cpmt_put_seconds(char *p, int64_t ns);
  * header row. */
 void pmt_cpmt_write_start(pmt_logwriter *w, const char *message, size_t len);
 void pmt_cpmt_write_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
+/* Whether the writer can take a row straight into its buffer: not in error,
+ * room for the longest row.  Then pmt_cpmt_append_row (cache not NULL) is
+ * pmt_cpmt_write_row without the test, and cannot fail. */
+static inline int
+pmt_cpmt_row_fits(const pmt_logwriter *w)
+{
+    return w->err == 0 && w->len + PMT_CPMT_ROW_MAX <= w->cap;
+}
+void pmt_cpmt_append_row(pmt_logwriter *w, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *cache);
 /* A user message in the middle of a log: verbatim, newline added if missing. */
 void pmt_cpmt_write_message(pmt_logwriter *w, const char *message, size_t len);
 /* A message row at an event, in the original pymemtrace's form:

@@ -513,8 +513,7 @@ cpmt_every_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFr
                       || pmt_gate_due_attached(&self->gate, now);
     pmt_logwriter *w = self->w;
     pmt_cpmt_row *row = &self->erow;
-    if (self->every_due | (frame != NULL) | (w->err != 0)
-            | (w->len + PMT_CPMT_ROW_MAX > w->cap)            /* pmt_cpmt_write_row's test */
+    if (self->every_due | (frame != NULL) | !pmt_cpmt_row_fits(w)
             | (code != self->nm_code && code != NULL)) {
         goto slow;
     }
@@ -528,7 +527,7 @@ cpmt_every_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFr
     row->file_len = code != NULL ? self->nm_file_len : 0;
     int64_t ev = self->seq.event++;
     pmt_cpmt_seq_next_row(&self->seq, ev, cpmt_clock_of(now), what, line, self->rss, row);
-    pmt_cpmt_write_row(w, row, &self->fmt);     /* into the buffer: cannot fail */
+    pmt_cpmt_append_row(w, row, &self->fmt);    /* it fits: cannot fail */
     return;
 slow:
     every_slow(self, code, lasti, line, frame, what, cfunc, now);
