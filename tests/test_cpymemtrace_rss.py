@@ -163,13 +163,15 @@ def test_rss_in_rows_agrees_with_the_kernel():
 @pytest.mark.parametrize("kind", ["Profile", "Trace"])
 def test_every_event_log_does_not_charge_its_buffer_to_the_code(kind):
     # fib(18), run once before, allocates nothing: RSS rises in its every-event log
-    # are the tracer's.  The writer's buffer is resident from open, before event 0
-    # reads RSS; a buffer faulting in as its rows are written showed its pages as
-    # rises charged to fib: +65536 by event 1024 with the old 64 KiB buffer (256 KiB
-    # now).  What may remain is a page or two of the interpreter's (3.11's legacy
-    # hook gives each frame a frame object): at most 8192 bytes.  In a plain
-    # interpreter of its own: in the pytest process malloc reuses resident memory
-    # freed by earlier tests and the old buffer's pages did not show.
+    # are the tracer's.  The writer's 256 KiB buffer is resident from open, before
+    # event 0 reads RSS; a buffer faulting in as its rows are written would show all
+    # its pages as rises charged to fib (+262144 here: the log is ~1.6 MB).  What
+    # may remain is not the buffer: code pages of the tracer and the interpreter
+    # run for the first time (file pages, mapped up to 64 KiB at a time by the
+    # kernel's fault-around: +69632 at event 1024 seen on Debian's 3.11.2 in one CI
+    # run, nothing in others) and a page of the interpreter's: at most 128 KiB.
+    # In a plain interpreter of its own: in the pytest process malloc may reuse
+    # resident memory freed by earlier tests.
     script = textwrap.dedent(f"""
         from pymemtrace import cPyMemTrace
         def fib(n):
@@ -182,7 +184,7 @@ def test_every_event_log_does_not_charge_its_buffer_to_the_code(kind):
     log = cpmt_log.read("fib.log")
     assert len(log.next_records) > 16000
     rises = sum(r.d_rss for r in log.next_records if r.event != 0 and r.d_rss > 0)
-    assert rises <= 8192, [(r.event, r.d_rss) for r in log.next_records if r.d_rss > 0]
+    assert rises <= 128 * 1024, [(r.event, r.d_rss) for r in log.next_records if r.d_rss > 0]
 
 
 @needs_fixed_mmap
