@@ -388,19 +388,99 @@ function_text(pmt_cpmt_namememo *m, const char *s, size_t n)
     m->len = (size_t)(p - m->txt);
 }
 
+/* The bytes of a name of 1 to 16 bytes as two words: with the length they
+ * are the name (the loads of put_short). */
+static ALWAYS_INLINE void
+name_words(uint64_t w[2], const char *s, size_t n)
+{
+    if (n >= 8) {
+        memcpy(&w[0], s, 8);
+        memcpy(&w[1], s + n - 8, 8);
+    }
+    else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w[0] = a | (uint64_t)b << 32;
+        w[1] = 0;
+    }
+    else {
+        w[0] = (unsigned char)s[0] | (uint64_t)(unsigned char)s[n >> 1] << 8
+               | (uint64_t)(unsigned char)s[n - 1] << 16;
+        w[1] = 0;
+    }
+}
+
+/* The spare and the last function name's text and byte key are laid out
+ * alike: swapped as one block of 64 bytes. */
+#define SPARE_BLOCK sizeof(pmt_cpmt_namespare)
+_Static_assert(SPARE_BLOCK == 64 && offsetof(pmt_cpmt_namespare, len) == 0
+                   && offsetof(pmt_cpmt_namememo, w_len) - offsetof(pmt_cpmt_namememo, len)
+                          == offsetof(pmt_cpmt_namespare, w_len)
+                   && offsetof(pmt_cpmt_namememo, w) - offsetof(pmt_cpmt_namememo, len)
+                          == offsetof(pmt_cpmt_namespare, w)
+                   && offsetof(pmt_cpmt_namememo, txt) - offsetof(pmt_cpmt_namememo, len)
+                          == offsetof(pmt_cpmt_namespare, txt),
+               "the spare is laid out as the function memo from len on");
+
+/* A new Function text (of k bytes of s; key s and n): the last one becomes
+ * the spare if it is keyed by its bytes (its text then has at most 17
+ * bytes). */
+static NOINLINE void
+function_new(pmt_cpmt_fmtcache *c, const char *s, size_t n, size_t k, size_t w_len,
+             uint64_t w0, uint64_t w1)
+{
+    pmt_cpmt_namememo *m = &c->function;
+    if (m->w_len) {
+        memcpy(&c->spare, &m->len, SPARE_BLOCK);
+    }
+    function_text(m, s, k);
+    m->w_len = w_len;
+    m->w[0] = w0;
+    m->w[1] = w1;
+    m->key = s;
+    m->key_len = n;
+}
+
+/* The Function field of a name that is not the last one's (by address and
+ * length): the spare's text if it has these bytes (the two swapped), else a
+ * new text. */
+static NOINLINE void
+function_miss(pmt_cpmt_fmtcache *c, const char *s, size_t n)
+{
+    size_t k = s ? n : 0;   /* no name: "?" */
+    uint64_t w[2] = {0, 0};
+    size_t w_len = k - 1 < 16 ? k : 0;
+    if (w_len) {
+        name_words(w, s, k);
+        pmt_cpmt_namespare *sp = &c->spare;
+        if (w_len == sp->w_len && w[0] == sp->w[0] && w[1] == sp->w[1]) {
+            pmt_cpmt_namememo *m = &c->function;
+            char t[SPARE_BLOCK];
+            memcpy(t, sp, SPARE_BLOCK);
+            memcpy(sp, &m->len, SPARE_BLOCK);
+            memcpy(&m->len, t, SPARE_BLOCK);
+            m->key = s;
+            m->key_len = n;
+            return;
+        }
+    }
+    function_new(c, s, n, k, w_len, w[0], w[1]);
+}
+
 static inline char *
-put_name(char *p, pmt_cpmt_namememo *m, const char *s, size_t n, int function)
+put_name(char *p, pmt_cpmt_fmtcache *c, pmt_cpmt_namememo *m, const char *s, size_t n,
+         int function)
 {
     if (m->key != s || m->key_len != n) {
-        size_t k = s ? n : 0;   /* no name: "?" */
         if (function) {
-            function_text(m, s, k);
+            function_miss(c, s, n);
         }
         else {
-            file_text(m, s, k);
+            file_text(m, s, s ? n : 0);     /* no name: "?" */
+            m->key = s;
+            m->key_len = n;
         }
-        m->key = s;
-        m->key_len = n;
     }
     if (m->len <= 32) {
         memcpy(p, m->txt, 32);
@@ -424,6 +504,7 @@ cache_init(pmt_cpmt_fmtcache *c)
     function_text(&c->function, NULL, 0);
     c->file.key = c->function.key = NULL;
     c->file.key_len = c->function.key_len = 0;
+    c->function.w_len = c->spare.w_len = 0;
     c->ready = 1;
 }
 
@@ -446,9 +527,9 @@ format_row(char *out, const pmt_cpmt_row *row, pmt_cpmt_fmtcache *c)
     unsigned what = (unsigned)row->what < 8 ? (unsigned)row->what : 8;
     memcpy(p, what_text[what].txt, 16);
     p += what_text[what].len;
-    p = put_name(p, &c->file, row->file, row->file_len, 0);
+    p = put_name(p, c, &c->file, row->file, row->file_len, 0);
     p = put_line(p, row->line);
-    p = put_name(p, &c->function, row->function, row->function_len, 1);
+    p = put_name(p, c, &c->function, row->function, row->function_len, 1);
     if (c->rss.v != row->rss || c->rss.v2 != row->d_rss) {
         rss_text(&c->rss, row->rss, row->d_rss);
     }

@@ -77,18 +77,33 @@ typedef struct pmt_cpmt_memo {
 /* The last file and function names as written, keyed by their address and
  * length: the caller keeps the memory of the last names it passed alive and
  * unchanged while it uses the cache (cPyMemTrace holds a reference to the
- * code object and C function of its last row). */
+ * code object and C function of its last row).  A function name of 1 to 16
+ * bytes is also keyed by its bytes (w, the words put_short loads, and
+ * w_len; w_len 0: not so keyed), for the spare below. */
 typedef struct pmt_cpmt_namememo {
     const char *key;
     size_t key_len;
     size_t len;
+    size_t w_len;
+    uint64_t w[2];
     char txt[PMT_CPMT_NAME_MAX + 32];
 } pmt_cpmt_namememo;
+
+/* The function name before the last one, when it had 1 to 16 bytes: keyed
+ * by its bytes only (its memory may be gone), so two alternating names (a
+ * loop's two C calls) are both cached.  Swapped with the function memo. */
+typedef struct pmt_cpmt_namespare {
+    size_t len;
+    size_t w_len;           /* 0: empty */
+    uint64_t w[2];
+    char txt[32];
+} pmt_cpmt_namespare;
 
 typedef struct pmt_cpmt_fmtcache {
     int ready;              /* 0: zero-initialised, not filled yet */
     pmt_cpmt_memo event, d_event, secs, rss;
     pmt_cpmt_namememo file, function;
+    pmt_cpmt_namespare spare;
 } pmt_cpmt_fmtcache;
 
 /* Format a row (with its newline) into out, which must hold at least

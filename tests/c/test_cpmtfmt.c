@@ -104,6 +104,9 @@ any_line(void)
 enum { NNAMES = 24 };
 static char names[NNAMES][700];
 static size_t name_len[NNAMES];
+/* The same bytes at other addresses: the spare function name is keyed by
+ * its bytes, the last one by its address. */
+static char copies[NNAMES][700];
 
 static void
 make_names(void)
@@ -125,6 +128,7 @@ make_names(void)
             names[k][i] = below(30) == 0 ? '/' : (char)(below(3) ? 'a' + c % 26 : c);
         }
     }
+    memcpy(copies, names, sizeof names);
 }
 
 static void
@@ -136,7 +140,7 @@ pick_name(const char **s, size_t *n)
         return;
     }
     int k = (int)below(NNAMES);
-    *s = names[k];
+    *s = below(4) == 0 ? copies[k] : names[k];
     *n = below(8) == 0 && name_len[k] ? below(name_len[k] + 1) : name_len[k];
 }
 
@@ -171,7 +175,21 @@ change_some(pmt_cpmt_row *r, unsigned change)
         r->line = any_line();
     }
     if (change & 128) {
-        pick_name(&r->function, &r->function_len);
+        /* half the time back to the name before (two names alternating,
+         * as a loop's two C calls do) */
+        static const char *before;
+        static size_t before_len;
+        const char *s = r->function;
+        size_t n = r->function_len;
+        if (below(2) && (before != NULL || below(8) == 0)) {
+            r->function = before;
+            r->function_len = before_len;
+        }
+        else {
+            pick_name(&r->function, &r->function_len);
+        }
+        before = s;
+        before_len = n;
     }
     if (change & 256) {
         r->rss = any_number(below(8) == 0);
@@ -252,6 +270,36 @@ test_random_rows(const char *dir)
     CHECK_EQ_INT(file_mismatches, 0);
 }
 
+/* The spare function name is keyed by its bytes: a name whose bytes
+ * changed at the same address and length is not served its old text, nor is
+ * a name of other bytes that the spare's address now holds. */
+static void
+test_function_spare(void)
+{
+    static pmt_cpmt_fmtcache cache;
+    char a[16] = "len", b[16] = "append", got[PMT_CPMT_ROW_MAX], want[PMT_CPMT_ROW_MAX];
+    pmt_cpmt_row r = {1, 0, 1, 0, PMT_EV_C_CALL, "x.py", 4, 9, a, 3, 0, 0};
+    const char *const seq[][2] = {
+        {a, "len"}, {b, "append"}, {a, "len"}, {b, "append"},       /* alternating */
+        {a, "abc"}, {b, "append"}, {a, "len"},   /* a changed while the spare */
+        {b, "lem"}, {a, "len"}, {b, "appen\t"}, {a, "len"}, {b, "appen\t"},
+    };
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        char *p = (char *)seq[i][0];
+        memcpy(p, seq[i][1], strlen(seq[i][1]));
+        r.function = p;
+        r.function_len = strlen(seq[i][1]);
+        r.event++;
+        size_t ng = pmt_cpmt_format_row(got, &r, &cache);
+        size_t nw = ref_format_row(want, &r);
+        if (ng != nw || memcmp(got, want, nw) != 0) {
+            fprintf(stderr, "row %zu:\n", i);
+            show_diff(got, ng, want, nw);
+        }
+        CHECK(ng == nw && memcmp(got, want, nw) == 0);
+    }
+}
+
 /* A few rows spelled out, so the reference itself is checked against the
  * seed's layout (the rows of test_cpmtlog.c and the seed's log). */
 static void
@@ -278,6 +326,7 @@ main(void)
     CHECK(mkdtemp(dir) != NULL);
     make_names();
     test_reference();
+    test_function_spare();
     test_random_rows(dir);
     rmdir(dir);
     CTEST_MAIN_END();
