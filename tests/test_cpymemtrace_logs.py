@@ -53,10 +53,11 @@ def test_filepath_str_pathlike_bytes(tmp_path):
 
 
 def test_default_name_never_overwrites(tmp_path):
-    # Make every name the next few seconds could take exist already.
+    # Make every name the next minute could take exist already (a few seconds
+    # were not enough on a loaded machine: the contexts opened after them).
     now = time.time()
     keep = []
-    for dt in range(0, 3):
+    for dt in range(0, 60):
         stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now + dt))
         name = f"{stamp}_{os.getpid()}_P_1_PY{sys.version.split()[0]}.log"
         (tmp_path / name).write_text("keep me\n")
