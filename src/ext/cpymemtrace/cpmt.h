@@ -5,6 +5,7 @@
  *   tracerlog.c   a tracer's log file: open, discard, finish (END line)
  *   callback.c    the per-event function (gate, RSS read, NEXT/PREV rows)
  *   event.h       its fast path, inline in both hooks
+ *   names.c       the File and Function of a row; static-type methods
  *   allochooks.c  wrappers around the interpreter's allocators that feed the
  *                 gate counters (src/core/rssgate.h)
  *   registry.c    the active tracers of every thread (flushed at exit/fork)

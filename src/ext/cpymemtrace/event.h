@@ -108,4 +108,53 @@ cpmt_event(CpmtTracer *self, PyCodeObject *code, int lasti, int line, PyFrameObj
     cpmt_full_event(self, code, lasti, line, frame, what, cfunc, now);
 }
 
+/* ---- shared by callback.c and names.c ---- */
+
+/* References the callback gives up are dropped only when it is done with
+ * its state: a destructor can run Python code (even one that exits this
+ * tracer). */
+typedef struct {
+    PyObject *obj[10];
+    int n;
+} Drops;
+
+static inline void
+drop_later(Drops *d, PyObject *o)
+{
+    if (o != NULL) {
+        d->obj[d->n++] = o;
+    }
+}
+
+static inline void
+drop_now(Drops *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        Py_DECREF(d->obj[i]);
+    }
+}
+
+/* The UTF-8 text of s (cached in the str), or NULL. */
+static inline const char *
+cpmt_utf8_of(PyObject *s, size_t *len)
+{
+    Py_ssize_t n;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &n);
+    if (t == NULL) {
+        PyErr_Clear();
+        *len = 0;
+        return NULL;
+    }
+    *len = (size_t)n;
+    return t;
+}
+
+/* The File and Function of a row (names.c). */
+void cpmt_names_of(CpmtTracer *self, PyCodeObject *code, int what, PyObject *cfunc,
+                   pmt_cpmt_row *row, Drops *d);
+/* Is the method a static type's (its PyMethodDef lives as long as the
+ * process)?  Memoised by address (names.c). */
+int cpmt_def_is_static(PyCFunctionObject *f);
+int cpmt_descr_is_static(PyMethodDescrObject *f);
+
 #endif /* PMT_CPMT_EVENT_H */
