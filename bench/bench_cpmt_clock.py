@@ -16,6 +16,9 @@ TIMED_SCALE): the no-op profile and trace functions, Profile() and Trace(), in a
 random order in each of ROUNDS rounds (PMT_BENCH_ROUNDS, 21); thread CPU time;
 printed: the no-op's time an event (workload included), what Profile() and
 Trace() add an event, and the median of their per-round ratios to the no-op.
+On 3.12+, where Profile and Trace use sys.monitoring, also against the no-op
+sys.monitoring callback for the same events (noop_monitor, noop_monitor_trace:
+the matching no-op of that hook, as in bench_cpymemtrace.py).
 The difference between the two builds is the stamp (README, Wall and CPU time).
 """
 import gc
@@ -29,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from buildmod import load_build_module  # noqa: E402
 from cpmt_workloads import TIMED_SCALE, WORKLOADS  # noqa: E402
+from bench_cpymemtrace import MONITORING, _mon_hook  # noqa: E402
 
 from pymemtrace import cPyMemTrace  # noqa: E402
 
@@ -47,6 +51,15 @@ def _events(kind, fn, scale, path):
 
 def _run(mode, fn, scale, path):
     gc.collect()
+    if mode.startswith("noop_monitor"):
+        attach, detach = _mon_hook(mode == "noop_monitor_trace")
+        attach()
+        try:
+            t = time.thread_time()
+            fn(scale)
+            return time.thread_time() - t
+        finally:
+            detach()
     if mode in ("noop", "noop_trace"):
         floor = _bench.floor if mode == "noop" else _bench.trace_floor
         floor("noop")
@@ -73,7 +86,11 @@ def main(names):
                 sys.exit(f"bench_cpmt_clock: no workload {name!r} (one of {', '.join(WORKLOADS)})")
             fn, scale = WORKLOADS[name], TIMED_SCALE[name]
             ev = {k: _events(k, fn, scale, path) for k in ("P", "T")}
-            res = {m: [] for m in ("noop", "P", "noop_trace", "T")}
+            floors = (("noop", "P"), ("noop_trace", "T"))
+            if MONITORING:
+                floors += (("noop_monitor", "P"), ("noop_monitor_trace", "T"))
+            res = {m: [] for m in ("noop", "P", "noop_trace", "T")
+                   + (("noop_monitor", "noop_monitor_trace") if MONITORING else ())}
             for _ in range(ROUNDS):
                 modes = list(res)
                 rnd.shuffle(modes)
@@ -81,7 +98,7 @@ def main(names):
                     res[m].append(_run(m, fn, scale, path))
             med = statistics.median
             out = [name]
-            for noop, m in (("noop", "P"), ("noop_trace", "T")):
+            for noop, m in floors:
                 ratio = med([a / b for a, b in zip(res[m], res[noop])])
                 out.append(f"{noop} {med(res[noop]) / ev[m] * 1e9:.1f} ns/event, "
                            f"{'Profile' if m == 'P' else 'Trace'}() +"
