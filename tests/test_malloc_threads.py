@@ -72,3 +72,54 @@ def test_plain_capture_says_threads_are_not_recorded(captures):
     cap, (a, _) = captures["plain"]
     bad = cli("report", str(cap), "--thread", str(a), check=False)
     assert bad.returncode == 2 and "none recorded" in bad.stderr
+
+
+# A thread's own high-water mark: alpha's 12 MB come and go first (the process's
+# peak, when beta holds nothing), then beta builds 3 MB and keeps them.
+LATER = """\
+    import threading
+    keep = []
+    ids = {}
+
+    def alpha():
+        ids["alpha"] = threading.get_native_id()
+        tmp = [bytearray(4000) for i in range(3000)]
+        del tmp
+
+    def beta():
+        ids["beta"] = threading.get_native_id()
+        for i in range(600):
+            keep.append(bytearray(5000))
+
+    for f in (alpha, beta):
+        t = threading.Thread(target=f)
+        t.start()
+        t.join()
+    print(ids["alpha"], ids["beta"])
+    """
+
+
+def test_thread_peak_is_its_own_high_water_mark(tmp_path):
+    skip_if_sanitized()
+    cap, _, stdout = trace(tmp_path, "later", LATER, "--stacks")
+    a, b = (int(x) for x in stdout.split()[-2:])
+    whole = load_stacks(str(cap))
+    assert whole["peak"]["bytes"] >= 3000 * 4000
+    assert not whole["live_peak"]["of_thread"]
+    only_b = load_stacks(str(cap), thread=b)
+    assert only_b["live_peak"]["of_thread"]
+    # at the process's peak beta held nothing; its own peak is after it, with its 3 MB
+    assert only_b["live_peak"]["event"] > whole["peak"]["event"]
+    assert only_b["peak_live_bytes"] >= 600 * 5000
+    assert fn_bytes(only_b, "beta") >= 600 * 5000
+    peak_of_beta = sum(st["peak_bytes"] for st in only_b["stacks"])
+    assert peak_of_beta == only_b["peak_live_bytes"]
+    text = cli("report", str(cap), "--thread", str(b)).stdout
+    assert f"thread {b}'s own high-water mark: {only_b['peak_live_bytes']:,} bytes" in text
+    assert "beta" in text
+    d = json.loads(cli("report", str(cap), "--json", "--thread", str(b)).stdout)
+    assert d["thread_peak"]["bytes"] == only_b["peak_live_bytes"]
+    assert d["thread_peak"]["event"] == only_b["live_peak"]["event"]
+    # alpha's own peak is the process's
+    only_a = load_stacks(str(cap), thread=a)
+    assert only_a["peak_live_bytes"] >= 3000 * 4000

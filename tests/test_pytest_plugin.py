@@ -456,6 +456,16 @@ THREADS = """\
         held = in_thread(8)
         mine = grow(6)  # MINE
 
+    def in_thread_and_gone(n):
+        t = threading.Thread(target=lambda: grow(n))
+        t.start()
+        t.join()
+
+    @pytest.mark.limit_memory("4 MB", current_thread_only=True)
+    def test_own_peak_after_the_process_peak():
+        in_thread_and_gone(20)      # the process's peak: the test's thread holds nothing
+        mine = grow(6)  # AFTER
+
     @pytest.mark.limit_leaks("1 MB", current_thread_only=True)
     def test_other_thread_leak_not_counted():
         keep.append(in_thread(3))
@@ -472,7 +482,7 @@ THREADS = """\
 def test_current_thread_only_leaves_other_threads_out(tmp_path):
     out = run_marked(tmp_path, THREADS, ["test_other_thread_not_counted",
                                          "test_other_thread_leak_not_counted"],
-                     "3 failed, 2 passed")
+                     "4 failed, 2 passed")
     # without the flag the other thread's 8 MB count, with the grow() in that thread
     every = _failure(out, "test_all_threads")
     assert "is over limit_memory('4 MB')" in every
@@ -481,6 +491,12 @@ def test_current_thread_only_leaves_other_threads_out(tmp_path):
     assert re.search(r"peak memory 5\.\d MiB .* is over limit_memory\('4 MB'\)", own), own
     assert f"test_own_still_counted (test_mem.py:{line_in(THREADS, 'MINE')})" in own
     assert "current_thread_only=True" in own
+    # the thread's own high-water mark, not what it held at the process's (nothing)
+    after = _failure(out, "test_own_peak_after_the_process_peak")
+    assert re.search(r"peak memory 5\.\d MiB .*of the test's thread is over limit_memory", after), \
+        after
+    assert f"test_own_peak_after_the_process_peak (test_mem.py:{line_in(THREADS, 'AFTER')})" \
+        in after
     leak = _failure(out, "test_own_leak_counted")
     assert "1 stack leaked more than limit_leaks('1 MB')" in leak
     assert f"test_own_leak_counted (test_mem.py:{line_in(THREADS, 'LEAK')})" in leak

@@ -55,7 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="only the events [START, END): event numbers, percentages or "
                         "seconds since the capture opened (10%%:60%%, 5000:, :50%%, 2.5s:10s)")
     p.add_argument("--thread", metavar="ID", type=int,
-                   help="only allocations made by this thread (the summary view lists them)")
+                   help="only allocations made by this thread (the summary view lists them); "
+                        "the peak view is then at its own high-water mark")
 
 
 def _parser_report() -> argparse.ArgumentParser:

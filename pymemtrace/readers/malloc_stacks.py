@@ -117,7 +117,10 @@ def load_stacks(path: str, *, range_spec: Optional[str] = None, thread: Optional
     """Aggregate the capture at `path` by stack (in C).
 
     Returns a dict: ``events``, ``range`` ([lo, hi) in events), ``peak``
-    (``bytes`` and the ``event`` it was reached after), ``functions``
+    (``bytes`` and the ``event`` it was reached after), ``peak_live_bytes`` /
+    ``peak_live_count`` (what the selected blocks held at ``live_peak``: the
+    process's peak, or with ``thread`` that thread's own high-water mark,
+    ``of_thread`` True; an aggregated capture has the process's only), ``functions``
     (inclusive and self totals), ``frames`` ([parent, function, line]),
     ``stacks`` (innermost ``frame``, ``thread`` index and the totals),
     ``threads``, ``points`` (the heap over the events: [event, heap bytes,
@@ -144,6 +147,11 @@ def load_stacks(path: str, *, range_spec: Optional[str] = None, thread: Optional
         "heap_at_end": raw["end_heap"],
         "allocated_bytes": raw["alloc_bytes"], "allocated_count": raw["alloc_count"],
         "peak_live_bytes": raw["peak_live_bytes"], "peak_live_count": raw["peak_live_count"],
+        # the peak the stacks' peak columns are taken at: the process's, or with a
+        # thread selected that thread's own (not in an aggregated capture)
+        "live_peak": {"of_thread": bool(raw["live_peak_of_thread"]),
+                      "event": raw["live_peak_event"],
+                      "seconds": raw["live_peak_ns"] / 1e9 if raw["has_clock"] else None},
         "leaked_bytes": raw["end_bytes"], "leaked_count": raw["end_count"],
         "functions": funcs,
         "frames": [list(f) for f in raw["frames"]],

@@ -16,7 +16,7 @@ import pathlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from pymemtrace.readers.malloc_stacks import load_stacks
-from pymemtrace.reporters.malloc_views import fmt_bytes
+from pymemtrace.reporters.malloc_views import fmt_bytes, thread_peak
 
 __all__ = ["render", "render_capture", "page_data"]
 
@@ -82,5 +82,6 @@ def render_capture(path: str, *, range_spec: Optional[str] = None,
     facts = (f"{r['events']:,} events; peak {fmt_bytes(r['peak']['bytes'])} after event "
              f"{r['peak']['event']:,}; {fmt_bytes(r['leaked_bytes'])} still live at the end; "
              f"{len(r['stacks']):,} distinct stacks"
+             + (f"; {thread_peak(r)} (the peak view is taken there)" if thread_peak(r) else "")
              + ("" if r["stacks_recorded"] else " (captured without --stacks: one frame each)"))
     return render(r, os.path.basename(path), facts), r

@@ -115,6 +115,17 @@ def scope(r: Dict[str, Any]) -> str:
     return f"{span} of {r['events']:,}, {who}"
 
 
+def thread_peak(r: Dict[str, Any]) -> str:
+    """With one thread selected: its own high-water mark, where the stacks'
+    peak figures are taken (else "": they are at the process's)."""
+    p = r.get("live_peak")
+    if not p or not p["of_thread"]:
+        return ""
+    return (f"thread {r['thread_selected']}'s own high-water mark: "
+            f"{r['peak_live_bytes']:,} bytes ({fmt_bytes(r['peak_live_bytes'])}) in "
+            f"{r['peak_live_count']:,} blocks made in the range, after event {p['event']:,}")
+
+
 def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]:
     """The keys of the per-line report (total_bytes, peak_bytes, by_python_site, leaks, ...) and
     the stacks, functions, heap over time and summary of every view."""
@@ -123,6 +134,9 @@ def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]
     out["view"] = view
     out["range"] = r["range"]
     out["peak_event"] = r["peak"]["event"]
+    if r.get("live_peak", {}).get("of_thread"):
+        out["thread_peak"] = {"bytes": r["peak_live_bytes"], "count": r["peak_live_count"],
+                              "event": r["live_peak"]["event"]}
     out["stacks_recorded"] = r["stacks_recorded"]
     out["stacks"] = stacks_json(r, sort)
     out["by_function_inclusive"] = rows(r, sort, "functions")
@@ -146,10 +160,15 @@ def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]
 
 def format_view(r: Dict[str, Any], view: str, top: int, depth: int) -> str:
     b, c = MEASURES[view]
-    what = {"peak": "live at the high-water mark", "leaks": "still live at the end",
+    what = {"peak": "live at the thread's high-water mark" if thread_peak(r)
+            else "live at the high-water mark", "leaks": "still live at the end",
             "all": "allocated"}[view]
     lines = [""]
-    if view == "peak":
+    if view == "peak" and thread_peak(r):
+        lines.append(f"High-water mark of the process: {r['peak']['bytes']:,} bytes "
+                     f"({fmt_bytes(r['peak']['bytes'])}) after event {r['peak']['event']:,}; "
+                     f"{thread_peak(r)}, by stack below.")
+    elif view == "peak":
         lines.append(f"High-water mark: {r['peak']['bytes']:,} bytes "
                      f"({fmt_bytes(r['peak']['bytes'])}) after event {r['peak']['event']:,};"
                      f" {r['peak_live_bytes']:,} of them in {r['peak_live_count']:,} blocks "

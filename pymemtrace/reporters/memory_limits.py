@@ -160,8 +160,9 @@ def check_peak(r: Dict[str, Any], limit: int, limit_text: str, *,
     """A Problem if the capture's peak (live at the high-water mark) is above
     `limit` bytes, else None.  `test` is the (file, function) of the test, to
     cut the stacks there.  With one thread selected (``load_stacks(thread=)``)
-    the peak is what that thread allocated and still held at the capture's
-    high-water mark (pytest-memray's current_thread_only), not the heap."""
+    the peak is that thread's own high-water mark: the most that blocks it
+    allocated held at once, whenever that was (current_thread_only), not the
+    heap's."""
     one = r.get("thread_selected") is not None
     peak = r["peak_live_bytes"] if one else r["peak"]["bytes"]
     if peak <= limit:

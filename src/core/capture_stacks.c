@@ -150,8 +150,29 @@ charge(st_ctx *s, const pmt_mc_record *h, unsigned kind, uint64_t i, uint32_t *s
     return 0;
 }
 
-/* One event at position i: the heap follows it; with stacks, allocations are
- * charged.  -1 when out of memory. */
+/* The first replay's mark of an allocation at position i: 0 (a stack index
+ * that replay never reads) when it is made in the range by the selected
+ * thread, else PMT_ST_NONE; -1 when out of memory. */
+static int
+mark(st_ctx *s, const pmt_mc_record *h, uint64_t i, uint32_t *k)
+{
+    *k = PMT_ST_NONE;
+    if (s->o->thread == PMT_ST_ALL_THREADS || i < s->lo) {
+        return 0;
+    }
+    pmt_st_thread *th = pmt_st_thread_at(s, pmt_capture_event_thread(&s->cap, h));
+    if (!th) {
+        return -1;
+    }
+    *k = th->id == s->o->thread ? 0 : PMT_ST_NONE;
+    return 0;
+}
+
+_Static_assert(PMT_ST_NONE == PMT_REGION_NO_PY, "a mapping's py is its stack");
+
+/* One event at position i: the heap follows it, and s->sel the blocks
+ * charged (marked); in the second replay (stacks) allocations are charged.
+ * -1 when out of memory. */
 static int
 step(st_ctx *s, const pmt_mc_record *e, uint64_t i, int stacks)
 {
@@ -161,17 +182,18 @@ step(st_ctx *s, const pmt_mc_record *e, uint64_t i, int stacks)
         s->r->impossible += !stacks;    /* counted once, in the first replay */
         return 0;
     }
-    uint64_t gone;
+    uint64_t gone, gone_sel;
     uint32_t k = PMT_ST_NONE;
     if (kind == PMT_MC_MMAP || kind == PMT_MC_MUNMAP) {
-        if (pmt_regionset_release(&s->maps, h.a, h.b, &gone) < 0) {
+        if (pmt_regionset_release_py(&s->maps, h.a, h.b, &gone, &gone_sel) < 0) {
             return -1;
         }
         s->cur -= gone;
+        s->sel -= gone_sel;
         if (kind == PMT_MC_MUNMAP) {
             return 0;
         }
-        if (stacks && charge(s, &h, kind, i, &k) < 0) {
+        if ((stacks ? charge(s, &h, kind, i, &k) : mark(s, &h, i, &k)) < 0) {
             return -1;
         }
         pmt_region g = {.start = h.a, .len = h.b, .seq = i, .py = k, .nat = 0};
@@ -179,6 +201,7 @@ step(st_ctx *s, const pmt_mc_record *e, uint64_t i, int stacks)
             return -1;
         }
         s->cur += h.b;
+        s->sel += k != PMT_ST_NONE ? h.b : 0;
     }
     else if (pmt_mc_is_alloc(kind)) {
         int created;
@@ -188,17 +211,20 @@ step(st_ctx *s, const pmt_mc_record *e, uint64_t i, int stacks)
         }
         if (!created) {
             s->cur -= b->size;      /* its release was lost: released now */
+            s->sel -= b->stack != PMT_ST_NONE ? b->size : 0;
         }
-        if (stacks && charge(s, &h, kind, i, &k) < 0) {
+        if ((stacks ? charge(s, &h, kind, i, &k) : mark(s, &h, i, &k)) < 0) {
             return -1;
         }
         *b = (live_block){.addr = h.a, .size = h.b, .at = i, .stack = k};
         s->cur += h.b;
+        s->sel += k != PMT_ST_NONE ? h.b : 0;
     }
     else {
         live_block *b = pmt_ht_find(&s->live, &h.a);
         if (b) {
             s->cur -= b->size;
+            s->sel -= b->stack != PMT_ST_NONE ? b->size : 0;
             pmt_ht_remove(&s->live, b);
         }
     }
@@ -263,7 +289,7 @@ reset_heap(st_ctx *s)
     pmt_ht_init(&s->live, sizeof(live_block), pmt_ht_u64_hash, pmt_ht_u64_eq, NULL);
     pmt_regionset_free(&s->maps);
     memset(&s->maps, 0, sizeof(s->maps));
-    s->cur = 0;
+    s->cur = s->sel = 0;
 }
 
 /* First replay: every event; the peak within [lo, hi), the heap samples. */
@@ -280,7 +306,8 @@ follow_heap(st_ctx *s)
     }
     r->n_points = sp.np = np;
     sp.p_end = np ? n / np : 0;
-    r->peak_event = s->lo;
+    r->peak_event = r->live_peak_event = s->lo;
+    uint64_t sel_peak = 0;      /* nothing is marked before lo */
     pmt_capture_iter it;
     pmt_mc_record e;
     pmt_tl_clock w = {0, 0, 0, 0};
@@ -294,7 +321,7 @@ follow_heap(st_ctx *s)
         pmt_tl_clock_to(&s->cap, r, &w, i);
         if (i == s->lo) {
             r->peak_bytes = s->cur;
-            r->peak_ns = r->lo_ns = w.ns;
+            r->peak_ns = r->lo_ns = r->live_peak_ns = w.ns;
         }
         if (pmt_capture_iter_next(&it, &e) != 1 || step(s, &e, i, 0) < 0) {
             pmt_capture_iter_close(&it);
@@ -304,6 +331,11 @@ follow_heap(st_ctx *s)
             r->peak_bytes = s->cur;
             r->peak_event = i + 1;
             r->peak_ns = w.ns;
+        }
+        if (i >= s->lo && i < s->hi && s->sel > sel_peak) {     /* the selected thread's */
+            sel_peak = s->sel;
+            r->live_peak_event = i + 1;
+            r->live_peak_ns = w.ns;
         }
         if (i + 1 == s->hi) {
             r->end_heap = s->cur;
@@ -321,7 +353,12 @@ follow_heap(st_ctx *s)
     r->end_ns = w.ns;
     if (s->lo == n) {
         r->peak_bytes = r->end_heap = s->cur;
-        r->peak_ns = r->lo_ns = w.ns;
+        r->peak_ns = r->lo_ns = r->live_peak_ns = w.ns;
+    }
+    r->live_peak_of_thread = s->o->thread != PMT_ST_ALL_THREADS;
+    if (!r->live_peak_of_thread) {
+        r->live_peak_event = r->peak_event;
+        r->live_peak_ns = r->peak_ns;
     }
     if (s->hi == n) {
         r->hi_ns = w.ns;
@@ -335,7 +372,7 @@ charge_stacks(st_ctx *s)
 {
     pmt_st_report *r = s->r;
     reset_heap(s);
-    if (r->peak_event == 0 && snapshot(s, 0) < 0) {
+    if (r->live_peak_event == 0 && snapshot(s, 0) < 0) {
         return -1;
     }
     pmt_capture_iter it;
@@ -346,7 +383,7 @@ charge_stacks(st_ctx *s)
     int rc = 0;
     for (uint64_t i = 0; i < s->hi && rc == 0; i++) {
         if (pmt_capture_iter_next(&it, &e) != 1 || step(s, &e, i, 1) < 0 ||
-            (i + 1 == r->peak_event && snapshot(s, 0) < 0)) {
+            (i + 1 == r->live_peak_event && snapshot(s, 0) < 0)) {
             rc = -1;
         }
     }

@@ -110,7 +110,14 @@ typedef struct pmt_st_report {
     uint64_t rss_peak, rss_peak_ns;     /* the highest RSS read, and when */
     /* the selected thread(s), within the range */
     uint64_t alloc_bytes, alloc_count;
-    uint64_t peak_live_bytes, peak_live_count;  /* made in the range, live at the peak */
+    /* The peak the stacks' peak columns are taken at: the whole process's
+     * high-water mark (peak_event), or, with one thread selected, that
+     * thread's own: the most that blocks it made in the range held at once,
+     * wherever the process's heap was then (live_peak_of_thread 1; an
+     * aggregated capture, which holds no events, has only the process's). */
+    int live_peak_of_thread;
+    uint64_t live_peak_event, live_peak_ns;
+    uint64_t peak_live_bytes, peak_live_count;  /* made in the range, live at that peak */
     uint64_t end_bytes, end_count;              /* made in the range, live at its end */
     pmt_st_tally sizes[PMT_ST_SIZE_CLASSES];
     pmt_st_tally kinds[PMT_ST_KINDS];

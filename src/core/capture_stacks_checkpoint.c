@@ -21,7 +21,7 @@ pmt_st_from_checkpoint(st_ctx *s)
     r->lo = 0;
     r->slices = 0;
     r->peak_bytes = k.head.peak;
-    r->peak_event = k.head.peak_events;
+    r->peak_event = r->live_peak_event = k.head.peak_events;   /* the process's peak only */
     r->end_heap = k.head.heap;
     memcpy(r->sizes, k.sizes, sizeof(r->sizes));
     memcpy(r->kinds, k.kinds, sizeof(r->kinds));

@@ -49,6 +49,9 @@ typedef struct {
     pmt_st_thread *threads;
     size_t n_threads, threads_cap;
     uint64_t lo, hi, cur;
+    uint64_t sel;           /* live bytes of the blocks and mappings charged (or, in
+                             * the first replay, marked: made in the range by the
+                             * selected thread) */
 } st_ctx;
 
 /* The accumulator of stack (id, line) on thread t: its index in s->stacks,

@@ -25,8 +25,17 @@ pmt_regionset_lower(const pmt_regionset *rs, uint64_t addr)
 int
 pmt_regionset_release(pmt_regionset *rs, uint64_t a, uint64_t len, uint64_t *released)
 {
+    uint64_t with_py;
+    return pmt_regionset_release_py(rs, a, len, released, &with_py);
+}
+
+int
+pmt_regionset_release_py(pmt_regionset *rs, uint64_t a, uint64_t len, uint64_t *released,
+                         uint64_t *released_py)
+{
     uint64_t e = a + len;
     *released = 0;
+    *released_py = 0;
     size_t i = pmt_regionset_lower(rs, a);
     if (i > 0 && rs->v[i - 1].start + rs->v[i - 1].len > a) {
         i--;
@@ -40,6 +49,9 @@ pmt_regionset_release(pmt_regionset *rs, uint64_t a, uint64_t len, uint64_t *rel
             continue;
         }
         *released += oe - os;
+        if (g->py != PMT_REGION_NO_PY) {
+            *released_py += oe - os;
+        }
         if (os == gs && oe == ge) {
             memmove(g, g + 1, (rs->len - i - 1) * sizeof(pmt_region));
             rs->len--;

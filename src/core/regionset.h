@@ -25,9 +25,17 @@ typedef struct {
 /* Index of the first range starting at or after addr. */
 size_t pmt_regionset_lower(const pmt_regionset *rs, uint64_t addr);
 
+/* A range's py when it has none. */
+#define PMT_REGION_NO_PY UINT32_MAX
+
 /* Remove [a, a+len) from the set; *released: the bytes that were in it.
  * Returns 0, or -1 when out of memory (splitting a range). */
 int pmt_regionset_release(pmt_regionset *rs, uint64_t a, uint64_t len, uint64_t *released);
+
+/* The same, and *released_py: those of the bytes that were in ranges whose
+ * py is not PMT_REGION_NO_PY. */
+int pmt_regionset_release_py(pmt_regionset *rs, uint64_t a, uint64_t len, uint64_t *released,
+                             uint64_t *released_py);
 
 /* Add a range (the caller releases what it overlaps first).  0 or -1. */
 int pmt_regionset_add(pmt_regionset *rs, const pmt_region *g);

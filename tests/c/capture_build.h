@@ -147,6 +147,19 @@ code(uint32_t id, const char *file, const char *name)
     put(name, n);
 }
 
+/* A THREAD node: the root of one thread's stacks (a stacks capture). */
+static inline void
+thread_node(uint64_t id, uint64_t tid, const char *name)
+{
+    size_t n = strlen(name) + 1;
+    cb_room(32 + n);
+    buf[len++] = PMT_MC_THREAD;
+    uv(id);
+    uv(tid);
+    uv(n);
+    put(name, n);
+}
+
 /* A node of the stack tree (a stacks capture). */
 static inline void
 node(uint64_t id, uint64_t parent, uint32_t code_id, int32_t line)

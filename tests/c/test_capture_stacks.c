@@ -261,6 +261,62 @@ test_without_stacks_and_threads(void)
     pmt_st_report_free(&r);
 }
 
+/* One thread selected: the peak view is that thread's own high-water mark,
+ * not what it held at the process's (where it held nothing here). */
+static void
+test_thread_own_peak(void)
+{
+    stacks_header();
+    code(1, "t.py", "other");
+    code(2, "t.py", "mine");
+    thread_node(1, 100, "a");
+    thread_node(2, 200, "b");
+    node(3, 1, 1, 10);
+    node(4, 2, 2, 20);
+    ev(1, PMT_MC_MALLOC, 0x10, 5000, 3, 10);       /* a: the process's peak, 5000 */
+    ev(2, PMT_MC_FREE, 0x10, 0, 0, -1);
+    ev(3, PMT_MC_MALLOC, 0x20, 300, 4, 20);        /* b: 300 */
+    ev(4, PMT_MC_MMAP, 0x100000, 400, 4, 20);      /* b: 700, its peak */
+    ev(5, PMT_MC_MUNMAP, 0x100000, 200, 0, -1);    /* b: 500 */
+    ev(6, PMT_MC_MALLOC, 0x30, 100, 4, 20);        /* b: 600 */
+    ev(7, PMT_MC_FREE, 0x20, 0, 0, -1);            /* b: 300 */
+    end();
+    pmt_st_report r;
+    pmt_st_options o = {0, UINT64_MAX, 200, 0, 0, 0, 0, 0};
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK_EQ_INT(r.peak_bytes, 5000);               /* the process's, unchanged */
+    CHECK_EQ_INT(r.peak_event, 1);
+    CHECK_EQ_INT(r.live_peak_of_thread, 1);
+    CHECK_EQ_INT(r.live_peak_event, 4);
+    CHECK_EQ_INT(r.peak_live_bytes, 700);           /* at the process's peak: 0 */
+    CHECK_EQ_INT(r.peak_live_count, 2);
+    CHECK_EQ_INT(r.n_stacks, 1);
+    CHECK_EQ_INT(r.stacks[0].peak_bytes, 700);
+    CHECK_EQ_INT(r.end_bytes, 300);
+    CHECK_EQ_INT(r.alloc_bytes, 800);
+    pmt_st_report_free(&r);
+    /* thread a: its peak is the process's */
+    o.thread = 100;
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK(r.live_peak_of_thread && r.live_peak_event == 1 && r.peak_live_bytes == 5000);
+    pmt_st_report_free(&r);
+    /* a range after a's block: a made nothing there */
+    o.lo = 2;
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK(r.live_peak_event == 2 && r.peak_live_bytes == 0 && r.peak_live_count == 0);
+    pmt_st_report_free(&r);
+    /* b from event 5 on: the 100 of event 6 only (the mapping is from before) */
+    o.thread = 200;
+    o.lo = 4;
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &o, &r), 0);
+    CHECK(r.live_peak_event == 6 && r.peak_live_bytes == 100 && r.peak_live_count == 1);
+    pmt_st_report_free(&r);
+    /* all threads: the process's peak, as before */
+    CHECK_EQ_INT(pmt_st_read_buffer(buf, len, &ALL, &r), 0);
+    CHECK(!r.live_peak_of_thread && r.live_peak_event == 1 && r.peak_live_bytes == 5000);
+    pmt_st_report_free(&r);
+}
+
 static void
 test_bad_input(void)
 {
@@ -381,6 +437,7 @@ main(void)
     test_points_and_slices();
     test_mappings_recursion_unknown();
     test_without_stacks_and_threads();
+    test_thread_own_peak();
     test_bad_input();
     CTEST_MAIN_END();
 }

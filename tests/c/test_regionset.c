@@ -1,5 +1,6 @@
 /* test_regionset.c: live mappings: releasing the front, the end, a hole in
- * the middle (two ranges left), several ranges at once, nothing at all. */
+ * the middle (two ranges left), several ranges at once, nothing at all; the
+ * bytes released from ranges with a py. */
 #include <stdint.h>
 
 #include "ctest.h"
@@ -51,9 +52,31 @@ test_cuts(void)
     pmt_regionset_free(&rs);
 }
 
+/* One release over a range with a py and one without: only the first's
+ * bytes count as released with a py. */
+static void
+test_released_py(void)
+{
+    pmt_regionset rs = {0};
+    add(&rs, 0x100000, 0x3000, 1);
+    pmt_region g = {.start = 0x200000, .len = 0x5000, .seq = 2, .py = PMT_REGION_NO_PY};
+    CHECK_EQ_INT(pmt_regionset_add(&rs, &g), 0);
+    uint64_t gone = 0, with_py = 0;
+    CHECK_EQ_INT(pmt_regionset_release_py(&rs, 0x101000, 0x100000 + 0x1000, &gone, &with_py), 0);
+    CHECK_EQ_INT(gone, 0x2000 + 0x2000);
+    CHECK_EQ_INT(with_py, 0x2000);
+    CHECK_EQ_INT(pmt_regionset_release_py(&rs, 0x100000, 0x1000, &gone, &with_py), 0);
+    CHECK(gone == 0x1000 && with_py == 0x1000);
+    CHECK_EQ_INT(pmt_regionset_release_py(&rs, 0x202000, 0x3000, &gone, &with_py), 0);
+    CHECK(gone == 0x3000 && with_py == 0);
+    CHECK_EQ_INT(rs.len, 0);
+    pmt_regionset_free(&rs);
+}
+
 int
 main(void)
 {
     test_cuts();
+    test_released_py();
     CTEST_MAIN_END();
 }

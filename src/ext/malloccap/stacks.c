@@ -125,6 +125,8 @@ to_dict(const pmt_st_report *r)
         {"end_ns", r->end_ns}, {"lo_ns", r->lo_ns}, {"hi_ns", r->hi_ns},
         {"rss_peak", r->rss_peak}, {"rss_peak_ns", r->rss_peak_ns},
         {"alloc_bytes", r->alloc_bytes}, {"alloc_count", r->alloc_count},
+        {"live_peak_of_thread", (unsigned long long)r->live_peak_of_thread},
+        {"live_peak_event", r->live_peak_event}, {"live_peak_ns", r->live_peak_ns},
         {"peak_live_bytes", r->peak_live_bytes}, {"peak_live_count", r->peak_live_count},
         {"end_bytes", r->end_bytes}, {"end_count", r->end_count}, {"slices", r->slices},
     };
