@@ -1,7 +1,7 @@
 /* fuzz_capture_stacks.c: libFuzzer harness of the by-stack aggregation
  * (capture_stacks.c, capture_frames.c) and its pprof encoding (pprof.c) over
  * any bytes, with a range of
- * events, heap samples and slices taken from the input's first bytes.
+ * events, heap samples, slices and a thread taken from the input's last bytes.
  * Whatever the bytes, it returns 0 with a report whose indexes all point
  * inside it, or -1 with an error; never out of bounds (ASan, UBSan). */
 #include <stdint.h>
@@ -39,6 +39,11 @@ check(const pmt_st_report *r)
     if (r->end_bytes > r->alloc_bytes || r->peak_live_bytes > r->peak_bytes || r->hi < r->lo) {
         abort();
     }
+    /* the selected thread's own peak is within the range (an aggregated
+     * capture has the process's only) */
+    if (r->live_peak_of_thread && (r->live_peak_event < r->lo || r->live_peak_event > r->hi)) {
+        abort();
+    }
     (void)n;
 }
 
@@ -56,6 +61,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         o.by_time = 1;
         o.lo_ns = (uint64_t)data[size - 2] << 20;
         o.hi_ns = data[size - 2] & 4 ? UINT64_MAX : o.lo_ns + ((uint64_t)data[size - 1] << 24);
+    }
+    if (size > 2 && (data[size - 3] & 7) == 7) {
+        o.thread = data[size - 3] >> 3;    /* one thread: its own high-water mark */
     }
     pmt_st_report r;
     if (pmt_st_read_buffer(data, size, &o, &r) == 0) {

@@ -40,14 +40,21 @@ pmt_strpool_init(pmt_strpool *p)
 int64_t
 pmt_strpool_intern(pmt_strpool *p, const char *s, size_t n)
 {
-    str_key k = {s, n};
-    /* the buffer must hold the new string before the index may compare it */
+    /* the buffer must hold the new string before the index may compare it;
+     * s may be a string of the pool itself (a reader's name interned again),
+     * which growing the buffer would move: it is followed by its offset */
     if (n >= UINT32_MAX - p->len - 1) {
         return -1;
     }
+    uintptr_t b = (uintptr_t)p->buf, at = (uintptr_t)s;
+    int own = p->buf != NULL && at >= b && at < b + p->len;
     if (pmt_grow((void **)&p->buf, &p->cap, p->len + n + 1, 1) < 0) {
         return -1;
     }
+    if (own) {
+        s = p->buf + (at - b);
+    }
+    str_key k = {s, n};
     int created;
     uint32_t *e = pmt_ht_insert(&p->index, &k, &created);
     if (!e) {

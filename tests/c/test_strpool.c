@@ -46,9 +46,41 @@ test_intern(void)
     pmt_strpool_free(&p);
 }
 
+/* A string of the pool interned again when the buffer must grow for it: the
+ * growth moves the buffer, and the string with it (a use after free that
+ * fuzz_capture_stacks found: a thread's name, read from the capture's own
+ * pool, interned into it again; this test fails under `make sanitize`). */
+static void
+test_intern_own_string(void)
+{
+    pmt_strpool p;
+    pmt_strpool_init(&p);
+    int64_t w = pmt_strpool_intern(&p, "worker", 6);
+    CHECK(w >= 0);
+    char s[16];
+    int i = 0;
+    while (p.cap - p.len >= 7) {        /* until "worker" no longer fits after the end */
+        int n = snprintf(s, sizeof(s), "%d", i++);
+        CHECK(pmt_strpool_intern(&p, s, (size_t)n) >= 0);
+    }
+    const char *own = pmt_strpool_at(&p, (uint32_t)w);
+    CHECK_EQ_INT(pmt_strpool_intern(&p, own, 6), w);
+    CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)w), "worker");
+    /* a new string that is the prefix of one in the pool: copied from it */
+    while (p.cap - p.len >= 5) {
+        int n = snprintf(s, sizeof(s), "x%d", i++);
+        CHECK(pmt_strpool_intern(&p, s, (size_t)n) >= 0);
+    }
+    int64_t wo = pmt_strpool_intern(&p, pmt_strpool_at(&p, (uint32_t)w), 4);
+    CHECK(wo >= 0 && wo != w);
+    CHECK_EQ_STR(pmt_strpool_at(&p, (uint32_t)wo), "work");
+    pmt_strpool_free(&p);
+}
+
 int
 main(void)
 {
     test_intern();
+    test_intern_own_string();
     CTEST_MAIN_END();
 }
