@@ -146,7 +146,8 @@ pmt_procfs_close(int *fd)
     }
 }
 
-/* Unsigned decimal at text[*i]; skips leading spaces.  -1 if none. */
+/* Unsigned decimal at text[*i]; skips leading spaces.  -1 if none, or if it
+ * does not fit 64 bits (the kernel writes none such: the text is not its). */
 static int
 parse_u64(const char *text, size_t len, size_t *i, uint64_t *out)
 {
@@ -159,7 +160,11 @@ parse_u64(const char *text, size_t len, size_t *i, uint64_t *out)
     }
     uint64_t v = 0;
     while (k < len && text[k] >= '0' && text[k] <= '9') {
-        v = v * 10 + (uint64_t)(text[k] - '0');
+        uint64_t d = (uint64_t)(text[k] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
         k++;
     }
     *i = k;
@@ -167,7 +172,7 @@ parse_u64(const char *text, size_t len, size_t *i, uint64_t *out)
     return 0;
 }
 
-/* Signed decimal (stat has a few signed fields). */
+/* Signed decimal (stat has a few signed fields); -1 outside int64_t. */
 static int
 parse_i64(const char *text, size_t len, size_t *i, int64_t *out)
 {
@@ -184,8 +189,11 @@ parse_i64(const char *text, size_t len, size_t *i, int64_t *out)
     if (parse_u64(text, len, &k, &u) != 0) {
         return -1;
     }
+    if (u > (uint64_t)INT64_MAX + (uint64_t)neg) {
+        return -1;      /* outside int64_t */
+    }
     *i = k;
-    *out = neg ? -(int64_t)u : (int64_t)u;
+    *out = !neg ? (int64_t)u : u > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)u;
     return 0;
 }
 

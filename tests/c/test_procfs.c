@@ -31,6 +31,21 @@ test_parse_stat(void)
     CHECK(s.cstime == 0.03);
     CHECK_EQ_INT(s.num_threads, 5);
     CHECK_EQ_INT(start, 987654);
+    /* numbers at and past the ends of int64_t and uint64_t (fuzz_procfs:
+     * negating the lowest one was undefined, a longer one wrapped) */
+    const char *lo = "1 (x) S 17 1 1 0 -9223372036854775808 0 1000 50 7 2 "
+                     "250 130 12 3 20 0 5 0 987654\n";
+    CHECK_EQ_INT(pmt_parse_stat(lo, strlen(lo), 100, &s, &start), 0);
+    CHECK_EQ_INT(s.minflt, 1000);
+    const char *bad[] = {
+        "1 (x) S 17 1 1 0 -9223372036854775809 0 1000 50 7 2 250 130 12 3 20 0 5 0 9\n",
+        "1 (x) S 17 1 1 0 9223372036854775808 0 1000 50 7 2 250 130 12 3 20 0 5 0 9\n",
+        "1 (x) S 17 1 1 0 0 0 99999999999999999999 50 7 2 250 130 12 3 20 0 5 0 9\n",
+        "1 (x) S 17 1 1 0 -1 0 1000 50 7 2 250 130 12 3 20 0 5 0 18446744073709551616\n",
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        CHECK_EQ_INT(pmt_parse_stat(bad[k], strlen(bad[k]), 100, &s, &start), -1);
+    }
     /* truncated and garbage text */
     CHECK_EQ_INT(pmt_parse_stat(t, 30, 100, &s, &start), -1);
     CHECK_EQ_INT(pmt_parse_stat("garbage", 7, 100, &s, &start), -1);
