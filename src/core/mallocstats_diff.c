@@ -19,6 +19,18 @@ typedef struct {
     size_t len;     /* length the whole text needs */
 } appender_t;
 
+/* after - before, held at the ends of int64_t where the true difference is
+ * past them (the parser takes any int64_t a text holds; real ones are small) */
+static int64_t
+delta(int64_t after, int64_t before)
+{
+    int64_t d;
+    if (__builtin_sub_overflow(after, before, &d)) {
+        return after > before ? INT64_MAX : INT64_MIN;
+    }
+    return d;
+}
+
 static void
 append(appender_t *a, const char *s, size_t n)
 {
@@ -140,9 +152,9 @@ format_classes(appender_t *a, const pmt_mallocstats_t *b, const pmt_mallocstats_
         if (!cf) {
             cf = &zero_class;
         }
-        int64_t dp = cf->num_pools - cb->num_pools;
-        int64_t du = cf->blocks_in_use - cb->blocks_in_use;
-        int64_t da = cf->avail_blocks - cb->avail_blocks;
+        int64_t dp = delta(cf->num_pools, cb->num_pools);
+        int64_t du = delta(cf->blocks_in_use, cb->blocks_in_use);
+        int64_t da = delta(cf->avail_blocks, cb->avail_blocks);
         if (dp == 0 && du == 0 && da == 0) {
             continue;
         }
@@ -165,8 +177,8 @@ format_value_delta(appender_t *a, const pmt_ms_value_t *vb, const pmt_ms_value_t
                    int *wrote_any, int *in_group)
 {
     const pmt_ms_value_t *v = vf ? vf : vb;
-    int64_t dv = (vf ? vf->value : 0) - (vb ? vb->value : 0);
-    int64_t dc = (vf ? vf->count : 0) - (vb ? vb->count : 0);
+    int64_t dv = delta(vf ? vf->value : 0, vb ? vb->value : 0);
+    int64_t dc = delta(vf ? vf->count : 0, vb ? vb->count : 0);
     if (dv == 0 && dc == 0) {
         return;
     }
@@ -221,8 +233,8 @@ format_freelist_delta(appender_t *a, const pmt_ms_freelist_t *lb, const pmt_ms_f
                       int *wrote_any, int *in_group)
 {
     const pmt_ms_freelist_t *l = lf ? lf : lb;
-    int64_t dc = (lf ? lf->count : 0) - (lb ? lb->count : 0);
-    int64_t dt = (lf ? lf->total : 0) - (lb ? lb->total : 0);
+    int64_t dc = delta(lf ? lf->count : 0, lb ? lb->count : 0);
+    int64_t dt = delta(lf ? lf->total : 0, lb ? lb->total : 0);
     if (dc == 0 && dt == 0) {
         return;
     }

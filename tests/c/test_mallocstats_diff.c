@@ -178,6 +178,38 @@ test_appear_disappear(void)
     CHECK_EQ_INT(pmt_ms_classes_changed(&sa, &sb), 2);
 }
 
+/* Values at the ends of int64_t (a parsed text may hold any): a difference
+ * past them is held at the end it passed, not overflowed (fuzz_mallocstats,
+ * UBSan: 7429938585244125392 - -8070448793171023952). */
+static void
+test_extreme_deltas(void)
+{
+    static pmt_mallocstats_t sa, sb;
+    memset(&sa, 0, sizeof(sa));
+    memset(&sb, 0, sizeof(sb));
+    sa.nfreelists = sb.nfreelists = 1;
+    snprintf(sa.freelists[0].name, PMT_MS_LABEL, "free PyFloatObjects");
+    snprintf(sb.freelists[0].name, PMT_MS_LABEL, "free PyFloatObjects");
+    sa.freelists[0].size_each = sb.freelists[0].size_each = 24;
+    sa.freelists[0].count = INT64_MIN;
+    sb.freelists[0].count = 1;
+    sa.freelists[0].total = -8070448793171023952;
+    sb.freelists[0].total = 7429938585244125392;
+    sa.nclasses = sb.nclasses = 1;
+    sb.classes[0].num_pools = INT64_MIN;
+    sa.classes[0].num_pools = 5;
+    char buf[2048];
+    pmt_ms_diff_format(&sa, &sb, buf, sizeof(buf));
+    CHECK(strstr(buf, "+9223372036854775807 free PyFloatObjects") != NULL);
+    CHECK(strstr(buf, "+9,223,372,036,854,775,807") != NULL);
+    CHECK(strstr(buf, "-9223372036854775808") != NULL);
+    sb.freelists[0].total = 100;
+    sa.freelists[0].total = 40;
+    sb.freelists[0].count = sa.freelists[0].count;
+    pmt_ms_diff_format(&sa, &sb, buf, sizeof(buf));
+    CHECK(strstr(buf, "+0 free PyFloatObjects") != NULL && strstr(buf, "+60") != NULL);
+}
+
 /* Garbage, truncation and odd input never crash and are counted. */
 int
 main(void)
@@ -192,5 +224,6 @@ main(void)
     test_mimalloc_diff();
     test_seed_diff_layout();
     test_appear_disappear();
+    test_extreme_deltas();
     CTEST_MAIN_END();
 }
