@@ -123,3 +123,13 @@ def test_thread_peak_is_its_own_high_water_mark(tmp_path):
     # alpha's own peak is the process's
     only_a = load_stacks(str(cap), thread=a)
     assert only_a["peak_live_bytes"] >= 3000 * 4000
+    # the flame graph's page: its peak view is at beta's peak, marked on the heap chart
+    page = tmp_path / "later.html"
+    cli("flamegraph", str(cap), "--thread", str(b), "-o", str(page))
+    html = page.read_text()
+    mark = (f'"thread_peak":{{"thread":{b},"event":{only_b["live_peak"]["event"]},'
+            f'"bytes":{only_b["peak_live_bytes"]}}}')
+    assert mark in html
+    assert f"thread {b}'s own high-water mark" in html
+    cli("flamegraph", str(cap), "-o", str(page))
+    assert '"thread_peak":null' in page.read_text()

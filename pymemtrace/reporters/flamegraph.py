@@ -46,6 +46,10 @@ def page_data(r: Dict[str, Any], title: str, facts: str) -> Dict[str, Any]:
         "events": r["events"],
         "peak_event": r["peak"]["event"],
         "peak_bytes": r["peak"]["bytes"],
+        # with --thread: that thread's own peak, where the peak view is taken
+        "thread_peak": ({"thread": r["thread_selected"], "event": r["live_peak"]["event"],
+                         "bytes": r["peak_live_bytes"]}
+                        if r.get("live_peak", {}).get("of_thread") else None),
         "points": r["points"],
         "funcs": [[f["function"], f["file"]] for f in r["functions"]],
         "frames": r["frames"],
