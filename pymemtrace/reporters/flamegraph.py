@@ -16,7 +16,7 @@ import pathlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from pymemtrace.readers.malloc_stacks import load_stacks
-from pymemtrace.reporters.malloc_views import fmt_bytes, thread_peak
+from pymemtrace.reporters.malloc_views import fmt_bytes, peak_of_thread, thread_peak
 
 __all__ = ["render", "render_capture", "page_data"]
 
@@ -49,7 +49,7 @@ def page_data(r: Dict[str, Any], title: str, facts: str) -> Dict[str, Any]:
         # with --thread: that thread's own peak, where the peak view is taken
         "thread_peak": ({"thread": r["thread_selected"], "event": r["live_peak"]["event"],
                          "bytes": r["peak_live_bytes"]}
-                        if r.get("live_peak", {}).get("of_thread") else None),
+                        if peak_of_thread(r) else None),
         "points": r["points"],
         "funcs": [[f["function"], f["file"]] for f in r["functions"]],
         "frames": r["frames"],
@@ -86,6 +86,6 @@ def render_capture(path: str, *, range_spec: Optional[str] = None,
     facts = (f"{r['events']:,} events; peak {fmt_bytes(r['peak']['bytes'])} after event "
              f"{r['peak']['event']:,}; {fmt_bytes(r['leaked_bytes'])} still live at the end; "
              f"{len(r['stacks']):,} distinct stacks"
-             + (f"; {thread_peak(r)} (the peak view is taken there)" if thread_peak(r) else "")
+             + (f"; {thread_peak(r)} (the peak view is taken there)" if peak_of_thread(r) else "")
              + ("" if r["stacks_recorded"] else " (captured without --stacks: one frame each)"))
     return render(r, os.path.basename(path), facts), r

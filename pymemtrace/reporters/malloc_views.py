@@ -115,12 +115,18 @@ def scope(r: Dict[str, Any]) -> str:
     return f"{span} of {r['events']:,}, {who}"
 
 
+def peak_of_thread(r: Dict[str, Any]) -> bool:
+    """Are the stacks' peak figures at one selected thread's own high-water
+    mark (else at the process's)?"""
+    return bool(r.get("live_peak", {}).get("of_thread"))
+
+
 def thread_peak(r: Dict[str, Any]) -> str:
     """With one thread selected: its own high-water mark, where the stacks'
     peak figures are taken (else "": they are at the process's)."""
-    p = r.get("live_peak")
-    if not p or not p["of_thread"]:
+    if not peak_of_thread(r):
         return ""
+    p = r["live_peak"]
     return (f"thread {r['thread_selected']}'s own high-water mark: "
             f"{r['peak_live_bytes']:,} bytes ({fmt_bytes(r['peak_live_bytes'])}) in "
             f"{r['peak_live_count']:,} blocks made in the range, after event {p['event']:,}")
@@ -134,7 +140,7 @@ def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]
     out["view"] = view
     out["range"] = r["range"]
     out["peak_event"] = r["peak"]["event"]
-    if r.get("live_peak", {}).get("of_thread"):
+    if peak_of_thread(r):
         out["thread_peak"] = {"bytes": r["peak_live_bytes"], "count": r["peak_live_count"],
                               "event": r["live_peak"]["event"]}
     out["stacks_recorded"] = r["stacks_recorded"]
@@ -160,14 +166,15 @@ def to_json(cap: Dict[str, Any], r: Dict[str, Any], view: str) -> Dict[str, Any]
 
 def format_view(r: Dict[str, Any], view: str, top: int, depth: int) -> str:
     b, c = MEASURES[view]
-    what = {"peak": "live at the thread's high-water mark" if thread_peak(r)
+    own = thread_peak(r)
+    what = {"peak": "live at the thread's high-water mark" if own
             else "live at the high-water mark", "leaks": "still live at the end",
             "all": "allocated"}[view]
     lines = [""]
-    if view == "peak" and thread_peak(r):
+    if view == "peak" and own:
         lines.append(f"High-water mark of the process: {r['peak']['bytes']:,} bytes "
                      f"({fmt_bytes(r['peak']['bytes'])}) after event {r['peak']['event']:,}; "
-                     f"{thread_peak(r)}, by stack below.")
+                     f"{own}, by stack below.")
     elif view == "peak":
         lines.append(f"High-water mark: {r['peak']['bytes']:,} bytes "
                      f"({fmt_bytes(r['peak']['bytes'])}) after event {r['peak']['event']:,};"
